@@ -1,0 +1,124 @@
+# The one command surface of the persona stack. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+UV := $(VENV)/tools/bin/uv
+DEV := $(VENV)/dev/bin
+MLFLOW_ENV := $(VENV)/mlflow/bin
+SCORING_ENV := $(VENV)/scoring/bin
+
+export PERSONA_HOME ?= $(CURDIR)/.persona
+export MAGE_DATA_DIR ?= $(PERSONA_HOME)/mage_data
+# Local runs see .env when it exists (Compose reads it too); the environment still wins.
+ifneq (,$(wildcard .env))
+include .env
+export
+endif
+
+# The make targets that run the stack keep their state in the local PostgreSQL (`make postgres`
+# starts it); the bare `persona` CLI, with nothing set, uses SQLite files under PERSONA_HOME.
+LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
+STACK_TARGETS := local-up local-down local-status mlflow mage data train train-local rollback
+$(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI ?= $(LOCAL_PG)/persona_mlflow
+$(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL ?= $(LOCAL_PG)/persona_mage
+$(STACK_TARGETS): export PERSONA_DATABASE_URL ?= $(LOCAL_PG)/persona
+
+MONTH ?= 2026-01
+MONTHS ?= 2026-01
+ROWS ?= 20000
+SEED ?= 42
+PYTEST_ARGS ?=
+
+.PHONY: help install postgres local-up local-down local-status test test-fast lint format mlflow \
+        mage data train train-local rollback bench-train locks clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)/tools
+	$(VENV)/tools/bin/pip install --quiet uv==0.13.8
+
+# One virtual environment per service, each installed from its lock file (also used by Dockerfiles).
+$(VENV)/dev/.installed: requirements/dev.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)/dev
+	VIRTUAL_ENV=$(VENV)/dev $(UV) pip sync --quiet requirements/dev.lock
+	VIRTUAL_ENV=$(VENV)/dev $(UV) pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/mlflow/.installed: requirements/mlflow-server.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)/mlflow
+	VIRTUAL_ENV=$(VENV)/mlflow $(UV) pip sync --quiet requirements/mlflow-server.lock
+	VIRTUAL_ENV=$(VENV)/mlflow $(UV) pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/scoring/.installed: requirements/scoring.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)/scoring
+	VIRTUAL_ENV=$(VENV)/scoring $(UV) pip sync --quiet requirements/scoring.lock
+	VIRTUAL_ENV=$(VENV)/scoring $(UV) pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/dev/.installed $(VENV)/mlflow/.installed $(VENV)/scoring/.installed ## Create/refresh the three environments (no-op when current)
+
+postgres: ## Start the local PostgreSQL 15 if it is down
+	@bash scripts/ensure_postgres.sh
+
+local-up: install postgres ## Start MLflow (:5000) and Mage (:6789) in the background, no Docker
+	$(DEV)/python -m persona.services.local_stack up
+	@echo "MLflow http://127.0.0.1:5000   Mage http://127.0.0.1:6789   (logs in $(PERSONA_HOME)/logs)"
+
+local-down: ## Stop what local-up started
+	$(DEV)/python -m persona.services.local_stack down
+
+local-status: ## Is each local service up and answering?
+	$(DEV)/python -m persona.services.local_stack status
+
+test: install postgres ## Every test: unit, data, model, integration, e2e
+	$(DEV)/python -m pytest -m "unit or data or model or integration or e2e" $(PYTEST_ARGS)
+
+test-fast: $(VENV)/dev/.installed ## The fast tests only (unit, data)
+	$(DEV)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/dev/.installed ## black, ruff, YAML/whitespace/secret checks (same as pre-commit)
+	PRE_COMMIT_HOME=$(VENV)/pre-commit $(DEV)/pre-commit run --all-files --show-diff-on-failure
+
+format: $(VENV)/dev/.installed ## Apply black and ruff fixes
+	$(DEV)/ruff check --fix src tests 02_pipeline
+	$(DEV)/black src tests 02_pipeline
+
+mlflow: $(VENV)/mlflow/.installed postgres ## Run the MLflow server in the foreground (same command as Compose)
+	$(MLFLOW_ENV)/python -m persona.services.mlflow_server
+
+mage: $(VENV)/dev/.installed postgres ## Run Mage (UI, API triggers, scheduler) in the foreground
+	$(DEV)/python -m persona.services.mage
+
+data: $(VENV)/dev/.installed postgres ## Generate MONTHS (space-separated) of ROWS synthetic customers into the table
+	$(DEV)/persona data generate --rows $(ROWS) --seed $(SEED) --month $(MONTHS)
+
+train: $(VENV)/dev/.installed postgres ## Run the Mage `train` pipeline headless (honours conditionals)
+	$(DEV)/persona pipeline run train --var months=$(subst $(space),$(comma),$(strip $(MONTHS))) --var seed=$(SEED)
+
+train-local: $(VENV)/dev/.installed postgres ## Run the same training steps without Mage
+	$(DEV)/persona train --months $(subst $(space),$(comma),$(strip $(MONTHS))) --seed $(SEED)
+
+rollback: $(VENV)/dev/.installed postgres ## Move @production back to the version it replaced
+	$(DEV)/persona model rollback
+
+bench-train: install postgres ## Time generate/validate/search/register at 10k/100k/1M rows
+	$(DEV)/python -m persona.bench.train $(BENCH_ARGS)
+
+locks: | $(UV) ## Re-resolve the lock files and regenerate environment.yml
+	$(UV) pip compile --quiet requirements/pipeline.in --override requirements/overrides.txt --python-version 3.11 -o requirements/pipeline.lock
+	$(UV) pip compile --quiet requirements/dev.in --override requirements/overrides.txt -c requirements/pipeline.lock --python-version 3.11 -o requirements/dev.lock
+	$(UV) pip compile --quiet requirements/mlflow-server.in --python-version 3.11 -o requirements/mlflow-server.lock
+	$(UV) pip compile --quiet requirements/scoring.in --python-version 3.11 -o requirements/scoring.lock
+	$(DEV)/python -m persona.devtools environment-yml > environment.yml
+
+clean: ## Remove local state (.persona) but keep the environments
+	rm -rf $(PERSONA_HOME)
+
+comma := ,
+empty :=
+space := $(empty) $(empty)

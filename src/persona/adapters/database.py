@@ -1,0 +1,108 @@
+"""Project tables (PostgreSQL in Compose/tests, SQLite locally) through SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from tqdm.auto import tqdm
+
+from persona.adapters.postgres_admin import ensure_database
+from persona.data.schema import DatasetSchema
+from persona.errors import InvalidInputError, UpstreamUnavailableError
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 5_000
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine on ``url``; a missing SQLite folder or PostgreSQL database is created first."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_database(url)
+    return sa.create_engine(url, future=True, pool_pre_ping=True)
+
+
+def _table(
+    metadata: sa.MetaData, name: str, frame: pd.DataFrame, schema: DatasetSchema
+) -> sa.Table:
+    columns = []
+    for column in frame.columns:
+        if column in schema.key:
+            columns.append(sa.Column(column, sa.String(64), primary_key=True))
+        elif pd.api.types.is_numeric_dtype(frame[column]):
+            columns.append(sa.Column(column, sa.Float))
+        else:
+            columns.append(sa.Column(column, sa.Text))
+    return sa.Table(name, metadata, *columns)
+
+
+def upsert_frame(
+    engine: sa.Engine,
+    table_name: str,
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    progress: bool | None = None,
+) -> int:
+    """Insert or update rows by (id, month); re-running the same month changes no row count."""
+    metadata = sa.MetaData()
+    table = _table(metadata, table_name, frame, schema)
+    try:
+        metadata.create_all(engine, checkfirst=True)
+        existing = {c["name"] for c in sa.inspect(engine).get_columns(table_name)}
+    except OperationalError as exc:
+        raise UpstreamUnavailableError(f"database unreachable: {str(exc.orig)[:200]}") from None
+    missing = [c for c in frame.columns if c not in existing]
+    if missing:
+        raise InvalidInputError(
+            f"table {table_name!r} exists without column(s) {missing}; use another table name"
+        )
+    insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
+    updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in schema.key}
+    statement = insert.on_conflict_do_update(index_elements=schema.key, set_=updates)
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    disable = None if progress is None else not progress
+    with (
+        engine.begin() as connection,
+        tqdm(total=len(records), desc=f"upsert {table_name}", unit="rows", disable=disable) as bar,
+    ):
+        for start in range(0, len(records), CHUNK_ROWS):
+            chunk = records[start : start + CHUNK_ROWS]
+            connection.execute(statement, chunk)
+            bar.update(len(chunk))
+    logger.info("upserted %d rows into %s", len(records), table_name)
+    return len(records)
+
+
+def read_months(
+    engine: sa.Engine, table_name: str, schema: DatasetSchema, months: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Rows of the given months (all months when None), in a stable order."""
+    try:
+        table = sa.Table(table_name, sa.MetaData(), autoload_with=engine)
+    except sa.exc.NoSuchTableError:
+        raise InvalidInputError(f"table {table_name!r} does not exist; ingest data first") from None
+    except SQLAlchemyError as exc:
+        raise UpstreamUnavailableError(f"database unreachable: {str(exc)[:200]}") from None
+    query = sa.select(table)
+    if months:
+        query = query.where(table.c[schema.month_column].in_(list(months)))
+    query = query.order_by(table.c[schema.month_column], table.c[schema.id_column])
+    with engine.connect() as connection:
+        frame = pd.read_sql(query, connection)
+    if frame.empty:
+        raise InvalidInputError(
+            f"no rows in {table_name!r} for month(s) {list(months) if months else 'any'}"
+        )
+    return frame
+
+
+def count_rows(engine: sa.Engine, table_name: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text(f'SELECT count(*) FROM "{table_name}"')).scalar_one())

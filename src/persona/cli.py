@@ -1,0 +1,210 @@
+"""The ``persona`` command: data, training, registry and pipeline runs from a terminal.
+
+Entry point layer: reads settings, configures logging, maps PersonaError to exit codes and
+prints results as JSON; no stack traces for expected failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from persona.errors import PersonaError
+from persona.logging_setup import configure_logging
+from persona.settings import Settings, env_example_lines, load_settings
+
+logger = logging.getLogger("persona.cli")
+
+
+def _emit(result: Any) -> None:
+    sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def _data_generate(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.adapters import database
+    from persona.data.catalogue import load_catalogue
+    from persona.data.files import write_table
+    from persona.data.generator import generate_snapshot
+
+    catalogue = load_catalogue(settings.catalogue_path)
+    outputs = []
+    for month in args.month:
+        frame = generate_snapshot(
+            catalogue, args.rows, month, args.seed, args.scenario, args.missing_rate
+        )
+        if args.out:
+            path = Path(str(args.out).format(month=month))
+            write_table(frame, path)
+            outputs.append({"month": month, "rows": len(frame), "file": str(path)})
+        else:
+            engine = database.make_engine(settings.project_database_url)
+            table = args.table or settings.customers_table
+            database.upsert_frame(engine, table, frame, catalogue.schema)
+            outputs.append(
+                {
+                    "month": month,
+                    "rows": len(frame),
+                    "table": table,
+                    "table_rows": database.count_rows(engine, table),
+                }
+            )
+    return outputs
+
+
+def _load_user_frame(args: argparse.Namespace, settings: Settings):
+    from persona.data.files import read_table
+    from persona.data.schema import load_schema
+
+    schema = load_schema(Path(args.schema) if args.schema else settings.schema_path)
+    frame = read_table(Path(args.file), schema.id_column)
+    if args.month:
+        frame[schema.month_column] = args.month
+    return schema, frame
+
+
+def _data_validate(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.data.validation import require_valid
+
+    schema, frame = _load_user_frame(args, settings)
+    return require_valid(frame, schema).to_dict()
+
+
+def _data_ingest(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.adapters import database
+    from persona.data.validation import require_valid
+
+    schema, frame = _load_user_frame(args, settings)
+    require_valid(frame, schema)
+    engine = database.make_engine(settings.project_database_url)
+    table = args.table or schema.table or settings.customers_table
+    written = database.upsert_frame(engine, table, frame, schema)
+    return {"rows": written, "table": table, "table_rows": database.count_rows(engine, table)}
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.flows.train import DataRequest, TrainingContext, run_training
+
+    context = TrainingContext.from_settings(settings, seed=args.seed)
+    request = DataRequest.from_variables(vars(args))
+    return run_training(context, request)
+
+
+def _model_rollback(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.adapters import mlflow_registry
+
+    client = mlflow_registry.connect(settings.mlflow_tracking_uri)
+    return vars(mlflow_registry.rollback(client, settings.model_name))
+
+
+def _model_show(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.adapters import mlflow_registry
+
+    client = mlflow_registry.connect(settings.mlflow_tracking_uri)
+    return mlflow_registry.describe_aliases(client, settings.model_name)
+
+
+def _pipeline_run(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.orchestration.mage_runner import parse_variables, run_pipeline
+
+    result = run_pipeline(
+        settings, args.pipeline, parse_variables(args.var), timeout_s=args.timeout
+    )
+    if not result.ok:
+        raise PersonaError(result.failure_text())
+    return result.to_dict()
+
+
+def _env_example(args: argparse.Namespace, settings: Settings) -> Any:
+    sys.stdout.write("\n".join(env_example_lines()) + "\n")
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="persona", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="generate, validate and ingest customer data")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    generate = data_commands.add_parser("generate", help="synthetic monthly snapshots")
+    generate.add_argument("--rows", type=int, default=20_000)
+    generate.add_argument("--month", nargs="+", default=["2026-01"], help="one or more YYYY-MM")
+    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument(
+        "--scenario",
+        default="none",
+        choices=["none", "income_inflation", "mix_shift", "new_persona", "channel_shift"],
+    )
+    generate.add_argument("--missing-rate", type=float, default=0.0)
+    generate.add_argument(
+        "--out", help="CSV/Parquet path ({month} is replaced); default: the table"
+    )
+    generate.add_argument("--table", help="target table (default PERSONA_CUSTOMERS_TABLE)")
+    generate.set_defaults(handler=_data_generate)
+    for name, handler, text in (
+        ("validate", _data_validate, "check a CSV/Parquet file against a schema"),
+        ("ingest", _data_ingest, "validate a CSV/Parquet file and upsert it into the table"),
+    ):
+        sub = data_commands.add_parser(name, help=text)
+        sub.add_argument("--file", required=True)
+        sub.add_argument("--schema", help="schema YAML (default PERSONA_SCHEMA)")
+        sub.add_argument("--month", help="set the month column to this YYYY-MM")
+        if name == "ingest":
+            sub.add_argument("--table")
+        sub.set_defaults(handler=handler)
+
+    train = commands.add_parser("train", help="run the training flow in-process (no Mage)")
+    train.add_argument("--source", default="table", choices=["table", "file", "synthetic"])
+    train.add_argument("--months", default="", help="comma-separated YYYY-MM (default: all)")
+    train.add_argument("--path", help="CSV/Parquet file for --source file")
+    train.add_argument("--rows", type=int, default=20_000, help="rows for --source synthetic")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--scenario", default="none")
+    train.set_defaults(handler=_train)
+
+    model = commands.add_parser("model", help="registry operations")
+    model_commands = model.add_subparsers(dest="model_command", required=True)
+    model_commands.add_parser(
+        "rollback", help="move production back to the previous version"
+    ).set_defaults(handler=_model_rollback)
+    model_commands.add_parser("show", help="which versions hold which alias").set_defaults(
+        handler=_model_show
+    )
+
+    pipeline = commands.add_parser("pipeline", help="Mage pipelines")
+    pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
+    run = pipeline_commands.add_parser("run", help="run a pipeline headless (honours conditionals)")
+    run.add_argument("pipeline", help="pipeline uuid, e.g. train")
+    run.add_argument("--var", action="append", default=[], help="run variable KEY=VALUE")
+    run.add_argument("--timeout", type=float, default=3600.0, help="seconds before giving up")
+    run.set_defaults(handler=_pipeline_run)
+
+    commands.add_parser("env-example", help="print the .env.example text").set_defaults(
+        handler=_env_example
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        result = args.handler(args, settings)
+    except PersonaError as exc:
+        logger.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return 130
+    if result is not None:
+        _emit(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Customer data: persona catalogue, synthetic generator, schema, validation, storage."""

@@ -1,0 +1,121 @@
+"""Dataset schema: which columns are the id, the month, the features and (optionally) the truth.
+
+The pipeline reads column roles from here, never from the synthetic generator, so a team's
+own CSV/Parquet trains as soon as a schema file describes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from persona.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class NumericSpec:
+    min: float | None = None
+    max: float | None = None
+    integer: bool = False
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    id_column: str
+    numeric: Mapping[str, NumericSpec]
+    categorical: Mapping[str, tuple[str, ...] | None]
+    month_column: str = "snapshot_month"
+    truth_column: str | None = None
+    max_null_share: float = 0.05
+    min_rows: int = 50
+    table: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    @property
+    def key(self) -> list[str]:
+        return [self.id_column, self.month_column]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id_column": self.id_column,
+            "month_column": self.month_column,
+            "truth_column": self.truth_column,
+            "max_null_share": self.max_null_share,
+            "min_rows": self.min_rows,
+            "numeric_features": {
+                name: {k: v for k, v in vars(spec).items() if v not in (None, "")}
+                for name, spec in self.numeric.items()
+            },
+            "categorical_features": {
+                name: list(levels) if levels else None for name, levels in self.categorical.items()
+            },
+        }
+
+
+def schema_from_dict(raw: Mapping[str, Any], source: str = "schema") -> DatasetSchema:
+    """Parse and check a schema mapping; errors name the file and the offending key."""
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(f"{source}: expected a mapping at top level")
+    try:
+        id_column = str(raw["id_column"])
+    except KeyError:
+        raise ConfigurationError(f"{source}: 'id_column' is required") from None
+    numeric_raw = raw.get("numeric_features") or {}
+    categorical_raw = raw.get("categorical_features") or {}
+    if not numeric_raw:
+        raise ConfigurationError(f"{source}: 'numeric_features' must list at least one column")
+    numeric: dict[str, NumericSpec] = {}
+    for name, spec in numeric_raw.items():
+        spec = spec or {}
+        unknown = set(spec) - {"min", "max", "integer", "unit"}
+        if unknown:
+            raise ConfigurationError(
+                f"{source}: numeric feature {name!r}: unknown keys {sorted(unknown)}"
+            )
+        numeric[str(name)] = NumericSpec(
+            min=spec.get("min"),
+            max=spec.get("max"),
+            integer=bool(spec.get("integer", False)),
+            unit=str(spec.get("unit", "")),
+        )
+    categorical = {
+        str(name): tuple(str(v) for v in levels) if levels else None
+        for name, levels in categorical_raw.items()
+    }
+    overlap = set(numeric) & set(categorical)
+    if overlap:
+        raise ConfigurationError(
+            f"{source}: columns both numeric and categorical: {sorted(overlap)}"
+        )
+    share = float(raw.get("max_null_share", 0.05))
+    if not 0 <= share <= 1:
+        raise ConfigurationError(f"{source}: max_null_share must be in [0, 1], got {share}")
+    return DatasetSchema(
+        id_column=id_column,
+        numeric=numeric,
+        categorical=categorical,
+        month_column=str(raw.get("month_column", "snapshot_month")),
+        truth_column=raw.get("truth_column"),
+        max_null_share=share,
+        min_rows=int(raw.get("min_rows", 50)),
+        table=raw.get("table"),
+    )
+
+
+def load_schema(path: Path) -> DatasetSchema:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(f"schema file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
+    return schema_from_dict(raw, source=str(path))

@@ -1,0 +1,1 @@
+"""Clustering search, persona naming, the MLflow pyfunc and persona profiles."""

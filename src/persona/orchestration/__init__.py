@@ -1,0 +1,1 @@
+"""Mage integration: block entry functions and the headless runner."""

@@ -1,0 +1,65 @@
+"""``python -m persona.services.mlflow_server``: the MLflow server, as local stack and Compose run it.
+
+Backend store in PostgreSQL (``postgresql+psycopg2://``) or SQLite, artifacts proxied by the
+server to a local folder or ``gs://BUCKET/PREFIX``, job execution off (saves ~2.5 GB).
+Runs in the mlflow-server environment, so it imports only the standard library and settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from persona.adapters.postgres_admin import ensure_database
+from persona.errors import PersonaError
+from persona.logging_setup import configure_logging
+from persona.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def server_command(settings: Settings) -> list[str]:
+    destination = settings.artifacts_destination
+    if "://" not in destination:
+        Path(destination).mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        settings.backend_store_uri,
+        "--artifacts-destination",
+        destination,
+        "--serve-artifacts",
+        "--host",
+        settings.mlflow_host,
+        "--port",
+        str(settings.mlflow_port),
+        "--workers",
+        str(settings.mlflow_workers),
+    ]
+    if settings.mlflow_allowed_hosts:
+        command += ["--allowed-hosts", settings.mlflow_allowed_hosts]
+    return command
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        settings.home.mkdir(parents=True, exist_ok=True)
+        ensure_database(settings.backend_store_uri)
+    except PersonaError as exc:
+        logger.error("%s", exc)
+        raise SystemExit(exc.exit_code) from None
+    os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    command = server_command(settings)
+    logger.info("starting MLflow server: %s", " ".join(command))
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""The one settings object. Every knob comes from the environment, with local defaults.
+
+Defaults run with no Docker and no cloud: SQLite files and local folders under
+``PERSONA_HOME``. Compose and CI only override variables. Precedence, tested:
+run variable (explicit override) > environment > default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from persona.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class _Var:
+    env: str
+    default: str
+    kind: type
+    help: str
+
+
+# The registry of environment variables; .env.example must list exactly these (tested).
+VARIABLES: dict[str, _Var] = {
+    "home": _Var("PERSONA_HOME", ".persona", Path, "Local state: SQLite files, artifacts, logs."),
+    "catalogue_path": _Var(
+        "PERSONA_CATALOGUE", "00_create_data/personas.yaml", Path, "Persona catalogue YAML."
+    ),
+    "schema_path": _Var(
+        "PERSONA_SCHEMA", "00_create_data/schema.yaml", Path, "Dataset schema YAML (columns)."
+    ),
+    "params_path": _Var("PERSONA_PARAMS", "01_model/params.yaml", Path, "Model search config."),
+    "database_url": _Var(
+        "PERSONA_DATABASE_URL",
+        "",
+        str,
+        "SQLAlchemy URL of the project tables; empty = SQLite file under PERSONA_HOME.",
+    ),
+    "customers_table": _Var(
+        "PERSONA_CUSTOMERS_TABLE", "customers", str, "Table holding monthly customer snapshots."
+    ),
+    "mlflow_tracking_uri": _Var(
+        "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", str, "MLflow server clients talk to."
+    ),
+    "mlflow_experiment": _Var(
+        "MLFLOW_EXPERIMENT_NAME", "persona-segmentation", str, "Experiment of training runs."
+    ),
+    "model_name": _Var("PERSONA_MODEL_NAME", "persona-segmentation", str, "Registered model."),
+    "mlflow_backend_store_uri": _Var(
+        "MLFLOW_BACKEND_STORE_URI",
+        "",
+        str,
+        "Server only: registry/tracking DB; empty = SQLite file under PERSONA_HOME.",
+    ),
+    "mlflow_artifacts_destination": _Var(
+        "MLFLOW_ARTIFACTS_DESTINATION",
+        "",
+        str,
+        "Server only: artifact root (folder or gs://BUCKET/PREFIX); empty = PERSONA_HOME/mlartifacts.",
+    ),
+    "mlflow_host": _Var("MLFLOW_HOST", "127.0.0.1", str, "Server only: bind address."),
+    "mlflow_port": _Var("MLFLOW_PORT", "5000", int, "Server only: port."),
+    "mlflow_workers": _Var("MLFLOW_WORKERS", "2", int, "Server only: worker processes."),
+    "mlflow_allowed_hosts": _Var(
+        "MLFLOW_ALLOWED_HOSTS", "", str, "Server only: extra Host headers to accept (comma list)."
+    ),
+    "gcs_bucket": _Var(
+        "GCS_BUCKET", "", str, "GCS bucket for artifacts (Terraform output); empty = local."
+    ),
+    "gcs_prefix": _Var("GCS_PREFIX", "mlflow", str, "Folder inside GCS_BUCKET for artifacts."),
+    "storage_emulator_host": _Var(
+        "STORAGE_EMULATOR_HOST",
+        "",
+        str,
+        "GCS emulator URL (tests/offline), e.g. http://127.0.0.1:9023.",
+    ),
+    "mage_project_path": _Var(
+        "PERSONA_MAGE_PROJECT", "02_pipeline/persona_pipelines", Path, "The Mage project folder."
+    ),
+    "mage_database_url": _Var(
+        "MAGE_DATABASE_CONNECTION_URL",
+        "",
+        str,
+        "Mage's own DB; empty = SQLite file under PERSONA_HOME.",
+    ),
+    "mage_host": _Var("PERSONA_MAGE_HOST", "127.0.0.1", str, "Mage UI/API bind address."),
+    "mage_port": _Var("PERSONA_MAGE_PORT", "6789", int, "Mage UI/API port."),
+    "trigger_token": _Var(
+        "PERSONA_TRIGGER_TOKEN",
+        "",
+        str,
+        "Token of the Mage API triggers (a secret); empty = Mage makes a random one.",
+    ),
+    "log_level": _Var("PERSONA_LOG_LEVEL", "INFO", str, "Logging level of entry points."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    catalogue_path: Path
+    schema_path: Path
+    params_path: Path
+    database_url: str
+    customers_table: str
+    mlflow_tracking_uri: str
+    mlflow_experiment: str
+    model_name: str
+    mlflow_backend_store_uri: str
+    mlflow_artifacts_destination: str
+    mlflow_host: str
+    mlflow_port: int
+    mlflow_workers: int
+    mlflow_allowed_hosts: str
+    gcs_bucket: str
+    gcs_prefix: str
+    storage_emulator_host: str
+    mage_project_path: Path
+    mage_database_url: str
+    mage_host: str
+    mage_port: int
+    trigger_token: str
+    log_level: str
+
+    @property
+    def project_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'persona.db'}"
+
+    @property
+    def backend_store_uri(self) -> str:
+        return self.mlflow_backend_store_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifacts_destination(self) -> str:
+        if self.mlflow_artifacts_destination:
+            return self.mlflow_artifacts_destination
+        if self.gcs_bucket:
+            return f"gs://{self.gcs_bucket}/{self.gcs_prefix.strip('/')}"
+        return str(self.home / "mlartifacts")
+
+    @property
+    def mage_db_url(self) -> str:
+        return self.mage_database_url or f"sqlite:///{self.home / 'mage.db'}"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Run variables win over the environment (the documented precedence)."""
+        return load_settings(environ={}, base=self, overrides=overrides)
+
+
+def _convert(name: str, var: _Var, raw: str) -> Any:
+    if var.kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigurationError(f"{var.env} must be an integer, got {raw!r}") from None
+    if var.kind is Path:
+        return Path(raw).expanduser().resolve()
+    return raw
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    base: Settings | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from ``environ`` (default: ``os.environ``); unknown overrides fail."""
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(VARIABLES))
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for name, var in VARIABLES.items():
+        if name in overrides and overrides[name] is not None:
+            raw = str(overrides[name])
+        elif var.env in environ:
+            raw = environ[var.env]
+        elif base is not None:
+            values[name] = getattr(base, name)
+            continue
+        else:
+            raw = var.default
+        values[name] = _convert(name, var, raw)
+    settings = Settings(**values)
+    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigurationError(
+            f"PERSONA_LOG_LEVEL must be a logging level, got {settings.log_level!r}"
+        )
+    return settings
+
+
+def env_example_lines() -> list[str]:
+    """The text of .env.example, so the committed file can be checked against the registry."""
+    lines = [
+        "# Every variable the persona stack reads. Copy to .env; empty or absent = local default.",
+        "# Generated from persona.settings.VARIABLES (a test checks the two agree).",
+    ]
+    for var in VARIABLES.values():
+        lines.append(f"# {var.help}")
+        lines.append(f"{var.env}={var.default}")
+    return lines

@@ -1,0 +1,46 @@
+"""The three pinned environments and environment.yml must agree where they overlap."""
+
+from pathlib import Path
+
+from persona.devtools import environment_yml, read_pins
+
+ROOT = Path(__file__).resolve().parents[2]
+REQ = ROOT / "requirements"
+SHARED_ML = ("numpy", "pandas", "scikit-learn", "scipy", "skops", "joblib", "threadpoolctl")
+
+
+def test_pipeline_and_scoring_share_the_ml_stack():
+    pipeline, scoring = read_pins(REQ / "pipeline.lock"), read_pins(REQ / "scoring.lock")
+    for package in SHARED_ML:
+        assert pipeline[package] == scoring[package], package
+
+
+def test_dev_lock_extends_pipeline_lock_unchanged():
+    pipeline, dev = read_pins(REQ / "pipeline.lock"), read_pins(REQ / "dev.lock")
+    changed = {name: (v, dev.get(name)) for name, v in pipeline.items() if dev.get(name) != v}
+    assert not changed
+
+
+def test_environment_yml_is_generated_from_dev_lock():
+    assert (ROOT / "environment.yml").read_text() == environment_yml(REQ / "dev.lock")
+
+
+def test_service_pins_named_in_stack_notes():
+    pipeline = read_pins(REQ / "pipeline.lock")
+    assert pipeline["mage-ai"] == "0.9.80"
+    assert pipeline["evidently"] == "0.7.23"
+    assert pipeline["mlflow-skinny"] == read_pins(REQ / "mlflow-server.lock")["mlflow"]
+    assert "mlflow" not in pipeline  # the full server lives in its own environment
+
+
+def test_service_images_install_the_lock_and_run_the_local_entry_command():
+    """A container runs what the no-Docker stack runs, from the lock the Makefile installs."""
+    makefile = (ROOT / "Makefile").read_text()
+    for image, lock, module in [
+        ("pipeline", "pipeline.lock", "persona.services.mage"),
+        ("mlflow-server", "mlflow-server.lock", "persona.services.mlflow_server"),
+    ]:
+        dockerfile = (ROOT / f"05_iac/docker/{image}.Dockerfile").read_text()
+        assert f"uv pip sync --system --no-cache requirements/{lock}" in dockerfile
+        assert f'CMD ["python", "-m", "{module}"]' in dockerfile
+        assert f"-m {module}" in makefile
