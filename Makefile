@@ -20,7 +20,7 @@ endif
 # The make targets that run the stack keep their state in the local PostgreSQL (`make postgres`
 # starts it); the bare `persona` CLI, with nothing set, uses SQLite files under PERSONA_HOME.
 LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
-STACK_TARGETS := local-up local-down local-status mlflow mage data train train-local rollback
+STACK_TARGETS := local-up local-down local-status mlflow mage serve data train train-local score rollback
 $(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI ?= $(LOCAL_PG)/persona_mlflow
 $(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL ?= $(LOCAL_PG)/persona_mage
 $(STACK_TARGETS): export PERSONA_DATABASE_URL ?= $(LOCAL_PG)/persona
@@ -32,7 +32,7 @@ SEED ?= 42
 PYTEST_ARGS ?=
 
 .PHONY: help install postgres local-up local-down local-status test test-fast lint format mlflow \
-        mage data train train-local rollback bench-train locks clean
+        serve mage data train train-local score rollback bench-train bench-serve locks clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -65,9 +65,9 @@ install: $(VENV)/dev/.installed $(VENV)/mlflow/.installed $(VENV)/scoring/.insta
 postgres: ## Start the local PostgreSQL 15 if it is down
 	@bash scripts/ensure_postgres.sh
 
-local-up: install postgres ## Start MLflow (:5000) and Mage (:6789) in the background, no Docker
+local-up: install postgres ## Start MLflow (:5000), Mage (:6789), scoring API (:8080) in the background
 	$(DEV)/python -m persona.services.local_stack up
-	@echo "MLflow http://127.0.0.1:5000   Mage http://127.0.0.1:6789   (logs in $(PERSONA_HOME)/logs)"
+	@echo "MLflow http://127.0.0.1:5000  Mage http://127.0.0.1:6789  API http://127.0.0.1:8080  (logs: $(PERSONA_HOME)/logs)"
 
 local-down: ## Stop what local-up started
 	$(DEV)/python -m persona.services.local_stack down
@@ -85,11 +85,14 @@ lint: $(VENV)/dev/.installed ## black, ruff, YAML/whitespace/secret checks (same
 	PRE_COMMIT_HOME=$(VENV)/pre-commit $(DEV)/pre-commit run --all-files --show-diff-on-failure
 
 format: $(VENV)/dev/.installed ## Apply black and ruff fixes
-	$(DEV)/ruff check --fix src tests 02_pipeline
-	$(DEV)/black src tests 02_pipeline
+	$(DEV)/ruff check --fix src tests 02_pipeline 03_deployment
+	$(DEV)/black src tests 02_pipeline 03_deployment
 
 mlflow: $(VENV)/mlflow/.installed postgres ## Run the MLflow server in the foreground (same command as Compose)
 	$(MLFLOW_ENV)/python -m persona.services.mlflow_server
+
+serve: $(VENV)/scoring/.installed ## Run the scoring API (Gunicorn) in the foreground (same command as its image)
+	MALLOC_ARENA_MAX=2 $(SCORING_ENV)/gunicorn -c 03_deployment/gunicorn.conf.py
 
 mage: $(VENV)/dev/.installed postgres ## Run Mage (UI, API triggers, scheduler) in the foreground
 	$(DEV)/python -m persona.services.mage
@@ -103,11 +106,17 @@ train: $(VENV)/dev/.installed postgres ## Run the Mage `train` pipeline headless
 train-local: $(VENV)/dev/.installed postgres ## Run the same training steps without Mage
 	$(DEV)/persona train --months $(subst $(space),$(comma),$(strip $(MONTHS))) --seed $(SEED)
 
+score: $(VENV)/dev/.installed postgres ## Score MONTH's customers through the API into PERSONA_SCORES_TABLE
+	$(DEV)/persona score --month $(MONTH)
+
 rollback: $(VENV)/dev/.installed postgres ## Move @production back to the version it replaced
 	$(DEV)/persona model rollback
 
 bench-train: install postgres ## Time generate/validate/search/register at 10k/100k/1M rows
 	$(DEV)/python -m persona.bench.train $(BENCH_ARGS)
+
+bench-serve: install postgres ## In-process vs `mlflow models serve` vs this API: rows/s, p50/p95
+	$(DEV)/python -m persona.bench.serve $(BENCH_ARGS)
 
 locks: | $(UV) ## Re-resolve the lock files and regenerate environment.yml
 	$(UV) pip compile --quiet requirements/pipeline.in --override requirements/overrides.txt --python-version 3.11 -o requirements/pipeline.lock

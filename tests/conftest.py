@@ -65,10 +65,14 @@ def pg_url(make_database) -> str:
 
 
 def start_mlflow_server(
-    tmp: Path, backend_url: str, artifacts: str | None = None, extra_env: dict | None = None
+    tmp: Path,
+    backend_url: str,
+    artifacts: str | None = None,
+    extra_env: dict | None = None,
+    port: int | None = None,
 ) -> ServiceProcess:
     return processes.start_mlflow_server(
-        VENVS / "mlflow/bin/python", tmp, backend_url, artifacts, extra_env
+        VENVS / "mlflow/bin/python", tmp, backend_url, artifacts, extra_env, port=port
     )
 
 

@@ -94,6 +94,35 @@ def _train(args: argparse.Namespace, settings: Settings) -> Any:
     return run_training(context, request)
 
 
+def _score(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.adapters import database
+    from persona.data.files import read_table, write_table
+    from persona.data.schema import load_schema
+    from persona.flows.score import score_frame
+    from persona.serving.client import ScoringClient
+
+    schema = load_schema(settings.schema_path)
+    months = [args.month] if args.month else None
+    if args.file:
+        frame = read_table(Path(args.file), schema.id_column)
+        if months:
+            frame = frame[frame[schema.month_column].astype(str).isin(months)]
+    else:
+        engine = database.make_engine(settings.project_database_url)
+        frame = database.read_months(engine, settings.customers_table, schema, months)
+    client = ScoringClient(args.url or settings.scoring_url, settings.api_token)
+    outcome = score_frame(frame, schema, client, args.chunk_rows)
+    summary = outcome.summary()
+    if args.out:
+        write_table(outcome.scored, Path(args.out))
+        summary["file"] = args.out
+    elif not args.file and len(outcome.scored):
+        database.upsert_frame(engine, settings.scores_table, outcome.scored, schema)
+        summary["table"] = settings.scores_table
+        summary["table_rows"] = database.count_rows(engine, settings.scores_table)
+    return summary
+
+
 def _model_rollback(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import mlflow_registry
 
@@ -166,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--scenario", default="none")
     train.set_defaults(handler=_train)
 
+    score = commands.add_parser("score", help="score customers through the scoring API")
+    score.add_argument("--month", help="YYYY-MM to score (default: every month)")
+    score.add_argument("--file", help="CSV/Parquet of customers instead of the table")
+    score.add_argument("--out", help="write results to this CSV/Parquet instead of the table")
+    score.add_argument("--url", help="scoring API (default PERSONA_SCORING_URL)")
+    score.add_argument("--chunk-rows", type=int, default=5_000)
+    score.set_defaults(handler=_score)
+
     model = commands.add_parser("model", help="registry operations")
     model_commands = model.add_subparsers(dest="model_command", required=True)
     model_commands.add_parser(
@@ -203,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if result is not None:
         _emit(result)
+    if isinstance(result, dict) and result.get("failed_rows"):
+        return 1  # partial success: the summary names the customers that were not scored
     return 0
 
 

@@ -43,6 +43,9 @@ VARIABLES: dict[str, _Var] = {
     "customers_table": _Var(
         "PERSONA_CUSTOMERS_TABLE", "customers", str, "Table holding monthly customer snapshots."
     ),
+    "scores_table": _Var(
+        "PERSONA_SCORES_TABLE", "customer_personas", str, "Table the batch scoring job writes."
+    ),
     "mlflow_tracking_uri": _Var(
         "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", str, "MLflow server clients talk to."
     ),
@@ -95,6 +98,26 @@ VARIABLES: dict[str, _Var] = {
         str,
         "Token of the Mage API triggers (a secret); empty = Mage makes a random one.",
     ),
+    "scoring_host": _Var("PERSONA_SCORING_HOST", "127.0.0.1", str, "Scoring API bind address."),
+    "scoring_port": _Var("PERSONA_SCORING_PORT", "8080", int, "Scoring API port."),
+    "scoring_url": _Var(
+        "PERSONA_SCORING_URL", "http://127.0.0.1:8080", str, "Scoring API the batch job calls."
+    ),
+    "scoring_workers": _Var("PERSONA_SCORING_WORKERS", "2", int, "Gunicorn worker processes."),
+    "scoring_threads": _Var("PERSONA_SCORING_THREADS", "4", int, "Threads per Gunicorn worker."),
+    "model_alias": _Var("PERSONA_MODEL_ALIAS", "production", str, "Registry alias the API serves."),
+    "model_poll_seconds": _Var(
+        "PERSONA_MODEL_POLL_SECONDS", "30", float, "How often each worker checks the alias."
+    ),
+    "max_batch_rows": _Var(
+        "PERSONA_MAX_BATCH_ROWS", "100000", int, "Rows per request (413 above)."
+    ),
+    "api_token": _Var(
+        "PERSONA_API_TOKEN", "", str, "Bearer token for /predict (a secret); empty = open."
+    ),
+    "admin_token": _Var(
+        "PERSONA_ADMIN_TOKEN", "", str, "Bearer token for /admin/* (a secret); empty = disabled."
+    ),
     "log_level": _Var("PERSONA_LOG_LEVEL", "INFO", str, "Logging level of entry points."),
 }
 
@@ -107,6 +130,7 @@ class Settings:
     params_path: Path
     database_url: str
     customers_table: str
+    scores_table: str
     mlflow_tracking_uri: str
     mlflow_experiment: str
     model_name: str
@@ -124,6 +148,16 @@ class Settings:
     mage_host: str
     mage_port: int
     trigger_token: str
+    scoring_host: str
+    scoring_port: int
+    scoring_url: str
+    scoring_workers: int
+    scoring_threads: int
+    model_alias: str
+    model_poll_seconds: float
+    max_batch_rows: int
+    api_token: str
+    admin_token: str
     log_level: str
 
     @property
@@ -157,6 +191,11 @@ def _convert(name: str, var: _Var, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigurationError(f"{var.env} must be an integer, got {raw!r}") from None
+    if var.kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{var.env} must be a number, got {raw!r}") from None
     if var.kind is Path:
         return Path(raw).expanduser().resolve()
     return raw

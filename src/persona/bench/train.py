@@ -15,26 +15,20 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
-from persona.adapters.postgres_admin import ensure_database
+from persona.bench.common import add_server_arguments, tracking_server
 from persona.data.generator import generate_snapshot
 from persona.errors import ConfigurationError, PersonaError
 from persona.flows import train
 from persona.logging_setup import configure_logging
 from persona.model.preprocess import build_preprocessor, prepare_features
 from persona.model.search import fit_sample
-from persona.services.processes import start_mlflow_server
 from persona.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -131,22 +125,6 @@ def render_table(timings: list[SizeTiming]) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def tracking_server(args: argparse.Namespace) -> Iterator[str]:
-    if args.tracking_uri:
-        yield args.tracking_uri
-        return
-    backend = f"{args.postgres.rstrip('/')}/persona_bench_{uuid.uuid4().hex[:8]}"
-    ensure_database(backend)
-    with tempfile.TemporaryDirectory(prefix="persona-bench-") as scratch:
-        server = start_mlflow_server(Path(args.mlflow_python), Path(scratch), backend, workers=2)
-        logger.info("throw-away MLflow server at %s (registry %s)", server.url, backend)
-        try:
-            yield server.url
-        finally:
-            server.stop()
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="persona.bench.train", description=__doc__.splitlines()[0]
@@ -157,17 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated row counts (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--tracking-uri", help="use this MLflow server instead of a throw-away one")
-    parser.add_argument(
-        "--postgres",
-        default="postgresql+psycopg2://postgres@127.0.0.1:5432",
-        help="PostgreSQL server for the throw-away registry database",
-    )
-    parser.add_argument(
-        "--mlflow-python",
-        default=str(Path(sys.executable).parents[2] / "mlflow/bin/python"),
-        help="python of the mlflow-server environment",
-    )
+    add_server_arguments(parser)
     return parser.parse_args(argv)
 
 

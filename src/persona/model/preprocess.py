@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -46,11 +48,18 @@ def build_preprocessor(schema: DatasetSchema, params: PreprocessingParams) -> Co
     )
 
 
+def categorical_values(series: pd.Series) -> pd.Series:
+    """Plain objects, with None and NaN both as NaN: the imputer only replaces NaN and would
+    otherwise learn None as a category of its own."""
+    values = series.astype(object)
+    return values.where(values.notna(), np.nan)
+
+
 def prepare_features(frame, schema: DatasetSchema):
     """Feature columns only, with categoricals as plain Python objects (faster one-hot)."""
     features = frame[schema.features].copy()
     for name in schema.categorical:
-        features[name] = features[name].astype(object)
+        features[name] = categorical_values(features[name])
     for name in schema.numeric:
         features[name] = features[name].astype("float64")
     return features

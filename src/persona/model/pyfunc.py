@@ -16,6 +16,7 @@ import skops.io
 
 from persona.errors import ModelUnavailableError
 from persona.model.naming import Persona
+from persona.model.preprocess import categorical_values
 from persona.model.scoring import assign
 
 OUTPUT_COLUMNS = ["persona_id", "persona_name", "confidence", "distance"]
@@ -64,7 +65,7 @@ class PersonaModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         features = model_input[self.features].copy()
         for name in self.categorical:
-            features[name] = features[name].astype(object)
+            features[name] = categorical_values(features[name])
         result = assign(self.estimator, features)
         return pd.DataFrame(
             {

@@ -23,30 +23,44 @@ from persona.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
+# Set at launch, as in the scoring image: glibc reads it before Python starts.
+SCORING_ENV = (("MALLOC_ARENA_MAX", "2"),)
+GUNICORN_CONF = Path(__file__).resolve().parents[3] / "03_deployment/gunicorn.conf.py"
+
 
 @dataclass(frozen=True)
 class LocalService:
     name: str
-    module: str
-    python: Path
+    command: list[str]
     url: str
     health_url: str
     start_timeout_s: float
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def services(settings: Settings, venvs: Path) -> list[LocalService]:
     mlflow = f"http://{settings.mlflow_host}:{settings.mlflow_port}"
     mage = f"http://{settings.mage_host}:{settings.mage_port}"
+    scoring = f"http://{settings.scoring_host}:{settings.scoring_port}"
     return [
         LocalService(
             "mlflow",
-            "persona.services.mlflow_server",
-            venvs / "mlflow/bin/python",
+            [str(venvs / "mlflow/bin/python"), "-m", "persona.services.mlflow_server"],
             mlflow,
             f"{mlflow}/health",
             90,
         ),
-        LocalService("mage", "persona.services.mage", venvs / "dev/bin/python", mage, mage, 240),
+        LocalService(
+            "mage", [str(venvs / "dev/bin/python"), "-m", "persona.services.mage"], mage, mage, 240
+        ),
+        LocalService(
+            "scoring",
+            [str(venvs / "scoring/bin/gunicorn"), "-c", str(GUNICORN_CONF)],
+            scoring,
+            f"{scoring}/health",
+            60,
+            SCORING_ENV,
+        ),
     ]
 
 
@@ -72,8 +86,8 @@ def up(settings: Settings, venvs: Path) -> None:
         log = settings.home / "logs" / f"{service.name}.log"
         logger.info("starting %s (log %s) ...", service.name, log)
         started = start_service(
-            [str(service.python), "-m", service.module],
-            dict(os.environ),
+            service.command,
+            {**os.environ, **dict(service.env)},
             log,
             service.url,
             service.health_url,

@@ -81,9 +81,10 @@ def start_mlflow_server(
     artifacts: str | None = None,
     extra_env: dict[str, str] | None = None,
     workers: int = 1,
+    port: int | None = None,
 ) -> ServiceProcess:
-    """``python -m persona.services.mlflow_server`` on a free port, ready when this returns."""
-    port = free_port()
+    """``python -m persona.services.mlflow_server`` (on a free port unless given), ready on return."""
+    port = port or free_port()
     env = {
         **os.environ,
         "PERSONA_HOME": str(home),

@@ -1,0 +1,39 @@
+"""Gunicorn settings of the scoring API, from the persona settings (environment variables).
+
+Run from anywhere: ``gunicorn -c 03_deployment/gunicorn.conf.py`` (what `make serve`, the local
+stack and the container all run).
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+from persona.settings import load_settings
+
+# KMeans leaves an OpenMP helper thread spinning after each predict, stealing the other
+# worker's core; passive waiting (set before any worker imports the model) stops it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Metrics are summed across workers from files in this folder.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="persona-metrics-"))
+
+_settings = load_settings()
+
+pythonpath = str(Path(__file__).resolve().parent)  # finds wsgi.py; the working folder stays
+wsgi_app = "wsgi:app"
+bind = f"{_settings.scoring_host}:{_settings.scoring_port}"
+workers = _settings.scoring_workers
+worker_class = "gthread"
+threads = _settings.scoring_threads
+preload_app = False  # each worker loads and polls the model itself
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess  # imported late: the env var must come first
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,351 @@
+"""``make bench-serve``: the same model and batches through three scoring paths, in one run.
+
+(a) in-process ``predict`` of the MLflow pyfunc (and the service's fast path on parsed
+arrays), (b) ``mlflow models serve`` on the same model URI, (c) this service under Gunicorn.
+Batches of 1 / 100 / 1,000 / 10,000 rows as JSON records and CSV, with 1 client (latency) and
+4 concurrent clients (throughput). Both servers run 2 workers on this machine's 2 cores, with
+the client on the same cores, so only the ratios between paths of one run mean much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+import yaml
+
+from persona.bench.common import VENVS, add_server_arguments, tracking_server
+from persona.data.catalogue import load_catalogue
+from persona.data.generator import generate_snapshot
+from persona.data.schema import load_schema
+from persona.errors import PersonaError
+from persona.flows import train
+from persona.logging_setup import configure_logging
+from persona.services.processes import free_port, start_service, wait_http
+from persona.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+SIZES = (1, 100, 1_000, 10_000)
+# The model of the orientation figures in the issue: one KMeans over the 10 features.
+BENCH_SEARCH = {
+    "candidates": {"kmeans": {"k": [6], "n_init": 2}},
+    "metrics": {"silhouette_sample": 2000, "stability_resamples": 1, "stability_sample": 2000},
+}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    path: str  # in-process | fast-path | mlflow | mlflow-new-conn | service
+    payload: str  # json | csv | frame | arrays
+    rows: int
+    clients: int
+    requests: int
+    rows_per_s: float
+    p50_ms: float
+    p95_ms: float
+
+
+def _percentiles(latencies: list[float]) -> tuple[float, float]:
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+def _repeats(rows: int, budget_rows: int = 200_000) -> int:
+    return max(20, min(300, budget_rows // rows))
+
+
+def _client(
+    url: str, body: bytes, headers: dict[str, str], repeats: int, keep_alive: bool
+) -> tuple[list[float], list[str]]:
+    """One client: ``repeats`` requests in a row; latencies and any failures."""
+    session = requests.Session() if keep_alive else None
+    sender = session.post if session else requests.post
+    latencies, failures = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        response = sender(url, data=body, headers=headers, timeout=120)
+        latencies.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            failures.append(f"{response.status_code}: {response.text[:200]}")
+    return latencies, failures
+
+
+def measure_http(
+    url: str, body: bytes, content_type: str, rows: int, clients: int, keep_alive: bool = True
+) -> tuple[float, list[float]]:
+    """Wall time and latencies of ``clients`` concurrent clients each sending the body N times.
+
+    Clients are separate processes: threads of one Python client would share its GIL and cap
+    what any server can show.
+    """
+    repeats = _repeats(rows) // clients or 1
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    args = (url, body, headers, repeats, keep_alive)
+    started = time.perf_counter()
+    if clients == 1:
+        results = [_client(*args)]
+    else:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(clients, mp_context=context) as pool:
+            results = list(pool.map(_client, *zip(*[args] * clients, strict=True)))
+    wall = time.perf_counter() - started
+    latencies = [latency for lat, _ in results for latency in lat]
+    failures = [failure for _, fails in results for failure in fails]
+    if failures:
+        raise PersonaError(f"{url}: {len(failures)} failed requests, first: {failures[0]}")
+    return wall, latencies
+
+
+def _record(path, payload, rows, clients, wall, latencies) -> Measurement:
+    p50, p95 = _percentiles(latencies)
+    return Measurement(
+        path, payload, rows, clients, len(latencies), rows * len(latencies) / wall, p50, p95
+    )
+
+
+def _time_calls(call, repeats: int) -> list[float]:
+    latencies = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def measure_in_process(pyfunc, frame, rows: int) -> list[Measurement]:
+    """The pyfunc on a DataFrame, and the service's fast path on arrays parsed from JSON."""
+    from persona.serving.fastpath import CompiledModel
+    from persona.serving.model_store import spec_for_model
+    from persona.serving.payload import parse_json
+
+    head = frame.head(rows)
+    model = pyfunc.unwrap_python_model()
+    compiled = CompiledModel.from_persona_model(model)
+    spec = spec_for_model(load_schema(load_settings().schema_path), rows)(model)
+    batch = parse_json(head.to_json(orient="records").encode(), spec)
+    repeats = _repeats(rows)
+    measured = []
+    for path, payload, call in (
+        ("in-process", "frame", lambda: pyfunc.predict(head)),
+        ("fast-path", "arrays", lambda: compiled.score(batch.numeric, batch.categorical)),
+    ):
+        latencies = _time_calls(call, repeats)
+        measured.append(_record(path, payload, rows, 1, sum(latencies), latencies))
+    return measured
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    """Resident memory of a Gunicorn master's workers, from /proc."""
+    sizes = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() == str(master_pid):
+            sizes.append(int(fields["VmRSS"].split()[0]) / 1024)
+    return sizes
+
+
+def bodies(frame, rows: int) -> dict[str, tuple[bytes, bytes, str]]:
+    """payload name -> (body for our service, body for mlflow models serve, content type)."""
+    head = frame.head(rows)
+    records = json.loads(head.to_json(orient="records"))
+    csv_text = head.to_csv(index=False).encode()
+    return {
+        "json": (
+            json.dumps(records).encode(),
+            json.dumps({"dataframe_records": records}).encode(),
+            "application/json",
+        ),
+        "csv": (csv_text, csv_text, "text/csv"),
+    }
+
+
+def render(measurements: list[Measurement]) -> str:
+    lines = [
+        f"{'path':<16} {'payload':<7} {'rows':>6} {'clients':>7} {'rows/s':>12} {'p50 ms':>8} {'p95 ms':>8}",
+        "-" * 70,
+    ]
+    for m in measurements:
+        lines.append(
+            f"{m.path:<16} {m.payload:<7} {m.rows:>6} {m.clients:>7} {m.rows_per_s:>12,.0f} "
+            f"{m.p50_ms:>8.2f} {m.p95_ms:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
+def ratios(measurements: list[Measurement]) -> dict[str, float]:
+    def find(path, payload, rows, clients):
+        return next(
+            (
+                m
+                for m in measurements
+                if (m.path, m.payload, m.rows, m.clients) == (path, payload, rows, clients)
+            ),
+            None,
+        )
+
+    out = {}
+    for payload in ("json", "csv"):
+        ours, theirs = find("service", payload, 10_000, 4), find("mlflow", payload, 10_000, 4)
+        if ours and theirs:
+            out[f"throughput_10k_{payload}_service_over_mlflow"] = (
+                ours.rows_per_s / theirs.rows_per_s
+            )
+    single = find("service", "json", 1, 1)
+    if single:
+        out["single_row_p50_ms_service"] = single.p50_ms
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="persona.bench.serve", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    add_server_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    name = f"bench-serve-{uuid.uuid4().hex[:6]}"
+    processes = []
+    try:
+        with tracking_server(args) as tracking_uri, tempfile.TemporaryDirectory() as scratch:
+            params = yaml.safe_load(settings.params_path.read_text())
+            params.update(BENCH_SEARCH)
+            params_path = Path(scratch) / "params.yaml"
+            params_path.write_text(yaml.safe_dump(params))
+            bench_settings = settings.with_overrides(
+                mlflow_tracking_uri=tracking_uri,
+                model_name=name,
+                mlflow_experiment=name,
+                params_path=params_path,
+            )
+            logger.info("training the benchmark model (%s)", name)
+            train.run_training(
+                train.TrainingContext.from_settings(bench_settings),
+                train.DataRequest(source="synthetic", rows=20_000, seed=7),
+                progress=False,
+            )
+            import mlflow
+
+            mlflow.set_tracking_uri(tracking_uri)
+            uri = f"models:/{name}@production"
+            pyfunc = mlflow.pyfunc.load_model(uri)
+            catalogue = load_catalogue(settings.catalogue_path)
+            frame = generate_snapshot(catalogue, max(sizes), "2026-02", seed=3, progress=False)
+            features = frame.drop(columns=["snapshot_month", "true_persona"])
+
+            env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_WAIT_POLICY": "PASSIVE"}
+            ours_port, theirs_port = free_port(), free_port()
+            ours = start_service(
+                [
+                    str(VENVS / "scoring/bin/gunicorn"),
+                    "-c",
+                    str(Path(__file__).resolve().parents[3] / "03_deployment/gunicorn.conf.py"),
+                ],
+                {
+                    **env,
+                    "PERSONA_MODEL_NAME": name,
+                    "PERSONA_SCORING_PORT": str(ours_port),
+                    "PERSONA_SCORING_WORKERS": "2",
+                    "PERSONA_MAX_BATCH_ROWS": str(max(sizes)),
+                    "PERSONA_LOG_LEVEL": "WARNING",
+                    "MALLOC_ARENA_MAX": "2",  # as the image and `make serve` run it
+                },
+                Path(scratch) / "service.log",
+                f"http://127.0.0.1:{ours_port}",
+                f"http://127.0.0.1:{ours_port}/health",
+                60,
+            )
+            processes.append(ours)
+            wait_http(f"{ours.url}/ready", 60, ours.process, ours.log)
+            theirs = start_service(
+                [
+                    str(VENVS / "scoring/bin/mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    uri,
+                    "--env-manager",
+                    "local",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(theirs_port),
+                    "--workers",
+                    "2",
+                ],
+                {**env, "PATH": f"{VENVS / 'scoring/bin'}{os.pathsep}{env.get('PATH', '')}"},
+                Path(scratch) / "mlflow-serve.log",
+                f"http://127.0.0.1:{theirs_port}",
+                f"http://127.0.0.1:{theirs_port}/ping",
+                120,
+            )
+            processes.append(theirs)
+
+            measurements: list[Measurement] = []
+            for rows in sizes:
+                logger.info("measuring %d-row batches", rows)
+                measurements += measure_in_process(pyfunc, features, rows)
+                for payload, (our_body, their_body, content_type) in bodies(features, rows).items():
+                    for clients in (1, 4):
+                        wall, lat = measure_http(
+                            f"{ours.url}/predict", our_body, content_type, rows, clients
+                        )
+                        measurements.append(_record("service", payload, rows, clients, wall, lat))
+                        wall, lat = measure_http(
+                            f"{theirs.url}/invocations", their_body, content_type, rows, clients
+                        )
+                        measurements.append(_record("mlflow", payload, rows, clients, wall, lat))
+                    if rows == 1:
+                        wall, lat = measure_http(
+                            f"{theirs.url}/invocations",
+                            their_body,
+                            content_type,
+                            rows,
+                            1,
+                            keep_alive=False,
+                        )
+                        measurements.append(_record("mlflow-new-conn", payload, rows, 1, wall, lat))
+            rss = worker_rss_mb(ours.process.pid)
+    except PersonaError as exc:
+        logger.error("%s", exc)
+        raise SystemExit(exc.exit_code) from None
+    finally:
+        for process in processes:
+            process.stop()
+    summary = {**ratios(measurements), "service_worker_rss_mb": rss}
+    out = settings.home / "bench" / f"serve-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {"measurements": [asdict(m) for m in measurements], "summary": summary}, indent=2
+        )
+    )
+    sys.stdout.write(
+        render(measurements) + "\n\n" + json.dumps(summary, indent=2) + f"\n\nsaved {out}\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""The scoring API's app factory: batch persona scoring over HTTP with the production model.
+
+Entry-point layer: reads settings, configures logging, owns the worker's ``ModelStore`` (which
+follows the registry alias in a background thread) and maps every failure to a JSON error.
+Client input never produces a 5xx; a 503 means "no model yet" and says why.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from werkzeug.exceptions import HTTPException
+
+from persona.data.schema import load_schema
+from persona.logging_setup import configure_logging
+from persona.serving.model_store import ModelStore, ServedModel, registry_loader, spec_for_model
+from persona.serving.openapi import openapi_document
+from persona.serving.payload import (
+    InputSpec,
+    PayloadError,
+    negotiate,
+    parse_request,
+    render_csv,
+    render_json,
+)
+from persona.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BYTES_PER_ROW_LIMIT = 4096  # request bodies above max_batch_rows * this are refused unread
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class ServiceMetrics:
+    """Prometheus metrics of one app; across Gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "persona_requests", "HTTP requests", ["endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "persona_request_seconds",
+            "Request latency",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rows = Counter("persona_rows_scored", "Customers scored", registry=r)
+        self.errors = Counter("persona_errors", "Failed requests by kind", ["kind"], registry=r)
+        self.model_version = Gauge(
+            "persona_model_version",
+            "Registry version being served",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.staleness = Gauge(
+            "persona_registry_staleness_seconds",
+            "Seconds since the registry last answered",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined)
+            return generate_latest(combined)
+        return generate_latest(self.registry)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        status=status,
+        mimetype="application/json",
+        headers=headers,
+    )
+
+
+def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    g.error_kind = kind
+    return _json({"error": {"kind": kind, "message": message, "details": []}}, status, headers)
+
+
+def _token_ok(expected: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, supplied = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(supplied.strip(), expected)
+
+
+def score_batch(
+    served: ServedModel, batch
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """persona_id, persona_name, confidence, distance — fast path when the model compiled."""
+    if served.compiled is not None:
+        scores = served.compiled.score(batch.numeric, batch.categorical)
+        return scores.persona_id, scores.persona_name, scores.confidence, scores.distance
+    frame = pd.DataFrame(batch.numeric, columns=list(served.spec.numeric))
+    for name, values in zip(served.spec.categorical, batch.categorical, strict=True):
+        frame[name] = values
+    out = served.model.predict(None, frame)
+    return (
+        out["persona_id"].to_numpy(),
+        out["persona_name"].to_numpy(),
+        out["confidence"].to_numpy(),
+        out["distance"].to_numpy(),
+    )
+
+
+def create_app(
+    settings: Settings | None = None, store: ModelStore | None = None, poll: bool = True
+) -> Flask:
+    """One app per Gunicorn worker (no preload): each worker polls the registry itself."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    schema = load_schema(settings.schema_path)
+    if store is None:
+        loader = registry_loader(
+            settings.mlflow_tracking_uri,
+            settings.model_name,
+            settings.model_alias,
+            spec_for_model(schema, settings.max_batch_rows),
+        )
+        store = ModelStore(loader, settings.model_poll_seconds)
+    if poll:
+        store.start()
+
+    app = Flask("persona.serving")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_batch_rows * BYTES_PER_ROW_LIMIT
+    app.extensions["persona.store"] = store
+    metrics = ServiceMetrics()
+    app.extensions["persona.metrics"] = metrics
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+        g.error_kind = None
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", 0.0))
+        if g.get("error_kind"):
+            metrics.errors.labels(g.error_kind).inc()
+        served = store.current
+        if served is not None:
+            response.headers["X-Model-Version"] = served.version
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        kind = {413: "too_many_rows", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.code or 500, "http_error"
+        )
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"request body larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        return _error(exc.code or 500, kind, message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal", "internal error; it has been logged")
+
+    @app.get("/health")
+    def health() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/ready")
+    def ready() -> Response:
+        served, staleness = store.current, store.staleness_seconds()
+        if staleness is not None:
+            metrics.staleness.set(staleness)
+        if served is None:
+            reason = store.last_error or "model not loaded yet"
+            return _json({"ready": False, "reason": reason}, 503)
+        return _json(
+            {
+                "ready": True,
+                "model": served.name,
+                "version": served.version,
+                "registry_reachable": store.last_error is None,
+                "registry_error": store.last_error,
+                "registry_staleness_seconds": staleness,
+            }
+        )
+
+    @app.get("/model")
+    def model_info() -> Response:
+        served = store.current
+        if served is None:
+            return _error(503, "model_unavailable", store.last_error or "model not loaded yet")
+        return _json(served.describe())
+
+    @app.get("/metrics")
+    def metrics_text() -> Response:
+        served = store.current
+        if served is not None:
+            metrics.model_version.set(float(served.version))
+        staleness = store.staleness_seconds()
+        if staleness is not None:
+            metrics.staleness.set(staleness)
+        return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        served = store.current
+        spec = served.spec if served else InputSpec.from_schema(schema, settings.max_batch_rows)
+        return _json(openapi_document(spec, auth=bool(settings.api_token)))
+
+    @app.post("/predict")
+    def predict() -> Response:
+        if settings.api_token and not _token_ok(settings.api_token):
+            return _error(401, "unauthorized", "a valid bearer token is required", CHALLENGE)
+        served = store.current  # this request keeps this model even if a swap happens now
+        if served is None:
+            return _error(503, "model_unavailable", store.last_error or "model not loaded yet")
+        try:
+            output = negotiate(request.headers.get("Accept"))
+            batch = parse_request(request.get_data(cache=False), request.content_type, served.spec)
+        except PayloadError as exc:
+            g.error_kind = exc.kind
+            return _json(exc.to_dict(), exc.status)
+        scores = (batch.ids, *score_batch(served, batch))
+        metrics.rows.inc(batch.n_rows)
+        model = {"name": served.name, "version": served.version}
+        if output == "text/csv":
+            body = render_csv(*scores, model, id_column=served.spec.id_column)
+            return Response(body, mimetype="text/csv")
+        body = render_json(*scores, model, id_column=served.spec.id_column)
+        return Response(body, mimetype="application/json")
+
+    @app.post("/admin/reload")
+    def reload() -> Response:
+        if not settings.admin_token:
+            return _error(403, "admin_disabled", "set PERSONA_ADMIN_TOKEN to enable /admin/*")
+        if not _token_ok(settings.admin_token):
+            return _error(401, "unauthorized", "a valid admin bearer token is required", CHALLENGE)
+        ok = store.refresh()
+        served = store.current
+        return _json(
+            {
+                "registry_reachable": ok,
+                "error": store.last_error,
+                "version": served.version if served else None,
+            },
+            200 if ok else 503,
+        )
+
+    return app

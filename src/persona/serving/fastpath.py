@@ -1,0 +1,527 @@
+"""Scoring without pandas: the fitted pipeline compiled once into plain numpy arrays.
+
+The service scores small batches, where building a DataFrame and sklearn's per-call input
+validation cost far more than the arithmetic. ``CompiledModel`` reads the fitted parameters of
+the ``preprocess`` + ``cluster`` pipeline once and reproduces ``PersonaModel.predict`` (labels,
+persona, confidence, distance) with a handful of vectorised numpy operations per batch.
+
+One-hot columns are never materialised: a categorical column contributes one gathered row of a
+precomputed table (its level's offset in the feature space), and an unknown level gathers the
+trailing all-zero row, which is exactly ``handle_unknown="ignore"``.
+
+Anything the compiler does not recognise raises ``ModelUnavailableError`` naming it, so the
+caller can fall back to the pyfunc instead of serving different numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.mixture import GaussianMixture
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
+
+from persona.errors import InvalidInputError, ModelUnavailableError
+from persona.model.naming import Persona
+
+if TYPE_CHECKING:  # the service imports mlflow anyway; scoring itself does not need it
+    from persona.model.pyfunc import PersonaModel
+
+logger = logging.getLogger(__name__)
+
+# Code of a categorical value that selects no one-hot column. Tables carry an all-zero last
+# row, so gathering with -1 adds nothing: no per-row masking on the hot path.
+_UNKNOWN = -1
+_LOG_2PI = math.log(2 * math.pi)
+_IGNORE_UNKNOWN = {"ignore", "infrequent_if_exist", "warn"}
+_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+@dataclass(frozen=True)
+class FastScores:
+    labels: np.ndarray  # cluster label per row (int)
+    persona_id: np.ndarray  # int
+    persona_name: np.ndarray  # object (str)
+    confidence: np.ndarray  # float64
+    distance: np.ndarray  # float64
+
+
+@dataclass(frozen=True)
+class _CategoricalColumn:
+    position: int  # index into ``CompiledModel.categorical`` (the caller's arrays)
+    lookup: dict[Any, int]  # level -> column of the preprocessed feature space
+    missing: int  # column a missing (NaN) value lands in after imputation, or _UNKNOWN
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the ColumnTransformer does, as arrays: numeric ops and categorical lookups."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    numeric_ops: tuple[tuple[str, Any], ...]
+    numeric_dims: np.ndarray  # feature-space column of each preprocessed numeric column
+    categorical_columns: tuple[_CategoricalColumn, ...]
+    weights: np.ndarray  # per feature-space column: its one-hot value (0 for numeric ones)
+    n_dims: int
+
+
+def _unsupported(what: str) -> ModelUnavailableError:
+    return ModelUnavailableError(f"fast path does not support {what}; use the pyfunc")
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """Contiguous, read-only copy: compiled models are shared between request threads."""
+    out = np.array(array, dtype=np.float64, order="C", copy=True)
+    out.setflags(write=False)
+    return out
+
+
+def _with_zero_row(table: np.ndarray) -> np.ndarray:
+    """Append the all-zero row that ``_UNKNOWN`` (-1) gathers."""
+    return _frozen(np.concatenate([table, np.zeros((1, *table.shape[1:]))], axis=0))
+
+
+def _is_nan(value: Any) -> bool:
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return False
+
+
+def _steps(transformer: Any) -> list[Any]:
+    if type(transformer) is Pipeline:
+        return [step for _, step in transformer.steps if step is not None and step != "passthrough"]
+    return [transformer]
+
+
+def _column_names(columns: Any, block: str) -> list[str]:
+    if isinstance(columns, list | tuple | np.ndarray) and all(isinstance(c, str) for c in columns):
+        return [str(c) for c in columns]
+    raise _unsupported(f"column selection {columns!r} of transformer {block!r} (need names)")
+
+
+def _imputer_keep(imputer: SimpleImputer, n_columns: int, block: str) -> tuple[np.ndarray, Any]:
+    """Kept columns and their fill values, exactly as ``SimpleImputer.transform`` decides."""
+    if not (isinstance(imputer.missing_values, float) and math.isnan(imputer.missing_values)):
+        raise _unsupported(f"SimpleImputer(missing_values={imputer.missing_values!r}) in {block!r}")
+    if imputer.add_indicator:
+        raise _unsupported(f"SimpleImputer(add_indicator=True) in {block!r}")
+    statistics = np.asarray(imputer.statistics_)
+    if statistics.shape != (n_columns,):
+        raise _unsupported(f"SimpleImputer with {statistics.shape} statistics in {block!r}")
+    if imputer.strategy == "constant" or imputer.keep_empty_features:
+        keep = np.ones(n_columns, dtype=bool)
+    else:
+        keep = ~np.asarray(statistics != statistics, dtype=bool)
+    return keep, statistics[keep]
+
+
+def _numeric_block(
+    transformer: Any, columns: list[str], weight: float | None, block: str
+) -> tuple[list[tuple[str, Any]], int]:
+    """Ops applied in order to the (n, len(columns)) float array, and the output width."""
+    ops: list[tuple[str, Any]] = []
+    width = len(columns)
+    for step in _steps(transformer):
+        kind, start = type(step), len(ops)
+        if kind is SimpleImputer:
+            keep, fill = _imputer_keep(step, width, block)
+            if fill.dtype.kind not in "fiu":
+                raise _unsupported(f"non-numeric imputer statistics in {block!r}")
+            if not keep.all():
+                ops.append(("keep", np.flatnonzero(keep)))
+                width = int(keep.sum())
+            ops.append(("fill", _frozen(fill)))
+        elif kind is StandardScaler:
+            if step.with_mean:
+                ops.append(("sub", _frozen(step.mean_)))
+            if step.with_std:
+                ops.append(("div", _frozen(step.scale_)))
+        elif kind is RobustScaler:
+            if step.with_centering:
+                ops.append(("sub", _frozen(step.center_)))
+            if step.with_scaling:
+                ops.append(("div", _frozen(step.scale_)))
+        else:
+            raise _unsupported(f"step {kind.__name__} in transformer {block!r}")
+        for op, value in ops[start:]:
+            if op in ("sub", "div", "fill") and value.shape != (width,):
+                raise _unsupported(f"{kind.__name__} fitted on another width in {block!r}")
+    if weight is not None and weight != 1.0:
+        ops.append(("mul", float(weight)))
+    return ops, width
+
+
+def _categorical_block(
+    transformer: Any, columns: list[str], offset: int, block: str
+) -> tuple[list[_CategoricalColumn], int]:
+    """Per kept input column: level -> feature-space column; and the block's output width."""
+    steps = _steps(transformer)
+    imputer = steps[0] if len(steps) == 2 and type(steps[0]) is SimpleImputer else None
+    encoder = steps[-1]
+    if type(encoder) is not OneHotEncoder or len(steps) != (2 if imputer else 1):
+        names = [type(step).__name__ for step in steps]
+        raise _unsupported(f"categorical steps {names} in transformer {block!r}")
+    if encoder.drop is not None or getattr(encoder, "_infrequent_enabled", False):
+        raise _unsupported(f"OneHotEncoder with drop/infrequent categories in {block!r}")
+    if encoder.handle_unknown not in _IGNORE_UNKNOWN:
+        raise _unsupported(f"OneHotEncoder(handle_unknown={encoder.handle_unknown!r}) in {block!r}")
+    if np.dtype(encoder.dtype) != np.float64 or encoder.sparse_output:
+        raise _unsupported(f"OneHotEncoder with dtype/sparse output in {block!r}")
+    if imputer is not None:
+        keep, fills = _imputer_keep(imputer, len(columns), block)
+    else:
+        keep, fills = np.ones(len(columns), dtype=bool), None
+    kept = np.flatnonzero(keep)
+    if len(encoder.categories_) != len(kept):
+        raise _unsupported(f"OneHotEncoder fitted on another width in {block!r}")
+    compiled, width = [], 0
+    for j, (column, levels) in enumerate(zip(kept, encoder.categories_, strict=True)):
+        base = offset + width
+        # None is missing, like NaN (prepare_features makes it NaN before the imputer sees it)
+        lookup = {
+            level: base + i
+            for i, level in enumerate(levels)
+            if level is not None and not _is_nan(level)
+        }
+        nan_levels = [base + i for i, level in enumerate(levels) if _is_nan(level)]
+        if fills is not None:
+            fill = fills[j]
+            missing = nan_levels[0] if _is_nan(fill) and nan_levels else lookup.get(fill, _UNKNOWN)
+        else:
+            missing = nan_levels[0] if nan_levels else _UNKNOWN
+        compiled.append(_CategoricalColumn(int(column), lookup, missing))
+        width += len(levels)
+    return compiled, width
+
+
+def _compile_preprocessor(preprocessor: Any) -> _Layout:
+    if type(preprocessor) is not ColumnTransformer:
+        raise _unsupported(f"preprocessing step {type(preprocessor).__name__}")
+    if getattr(preprocessor, "sparse_output_", False):
+        raise _unsupported("a ColumnTransformer with sparse output")
+    weights = preprocessor.transformer_weights or {}
+    numeric: list[str] = []
+    categorical: list[str] = []
+    numeric_ops: list[tuple[str, Any]] = []
+    numeric_dims = np.empty(0, dtype=np.intp)
+    categorical_columns: list[_CategoricalColumn] = []
+    dim_weights: list[np.ndarray] = []
+    offset = 0
+    for name, transformer, columns in preprocessor.transformers_:
+        if isinstance(transformer, str) and transformer == "drop":
+            continue
+        names = _column_names(columns, name)
+        if not names:
+            continue
+        if isinstance(transformer, str):
+            raise _unsupported(f"transformer {name!r} = {transformer!r}")
+        weight = weights.get(name)
+        is_categorical = any(type(step) is OneHotEncoder for step in _steps(transformer))
+        if is_categorical:
+            if categorical:
+                raise _unsupported("more than one categorical transformer")
+            cols, width = _categorical_block(transformer, names, offset, name)
+            categorical_columns, categorical = cols, names
+            dim_weights.append(np.full(width, 1.0 if weight is None else float(weight)))
+        else:
+            if numeric:
+                raise _unsupported("more than one numeric transformer")
+            numeric_ops, width = _numeric_block(transformer, names, weight, name)
+            numeric = names
+            numeric_dims = np.arange(offset, offset + width)
+            dim_weights.append(np.zeros(width))
+        expected = getattr(preprocessor, "output_indices_", {}).get(name)
+        if expected is not None and (expected.start, expected.stop) != (offset, offset + width):
+            raise _unsupported(f"output layout of transformer {name!r}")
+        offset += width
+    if set(numeric) & set(categorical) or len(set(numeric)) != len(numeric):
+        raise _unsupported("a column used twice by the preprocessor")
+    if offset == 0:
+        raise _unsupported("a preprocessor without features")
+    return _Layout(
+        numeric=tuple(numeric),
+        categorical=tuple(categorical),
+        numeric_ops=tuple(numeric_ops),
+        numeric_dims=numeric_dims,
+        categorical_columns=tuple(categorical_columns),
+        weights=np.concatenate(dim_weights),
+        n_dims=offset,
+    )
+
+
+def _persona_arrays(persona_table: dict) -> tuple[np.ndarray, np.ndarray]:
+    """label -> persona_id / persona_name, built as ``PersonaModel`` builds them."""
+    try:
+        personas = {int(k): Persona.from_dict(v) for k, v in persona_table["clusters"].items()}
+        size = max(personas) + 1
+        ordered = [personas[i] for i in range(size)]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUnavailableError(f"persona table is malformed: {exc!r}") from None
+    ids = np.array([p.persona_id for p in ordered])
+    names = np.array([p.name for p in ordered], dtype=object)
+    return ids, names
+
+
+class CompiledModel:
+    """A fitted persona pipeline reduced to numpy arrays; ``score`` matches the pyfunc."""
+
+    numeric: tuple[str, ...]  # input columns, in the order `score` expects them
+    categorical: tuple[str, ...]
+    family: str  # e.g. "kmeans", "gaussian_mixture[diag]" (for logs)
+
+    def __init__(self, estimator: Any, persona_ids: np.ndarray, persona_names: np.ndarray) -> None:
+        """Prefer ``from_pipeline`` / ``from_persona_model``."""
+        if type(estimator) is not Pipeline or len(estimator.steps) != 2:
+            raise _unsupported(f"estimator {type(estimator).__name__} (need preprocess + cluster)")
+        self._persona_ids = np.array(persona_ids)
+        self._persona_names = np.array(persona_names, dtype=object)
+        self._persona_ids.setflags(write=False)
+        self._persona_names.setflags(write=False)
+        try:
+            layout = _compile_preprocessor(estimator.steps[0][1])
+            self.numeric, self.categorical = layout.numeric, layout.categorical
+            self._ops = layout.numeric_ops
+            self._columns = layout.categorical_columns
+            self._compile_model(estimator.steps[1][1], layout)
+        except (AttributeError, TypeError, ValueError, IndexError) as exc:
+            # e.g. an unfitted step or attributes another sklearn version names differently:
+            # the caller falls back to the pyfunc rather than failing to load the model
+            raise ModelUnavailableError(f"fast path could not compile the model: {exc!r}") from exc
+        logger.debug(
+            "compiled %s: %d numeric, %d categorical inputs, %d features, %d clusters",
+            self.family,
+            len(self.numeric),
+            len(self.categorical),
+            layout.n_dims,
+            self._n_clusters,
+        )
+
+    @classmethod
+    def from_pipeline(cls, estimator: Any, persona_table: dict) -> CompiledModel:
+        """Compile a fitted ``Pipeline([preprocess, cluster])`` and its persona table."""
+        ids, names = _persona_arrays(persona_table)
+        return cls(estimator, ids, names)
+
+    @classmethod
+    def from_persona_model(cls, model: PersonaModel) -> CompiledModel:
+        """Compile a loaded pyfunc, reusing its label -> persona mapping."""
+        try:
+            estimator, ids, names = model.estimator, model.persona_ids, model.persona_names
+        except AttributeError:
+            raise ModelUnavailableError("PersonaModel has not been loaded") from None
+        return cls(estimator, ids, names)
+
+    # -- compile -----------------------------------------------------------------------------
+
+    def _compile_model(self, model: Any, layout: _Layout) -> None:
+        kind = type(model)
+        if kind in (KMeans, MiniBatchKMeans):
+            centers = getattr(model, "cluster_centers_", None)
+            self.family = "kmeans" if kind is KMeans else "minibatch_kmeans"
+        elif kind is GaussianMixture:
+            centers = getattr(model, "means_", None)
+            self.family = f"gaussian_mixture[{model.covariance_type}]"
+        else:
+            raise _unsupported(f"clustering model {kind.__name__}")
+        if centers is None:
+            raise ModelUnavailableError(f"{kind.__name__} is not fitted")
+        centers = np.asarray(centers, dtype=np.float64)
+        if centers.ndim != 2 or centers.shape[1] != layout.n_dims:
+            raise _unsupported(f"{kind.__name__} fitted on {centers.shape[-1]} features")
+        self._n_clusters = len(centers)
+        if self._n_clusters > len(self._persona_ids):
+            logger.warning(
+                "%d clusters but %d personas: rows in the others will fail like the pyfunc",
+                self._n_clusters,
+                len(self._persona_ids),
+            )
+        weights, dims = layout.weights, layout.numeric_dims
+        # Distances: ||x||^2 - 2 x.c + ||c||^2, with the one-hot part of x gathered.
+        self._centers_num_t = _frozen(centers[:, dims].T)
+        self._centers_cat = _with_zero_row((centers * weights).T)  # (D+1, k)
+        self._weights_sq = _with_zero_row(weights**2)  # (D+1,)
+        self._centers_sq = _frozen((centers * centers).sum(axis=1))
+        self._mixture: str | None = None
+        if kind is GaussianMixture:
+            self._compile_mixture(model, centers, weights, dims)
+
+    def _compile_mixture(
+        self, model: GaussianMixture, means: np.ndarray, weights: np.ndarray, dims: np.ndarray
+    ) -> None:
+        """Tables for ``_estimate_log_gaussian_prob`` per covariance type (sklearn's formulas)."""
+        cov = model.covariance_type
+        if cov not in _COVARIANCE_TYPES:
+            raise _unsupported(f"GaussianMixture covariance_type {cov!r}")
+        chol = np.asarray(model.precisions_cholesky_, dtype=np.float64)
+        k, n_dims = means.shape
+        if cov == "full":
+            log_det = np.log(chol.reshape(k, -1)[:, :: n_dims + 1]).sum(axis=1)
+            # all components side by side: X @ L_all gives every X @ L_k at once
+            stacked = chol.transpose(1, 0, 2).reshape(n_dims, k * n_dims)
+            self._chol_num = _frozen(stacked[dims])
+            self._chol_cat = _with_zero_row(stacked * weights[:, None])
+            self._means_chol = _frozen(np.einsum("kd,kde->ke", means, chol).reshape(-1))
+        elif cov == "tied":
+            log_det = np.full(k, np.log(np.diag(chol)).sum())
+            self._chol_num = _frozen(chol[dims])
+            self._chol_cat = _with_zero_row(chol * weights[:, None])
+            self._means_chol = _frozen(means @ chol)
+        elif cov == "diag":
+            log_det = np.log(chol).sum(axis=1)
+            precisions = chol**2
+            scaled = means * precisions
+            self._diag_const = _frozen((means**2 * precisions).sum(axis=1))
+            self._diag_lin_t = _frozen(scaled[:, dims].T)
+            self._diag_quad_t = _frozen(precisions[:, dims].T)
+            self._diag_cat = _with_zero_row((-2.0 * scaled * weights + precisions * weights**2).T)
+        else:
+            log_det = n_dims * np.log(chol)
+            self._spherical = _frozen(chol**2)
+        self._log_det = _frozen(log_det)
+        self._log_weights = _frozen(np.log(model.weights_))
+        self._n_dims_log_2pi = n_dims * _LOG_2PI
+        self._mixture = cov
+
+    # -- score -------------------------------------------------------------------------------
+
+    def _preprocess_numeric(self, numeric: np.ndarray) -> np.ndarray:
+        try:
+            X = np.array(numeric, dtype=np.float64, copy=True)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"numeric features must be numbers: {exc}") from None
+        if X.ndim != 2 or X.shape[1] != len(self.numeric):
+            raise InvalidInputError(
+                f"numeric must have shape (n, {len(self.numeric)}), got {X.shape}"
+            )
+        if np.isinf(X).any():
+            raise InvalidInputError("numeric features contain infinity")
+        for op, value in self._ops:
+            if op == "fill":
+                missing = np.isnan(X)
+                if missing.any():
+                    np.copyto(X, value, where=missing)
+            elif op == "sub":
+                X -= value
+            elif op == "div":
+                X /= value
+            elif op == "mul":
+                X *= value
+            else:  # keep
+                X = X[:, value]
+        return X
+
+    def _codes(self, categorical: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+        """Feature-space column per row and categorical column (-1: contributes nothing)."""
+        if len(categorical) != len(self.categorical):
+            raise InvalidInputError(
+                f"expected {len(self.categorical)} categorical arrays "
+                f"{list(self.categorical)}, got {len(categorical)}"
+            )
+        codes = []
+        for column in self._columns:
+            values = categorical[column.position]
+            if len(values) != n:
+                raise InvalidInputError(
+                    f"categorical {self.categorical[column.position]!r} has {len(values)} "
+                    f"values for {n} rows"
+                )
+            try:
+                code = np.fromiter(
+                    map(column.lookup.get, values, repeat(_UNKNOWN)), dtype=np.intp, count=n
+                )
+            except TypeError as exc:
+                raise InvalidInputError(f"categorical values must be hashable: {exc}") from None
+            if column.missing != _UNKNOWN:
+                unmatched = np.flatnonzero(code == _UNKNOWN)
+                if unmatched.size:
+                    array = values if isinstance(values, np.ndarray) else np.asarray(values, object)
+                    subset = array[unmatched]
+                    # None and NaN are what the imputer replaces (see prepare_features)
+                    missing = np.fromiter((v is None or v != v for v in subset), bool, subset.size)
+                    code[unmatched[missing]] = column.missing
+            codes.append(code)
+        return codes
+
+    def score(self, numeric: np.ndarray, categorical: Sequence[np.ndarray]) -> FastScores:
+        """numeric: (n, len(self.numeric)) float64, NaN = missing. categorical: one array per
+        categorical column (object dtype of str, None = missing).
+
+        Missing values are treated exactly as the pyfunc treats them: NaN (numeric or
+        categorical) is imputed with the fitted statistic, while None reaches the encoder as a
+        level of its own, learned when the training data had None gaps, otherwise unknown (all
+        zeros). Raises ``InvalidInputError`` on wrong shapes or infinite values.
+        """
+        Z = self._preprocess_numeric(numeric)
+        n = Z.shape[0]
+        codes = self._codes(categorical, n)
+
+        dots = Z @ self._centers_num_t
+        x_sq = np.einsum("ij,ij->i", Z, Z)
+        for code in codes:
+            dots += self._centers_cat[code]
+            x_sq += self._weights_sq[code]
+        sq = x_sq[:, None] - 2 * dots + self._centers_sq[None, :]
+        distances = np.sqrt(np.maximum(sq, 0.0))
+        rows = np.arange(n)
+
+        if self._mixture is None:
+            # scoring._softmax_of_negative_sq, labels by nearest centre
+            logits = -0.5 * distances**2
+            logits -= logits.max(axis=1, keepdims=True)
+            weights = np.exp(logits)
+            labels = distances.argmin(axis=1)
+            confidence = weights[rows, labels] / weights.sum(axis=1)
+        else:
+            log_prob = self._mixture_log_prob(Z, codes, sq, n)
+            weighted = -0.5 * (self._n_dims_log_2pi + log_prob) + self._log_det
+            weighted += self._log_weights
+            top = weighted.max(axis=1, keepdims=True)
+            log_norm = np.log(np.exp(weighted - top).sum(axis=1, keepdims=True)) + top
+            with np.errstate(under="ignore"):
+                proba = np.exp(weighted - log_norm)
+            labels = proba.argmax(axis=1)
+            confidence = proba[rows, labels]
+
+        if n and labels.max() >= len(self._persona_ids):
+            raise ModelUnavailableError(
+                f"cluster {int(labels.max())} has no persona in the persona table"
+            )
+        return FastScores(
+            labels=labels,
+            persona_id=self._persona_ids[labels],
+            persona_name=self._persona_names[labels],
+            confidence=confidence,
+            distance=distances[rows, labels],
+        )
+
+    def _mixture_log_prob(
+        self, Z: np.ndarray, codes: list[np.ndarray], sq: np.ndarray, n: int
+    ) -> np.ndarray:
+        """Squared Mahalanobis term of ``_estimate_log_gaussian_prob``, shape (n, k)."""
+        k = self._n_clusters
+        if self._mixture == "spherical":
+            return sq * self._spherical
+        if self._mixture == "diag":
+            log_prob = -2.0 * (Z @ self._diag_lin_t) + (Z * Z) @ self._diag_quad_t
+            for code in codes:
+                log_prob += self._diag_cat[code]
+            return log_prob + self._diag_const
+        XL = Z @ self._chol_num
+        for code in codes:
+            XL += self._chol_cat[code]
+        if self._mixture == "full":
+            y = (XL - self._means_chol).reshape(n, k, -1)
+        else:  # tied
+            y = XL[:, None, :] - self._means_chol[None, :, :]
+        return np.einsum("nkd,nkd->nk", y, y)

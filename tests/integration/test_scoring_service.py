@@ -1,0 +1,450 @@
+"""The scoring API as users run it: a real Gunicorn process and a real MLflow server.
+
+One module-scoped MLflow server (own PostgreSQL database) holds two versions of a model:
+v1 in production and v2 as challenger. Gunicorn runs `03_deployment/gunicorn.conf.py`, the
+command `make serve` and the image run, with a 1-second alias poll.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import schemathesis
+from conftest import ROOT, VENVS, start_mlflow_server
+from hypothesis import HealthCheck, Phase, given, settings
+from mlflow.tracking import MlflowClient
+from schemathesis import DataGenerationMethod
+
+from persona.data.catalogue import load_catalogue
+from persona.data.generator import generate_snapshot
+from persona.flows.train import DataRequest, TrainingContext, run_training
+from persona.services.processes import ServiceProcess, free_port, start_service, wait_http
+from persona.settings import load_settings
+
+FIXTURES = ROOT / "tests/fixtures"
+API_TOKEN, ADMIN_TOKEN = "predict-token-for-tests", "admin-token-for-tests"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+POLL_SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, make_database):
+    """An MLflow server with model v1 (production) and v2 (challenger); restartable."""
+    home = tmp_path_factory.mktemp("scoring-mlflow")
+    backend = make_database("persona_scoring")
+    port = free_port()
+    server = start_mlflow_server(home, backend, port=port)
+    name = f"persona-serve-{uuid.uuid4().hex[:8]}"
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PERSONA_HOME")}
+    os.environ.update({"MLFLOW_TRACKING_URI": server.url, "PERSONA_HOME": str(home / "train")})
+    try:
+        for params, seed in (("params_fast.yaml", 1), ("params_worse.yaml", 2)):
+            settings = load_settings(
+                overrides={
+                    "params_path": FIXTURES / params,
+                    "model_name": name,
+                    "mlflow_experiment": name,
+                    "catalogue_path": ROOT / "00_create_data/personas.yaml",
+                    "schema_path": ROOT / "00_create_data/schema.yaml",
+                }
+            )
+            run_training(
+                TrainingContext.from_settings(settings),
+                DataRequest(source="synthetic", rows=3000, seed=seed),
+                progress=False,
+            )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    client = MlflowClient(server.url)
+    assert client.get_model_version_by_alias(name, "production").version == "1"
+    state = {"server": server, "name": name, "home": home, "backend": backend, "port": port}
+
+    def restart() -> None:
+        state["server"] = start_mlflow_server(home, backend, port=port)
+
+    state["restart"] = restart
+    yield state
+    state["server"].stop()
+
+
+def start_api(registry, tmp_path: Path, **env) -> ServiceProcess:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{registry['port']}",
+        "PERSONA_MODEL_NAME": registry["name"],
+        "PERSONA_SCORING_PORT": str(port),
+        "PERSONA_SCORING_WORKERS": "2",
+        "PERSONA_MODEL_POLL_SECONDS": str(POLL_SECONDS),
+        "PERSONA_API_TOKEN": API_TOKEN,
+        "PERSONA_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PERSONA_MAX_BATCH_ROWS": "500",
+        "PERSONA_SCHEMA": str(ROOT / "00_create_data/schema.yaml"),
+        "PERSONA_HOME": str(tmp_path),
+        "MALLOC_ARENA_MAX": "2",
+        **env,
+    }
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return start_service(
+        [str(VENVS / "scoring/bin/gunicorn"), "-c", str(ROOT / "03_deployment/gunicorn.conf.py")],
+        environment,
+        tmp_path / f"gunicorn-{port}.log",
+        url,
+        f"{url}/health",
+        60,
+    )
+
+
+@pytest.fixture(scope="module")
+def api(registry, tmp_path_factory):
+    service = start_api(registry, tmp_path_factory.mktemp("api"))
+    wait_http(f"{service.url}/ready", 60, service.process, service.log)
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def customers():
+    catalogue = load_catalogue(ROOT / "00_create_data/personas.yaml")
+    return generate_snapshot(catalogue, 200, "2026-02", seed=11, missing_rate=0.02, progress=False)
+
+
+def records(frame):
+    cleaned = frame.drop(columns=["true_persona", "snapshot_month"])
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        for row in cleaned.to_dict(orient="records")
+    ]
+
+
+def post(api, body=None, *, data=None, headers=None, auth=True):
+    merged = {**(AUTH if auth else {}), **(headers or {})}
+    return requests.post(f"{api.url}/predict", json=body, data=data, headers=merged, timeout=30)
+
+
+def test_json_records_score_like_the_registered_pyfunc(api, registry, customers):
+    response = post(api, records(customers))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == {"name": registry["name"], "version": "1"}
+    assert body["n_rows"] == len(customers)
+    predictions = body["predictions"]
+    assert [p["customer_id"] for p in predictions] == list(customers.customer_id)
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{registry['name']}@production")
+    expected = pyfunc.predict(customers)
+    assert [p["persona_id"] for p in predictions] == list(expected.persona_id)
+    assert [p["persona_name"] for p in predictions] == list(expected.persona_name)
+    np.testing.assert_allclose([p["confidence"] for p in predictions], expected.confidence)
+    np.testing.assert_allclose([p["distance"] for p in predictions], expected.distance)
+
+
+def test_every_json_layout_and_csv_give_the_same_answer(api, customers):
+    rows = records(customers.head(20))
+    columns = list(rows[0])
+    layouts = [
+        {"customers": rows},
+        {"columns": columns, "data": [[r[c] for c in columns] for r in rows]},
+        {c: [r[c] for r in rows] for c in columns},
+    ]
+    reference = post(api, rows).json()["predictions"]
+    for layout in layouts:
+        assert post(api, layout).json()["predictions"] == reference
+
+    text = customers.head(20).drop(columns=["true_persona"]).to_csv(index=False)
+    as_csv = post(api, data=text, headers={"Content-Type": "text/csv", "Accept": "text/csv"})
+    assert as_csv.status_code == 200 and as_csv.headers["Content-Type"].startswith("text/csv")
+    parsed = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert [r["persona_name"] for r in parsed] == [p["persona_name"] for p in reference]
+    assert {r["model_version"] for r in parsed} == {"1"}
+    csv_in_json_out = post(api, data=text, headers={"Content-Type": "text/csv"})
+    assert [p["persona_id"] for p in csv_in_json_out.json()["predictions"]] == [
+        p["persona_id"] for p in reference
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "kind", "field"),
+    [
+        (
+            lambda rows: [{k: v for k, v in r.items() if k != "age"} for r in rows],
+            400,
+            "missing_columns",
+            "age",
+        ),
+        (lambda rows: [{**r, "shoe_size": 42} for r in rows], 400, "unknown_columns", "shoe_size"),
+        (
+            lambda rows: rows[:3] + [{**rows[3], "annual_income": "lots"}] + rows[4:],
+            400,
+            "invalid_type",
+            "annual_income",
+        ),
+        (
+            lambda rows: rows[:2] + [{**rows[2], "channel": 7}] + rows[3:],
+            400,
+            "invalid_type",
+            "channel",
+        ),
+        (
+            lambda rows: rows[:1] + [{**rows[1], "customer_id": None}] + rows[2:],
+            400,
+            "null_not_allowed",
+            "customer_id",
+        ),
+        (lambda rows: [], 400, "empty_batch", None),
+        (lambda rows: rows * 60, 413, "too_many_rows", None),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_problem(api, customers, mutate, status, kind, field):
+    response = post(api, mutate(records(customers.head(10))))
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["kind"] == kind and error["message"]
+    if field:
+        detail = next(d for d in error["details"] if d["field"] == field)
+        if kind in ("invalid_type", "null_not_allowed"):
+            assert detail["rows"] and detail["expected"]
+
+
+def test_malformed_bodies_and_media_types(api):
+    broken = post(api, data=b'[{"age": 3', headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400 and broken.json()["error"]["kind"] == "malformed_json"
+    broken_csv = post(api, data=b'age,"channel\n1', headers={"Content-Type": "text/csv"})
+    assert broken_csv.status_code == 400
+    xml = post(api, data=b"<customers/>", headers={"Content-Type": "application/xml"})
+    assert xml.status_code == 415 and xml.json()["error"]["kind"] == "unsupported_media_type"
+    html = post(api, [{}], headers={"Accept": "text/html"})
+    assert html.status_code == 406
+
+
+def test_auth_on_predict_and_admin(api, customers):
+    rows = records(customers.head(2))
+    assert post(api, rows, auth=False).status_code == 401
+    assert post(api, rows, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    reload = f"{api.url}/admin/reload"
+    assert requests.post(reload, timeout=10).status_code == 401
+    assert requests.post(reload, headers=AUTH, timeout=10).status_code == 401  # predict token
+    answer = requests.post(reload, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["registry_reachable"] is True
+
+
+def test_info_endpoints(api, registry, customers):
+    assert requests.get(f"{api.url}/health", timeout=5).json() == {"status": "ok"}
+    ready = requests.get(f"{api.url}/ready", timeout=5).json()
+    assert ready["ready"] is True and ready["version"] == "1" and ready["registry_reachable"]
+    model = requests.get(f"{api.url}/model", timeout=5).json()
+    assert model["name"] == registry["name"] and model["version"] == "1" and model["run_id"]
+    assert model["promoted_at"] and model["training_metrics"]["silhouette"] > 0
+    assert all(p["name"] and p["description"] for p in model["personas"])
+    assert model["fast_path"] is True
+
+    post(api, records(customers.head(5)))
+    post(api, [])
+    metrics = requests.get(f"{api.url}/metrics", timeout=5).text
+    assert 'persona_requests_total{endpoint="/predict",status="200"}' in metrics
+    assert "persona_request_seconds_bucket" in metrics
+    assert 'persona_errors_total{kind="empty_batch"}' in metrics
+    rows_line = next(
+        line for line in metrics.splitlines() if line.startswith("persona_rows_scored_total")
+    )
+    assert float(rows_line.split()[-1]) >= 5
+    assert "persona_model_version" in metrics
+
+    document = requests.get(f"{api.url}/openapi.json", timeout=5).json()
+    customer = document["components"]["schemas"]["Customer"]
+    assert set(model["input"]["numeric"]) <= set(customer["properties"])
+    assert {"/predict", "/health", "/ready", "/model", "/metrics"} <= set(document["paths"])
+
+
+def test_fuzzing_the_openapi_document_never_gets_a_5xx(api):
+    """Schemathesis generates valid and invalid requests from /openapi.json: all must be < 500."""
+    schema = schemathesis.from_uri(
+        f"{api.url}/openapi.json",
+        base_url=api.url,
+        data_generation_methods=[DataGenerationMethod.positive, DataGenerationMethod.negative],
+    )
+    calls, server_errors = Counter(), []
+    session = requests.Session()
+
+    def fuzz(operation, token: str, examples: int) -> None:
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def call(case) -> None:
+            response = case.call(session=session, headers={"Authorization": f"Bearer {token}"})
+            calls[operation.path] += 1
+            if response.status_code >= 500:
+                server_errors.append((operation.path, response.status_code, response.text[:300]))
+
+        call()
+
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        token = ADMIN_TOKEN if operation.path.startswith("/admin") else API_TOKEN
+        fuzz(operation, token, 1000 if operation.path == "/predict" else 30)
+    assert not server_errors, server_errors[:5]
+    assert sum(calls.values()) >= 1000, calls
+
+
+def test_reload_under_load_switches_version_without_failures(api, registry, customers):
+    client = MlflowClient(registry["server"].url)
+    rows = records(customers.head(50))
+    stop, failures, seen = threading.Event(), [], []
+    lock = threading.Lock()
+
+    def hammer() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = session.post(f"{api.url}/predict", json=rows, headers=AUTH, timeout=30)
+                version = response.json()["model"]["version"] if response.ok else None
+                with lock:
+                    (
+                        seen.append((time.monotonic(), version))
+                        if response.ok
+                        else failures.append(response.text)
+                    )
+            except requests.RequestException as exc:
+                with lock:
+                    failures.append(repr(exc))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(2)
+        client.set_registered_model_alias(registry["name"], "production", "2")
+        promoted_at = time.monotonic()
+        deadline = promoted_at + POLL_SECONDS + 10
+        while time.monotonic() < deadline:
+            with lock:
+                recent = [v for t, v in seen if t > promoted_at + POLL_SECONDS + 3]
+            if len(recent) > 20:
+                break
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        client.set_registered_model_alias(registry["name"], "production", "1")
+    assert failures == []
+    before = [v for t, v in seen if t < promoted_at]
+    settled = [v for t, v in seen if t > promoted_at + POLL_SECONDS + 3]
+    assert set(before) == {"1"} and settled and set(settled) == {"2"}
+    switched = min(t for t, v in seen if v == "2") - promoted_at
+    assert switched <= POLL_SECONDS + 3
+    assert Counter(v for _, v in seen)["2"] > 0
+    # back on v1 for the other tests, forced right away by the admin endpoint
+    requests.post(
+        f"{api.url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    )
+
+
+def test_registry_outage_keeps_serving_and_start_without_registry_waits(
+    api, registry, customers, tmp_path
+):
+    rows = records(customers.head(5))
+    registry["server"].stop()
+    try:
+        time.sleep(POLL_SECONDS * 3)
+        assert post(api, rows).status_code == 200  # the loaded model keeps serving
+        ready = requests.get(f"{api.url}/ready", timeout=5).json()
+        assert ready["ready"] is True and ready["registry_reachable"] is False
+        assert ready["registry_staleness_seconds"] >= POLL_SECONDS
+        assert (
+            "persona_registry_staleness_seconds"
+            in requests.get(f"{api.url}/metrics", timeout=5).text
+        )
+
+        cold = start_api(registry, tmp_path)  # starts although the registry is down
+        try:
+            not_ready = requests.get(f"{cold.url}/ready", timeout=5)
+            assert not_ready.status_code == 503 and not_ready.json()["reason"]
+            assert post(cold, rows).status_code == 503
+            registry["restart"]()
+            wait_http(f"{cold.url}/ready", 30, cold.process, cold.log)
+            assert post(cold, rows).json()["model"]["version"] == "1"
+        finally:
+            cold.stop()
+    finally:
+        if registry["server"].process.poll() is not None:
+            registry["restart"]()
+
+
+def test_batch_job_scores_a_month_into_postgres_idempotently(
+    api, customers, make_database, monkeypatch, capsys
+):
+    from persona.adapters import database
+    from persona.cli import main
+    from persona.data.schema import load_schema
+
+    url = make_database("persona_scorejob")
+    schema = load_schema(ROOT / "00_create_data/schema.yaml")
+    engine = database.make_engine(url)
+    month = customers.assign(snapshot_month="2026-03")
+    database.upsert_frame(engine, "customers", month, schema)
+    database.upsert_frame(engine, "customers", month.assign(snapshot_month="2026-04"), schema)
+    for key, value in {
+        "PERSONA_DATABASE_URL": url,
+        "PERSONA_SCORING_URL": api.url,
+        "PERSONA_API_TOKEN": API_TOKEN,
+        "PERSONA_SCHEMA": str(ROOT / "00_create_data/schema.yaml"),
+    }.items():
+        monkeypatch.setenv(key, value)
+
+    for _ in range(2):  # a re-run updates the same rows
+        assert main(["score", "--month", "2026-03", "--chunk-rows", "64"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["scored_rows"] == len(customers) and summary["failed_rows"] == 0
+        assert summary["table_rows"] == len(customers) and summary["model_versions"] == ["1"]
+    stored = database.read_months(engine, "customer_personas", schema, ["2026-03"])
+    assert sorted(stored.customer_id) == sorted(customers.customer_id)
+    assert stored.persona_name.notna().all() and set(stored.model_version) == {"1"}
+
+
+def test_batch_job_reports_a_failing_chunk_by_customer_and_keeps_the_rest(
+    api, customers, tmp_path, monkeypatch, capsys
+):
+    from persona.cli import main
+
+    frame = customers.astype({"age": object})
+    frame.loc[70, "age"] = "not a number"  # in the second 64-row chunk
+    source, out = tmp_path / "customers.csv", tmp_path / "personas.csv"
+    frame.to_csv(source, index=False)
+    monkeypatch.setenv("PERSONA_SCORING_URL", api.url)
+    monkeypatch.setenv("PERSONA_API_TOKEN", API_TOKEN)
+    monkeypatch.setenv("PERSONA_SCHEMA", str(ROOT / "00_create_data/schema.yaml"))
+
+    code = main(["score", "--file", str(source), "--out", str(out), "--chunk-rows", "64"])
+
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert summary["failed_rows"] == 64 and "C00000070" in summary["failed_ids"]
+    assert "annual_income" not in summary["failures"][0] and "age" in summary["failures"][0]
+    written = pd.read_csv(out, dtype={"customer_id": str})
+    assert len(written) == len(customers) - 64
+    assert "C00000070" not in set(written.customer_id)

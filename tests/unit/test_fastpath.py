@@ -1,0 +1,227 @@
+"""The pandas-free fast path returns what the pyfunc returns, for every model it accepts."""
+
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.mixture import BayesianGaussianMixture
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
+from threadpoolctl import threadpool_limits
+
+from persona.data.catalogue import load_catalogue
+from persona.data.generator import generate_snapshot
+from persona.errors import InvalidInputError, ModelUnavailableError
+from persona.model.build import build_persona_model
+from persona.model.naming import catalogue_personas
+from persona.model.params import PreprocessingParams, SearchParams
+from persona.model.preprocess import build_preprocessor, categorical_values, prepare_features
+from persona.model.pyfunc import PersonaModel
+from persona.model.search import make_estimator
+from persona.serving.fastpath import CompiledModel, FastScores
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOGUE = load_catalogue(ROOT / "00_create_data/personas.yaml")
+SCHEMA = CATALOGUE.schema
+K = 5
+
+PREPROCESSING = {
+    "standard": PreprocessingParams(scale="standard", numeric_impute="median"),
+    "robust": PreprocessingParams(scale="robust", numeric_impute="mean"),
+    "standard-numeric-only": PreprocessingParams(scale="standard", categorical_weight=0.0),
+    "robust-numeric-only": PreprocessingParams(scale="robust", categorical_weight=0.0),
+}
+FAMILIES = {
+    "kmeans": ("kmeans", {"n_init": 1}),
+    "minibatch_kmeans": ("minibatch_kmeans", {"n_init": 1, "batch_size": 1024}),
+    **{
+        f"gmm_{cov}": ("gaussian_mixture", {"covariance_type": cov, "n_init": 1, "max_iter": 30})
+        for cov in ("full", "tied", "diag", "spherical")
+    },
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small fits: OpenMP/BLAS threads only spin against each other on a shared machine."""
+    with threadpool_limits(limits=1):
+        yield
+
+
+@cache
+def training_frame() -> pd.DataFrame:
+    # missing categoricals arrive as None, which the fitted encoder learns as a level
+    return generate_snapshot(CATALOGUE, 2000, seed=11, missing_rate=0.03, progress=False)
+
+
+@cache
+def scoring_frame() -> pd.DataFrame:
+    """Fresh customers with gaps (None and NaN), an unseen level and an all-missing row."""
+    frame = generate_snapshot(CATALOGUE, 1000, seed=12, missing_rate=0.05, progress=False)
+    frame.loc[::7, "channel"] = "teleport"
+    frame.loc[3::11, "region"] = np.nan
+    frame.loc[0, list(SCHEMA.numeric)] = np.nan
+    frame.loc[0, "channel"], frame.loc[0, "region"] = np.nan, None
+    frame.loc[1, "region"] = "atlantis"
+    return frame
+
+
+@cache
+def preprocessor(name: str, reverse_numeric: bool = False):
+    schema = SCHEMA
+    if reverse_numeric:
+        schema = replace(SCHEMA, numeric=dict(reversed(list(SCHEMA.numeric.items()))))
+    features = prepare_features(training_frame(), schema)
+    return schema, build_preprocessor(schema, PREPROCESSING[name]).fit(features)
+
+
+@cache
+def trained(prep: str, family: str, reverse_numeric: bool = False) -> tuple[PersonaModel, dict]:
+    """A fitted pipeline named the way the trainer names it (build_persona_model)."""
+    schema, pre = preprocessor(prep, reverse_numeric)
+    kind, kwargs = FAMILIES[family]
+    estimator = Pipeline([("preprocess", pre), ("cluster", make_estimator(kind, K, kwargs, 0))])
+    estimator.fit(prepare_features(training_frame(), schema))
+    built = build_persona_model(
+        estimator, training_frame(), schema, SearchParams(), catalogue_personas(CATALOGUE)
+    )
+    return built.model, built.table
+
+
+def arrays(compiled: CompiledModel, frame: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
+    numeric = frame[list(compiled.numeric)].to_numpy(dtype=np.float64)
+    return numeric, [frame[name].to_numpy(dtype=object) for name in compiled.categorical]
+
+
+def assert_same(scores: FastScores, expected: pd.DataFrame) -> None:
+    np.testing.assert_array_equal(scores.persona_id, expected["persona_id"].to_numpy())
+    np.testing.assert_array_equal(scores.persona_name, expected["persona_name"].to_numpy())
+    np.testing.assert_allclose(
+        scores.confidence, expected["confidence"].to_numpy(), rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        scores.distance, expected["distance"].to_numpy(), rtol=1e-9, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("prep", PREPROCESSING)
+def test_matches_pyfunc(prep, family):
+    model, _ = trained(prep, family)
+    frame = scoring_frame()
+    compiled = CompiledModel.from_persona_model(model)
+    numeric, categorical = arrays(compiled, frame)
+    before = numeric.copy()
+
+    scores = compiled.score(numeric, categorical)
+
+    expected = model.predict(None, frame)
+    assert_same(scores, expected)
+    cleaned = frame[model.features].copy()
+    for name in model.categorical:
+        cleaned[name] = categorical_values(cleaned[name])
+    np.testing.assert_array_equal(scores.labels, model.estimator.predict(cleaned))
+    np.testing.assert_array_equal(numeric, before)  # the caller's array is not imputed in place
+    assert compiled.numeric == tuple(SCHEMA.numeric)
+    with_categoricals = PREPROCESSING[prep].categorical_weight > 0
+    assert compiled.categorical == (tuple(SCHEMA.categorical) if with_categoricals else ())
+
+
+def test_from_pipeline_equals_from_persona_model():
+    model, table = trained("standard", "gmm_diag")
+    frame = scoring_frame()
+    by_table = CompiledModel.from_pipeline(model.estimator, table)
+    by_model = CompiledModel.from_persona_model(model)
+    first, second = by_table.score(*arrays(by_table, frame)), by_model.score(
+        *arrays(by_model, frame)
+    )
+    for field in ("labels", "persona_id", "persona_name", "confidence", "distance"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(second, field))
+
+
+@pytest.mark.parametrize("family", ["kmeans", "gmm_full"])
+def test_single_rows_match_pyfunc(family):
+    model, _ = trained("standard", family)
+    compiled = CompiledModel.from_persona_model(model)
+    frame = scoring_frame()
+    for row in (0, 1, 3, 7, 14, 100):  # all-missing, unseen region, NaN region, unseen channel
+        one = frame.iloc[[row]]
+        scores = compiled.score(*arrays(compiled, one))
+        assert scores.labels.shape == (1,)
+        assert_same(scores, model.predict(None, one))
+
+
+def test_numeric_inputs_follow_the_fitted_column_order():
+    model, _ = trained("standard", "kmeans", reverse_numeric=True)
+    compiled = CompiledModel.from_persona_model(model)
+    frame = scoring_frame()
+    assert compiled.numeric == tuple(reversed(list(SCHEMA.numeric)))
+
+    assert_same(compiled.score(*arrays(compiled, frame)), model.predict(None, frame))
+    schema_order = frame[list(SCHEMA.numeric)].to_numpy(dtype=np.float64)
+    wrong = compiled.score(schema_order, arrays(compiled, frame)[1])
+    assert not np.allclose(wrong.distance, model.predict(None, frame)["distance"].to_numpy())
+
+
+def unsupported_pipeline(case: str) -> Pipeline:
+    """A fitted pipeline with one thing the fast path must refuse."""
+    pre = build_preprocessor(SCHEMA, PREPROCESSING["standard"])
+    cluster = make_estimator("kmeans", K, {"n_init": 1}, 0)
+    if case == "scaler":
+        impute = pre.transformers[0][1].steps[0]
+        pre.set_params(numeric=Pipeline([impute, ("scale", MinMaxScaler())]))
+    elif case == "encoder-drop":
+        impute = pre.transformers[1][1].steps[0]
+        encoder = OneHotEncoder(drop="first", handle_unknown="ignore", sparse_output=False)
+        pre.set_params(categorical=Pipeline([impute, ("one_hot", encoder)]))
+    elif case == "cluster-model":
+        cluster = BayesianGaussianMixture(n_components=K, max_iter=5, random_state=0)
+    steps = [("preprocess", pre), ("cluster", cluster)]
+    if case == "extra-step":
+        steps.insert(1, ("pca", PCA(3)))
+    return Pipeline(steps).fit(prepare_features(training_frame(), SCHEMA))
+
+
+@pytest.mark.parametrize(
+    ("case", "named"),
+    [
+        ("scaler", "MinMaxScaler"),
+        ("encoder-drop", "OneHotEncoder with drop"),
+        ("cluster-model", "BayesianGaussianMixture"),
+        ("extra-step", "need preprocess \\+ cluster"),
+    ],
+)
+def test_unsupported_pipelines_raise_model_unavailable(case, named):
+    _, table = trained("standard", "kmeans")
+    with pytest.raises(ModelUnavailableError, match=named):
+        CompiledModel.from_pipeline(unsupported_pipeline(case), table)
+
+
+def test_persona_table_with_a_gap_is_rejected():
+    model, table = trained("standard", "kmeans")
+    clusters = dict(table["clusters"])
+    del clusters["1"]
+    with pytest.raises(ModelUnavailableError, match="persona table"):
+        CompiledModel.from_pipeline(model.estimator, {**table, "clusters": clusters})
+
+
+def test_malformed_input_is_invalid_input():
+    model, _ = trained("standard", "kmeans")
+    compiled = CompiledModel.from_persona_model(model)
+    numeric, categorical = arrays(compiled, scoring_frame().head(4))
+    infinite = numeric.copy()
+    infinite[2, 1] = np.inf
+    cases = [
+        (numeric[:, :-1], categorical),
+        (numeric[0], categorical),
+        (infinite, categorical),
+        (numeric, categorical[:1]),
+        (numeric, [categorical[0], categorical[1][:3]]),
+    ]
+    for bad_numeric, bad_categorical in cases:
+        with pytest.raises(InvalidInputError):
+            compiled.score(bad_numeric, bad_categorical)
