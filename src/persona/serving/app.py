@@ -142,6 +142,9 @@ def create_app(
         )
         store = ModelStore(loader, settings.model_poll_seconds)
     if poll:
+        # One check before this worker takes requests, so a worker that accepts connections
+        # has its model whenever the registry answers; if it does not, start anyway (503).
+        store.refresh()
         store.start()
 
     app = Flask("persona.serving")

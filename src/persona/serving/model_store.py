@@ -146,6 +146,9 @@ class ModelStore:
 
     def _run(self) -> None:
         backoff = 1.0
+        if self.current is not None:  # loaded already: the next check is one interval away
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
         while not self._stopped.is_set():
             ok = self.refresh()
             if ok:
