@@ -142,6 +142,31 @@ def test_unknown_pipeline_is_named(mage_env):
     assert "no Mage pipeline 'trian'" in result.stderr and "known: train" in result.stderr
 
 
+def wait_for_run(mage_db: Path, run_id: int, timeout_s: float, stuck_s: float) -> str:
+    """The run's final status (lower case), or "stuck in queue" when a block run stays queued."""
+    deadline, queued_since = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        with sqlite3.connect(mage_db) as connection:
+            status = connection.execute(
+                "SELECT status FROM pipeline_run WHERE id = ?", (run_id,)
+            ).fetchone()[0]
+            blocks = connection.execute(
+                "SELECT status FROM block_run WHERE pipeline_run_id = ?", (run_id,)
+            ).fetchall()
+        status = str(status).lower()  # Mage stores the enum name: COMPLETED, FAILED, ...
+        if status in ("completed", "failed", "cancelled"):
+            return status
+        running = {str(b[0]).lower() for b in blocks}
+        if "queued" in running and "running" not in running:
+            queued_since = queued_since or time.monotonic()
+            if time.monotonic() - queued_since > stuck_s:
+                return "stuck in queue"
+        else:
+            queued_since = None
+        time.sleep(2)
+    return status
+
+
 def test_api_trigger_with_token_from_environment_runs_the_pipeline(mage_env):
     token, port = uuid.uuid4().hex, free_port()
     env = {**mage_env, "PERSONA_TRIGGER_TOKEN": token, "PERSONA_MAGE_PORT": str(port)}
@@ -169,29 +194,26 @@ def test_api_trigger_with_token_from_environment_runs_the_pipeline(mage_env):
             timeout=30,
         )
         assert "error" in rejected.json()
-        accepted = requests.post(
-            f"{base}/api/pipeline_schedules/{schedule_id}/pipeline_runs/{token}",
-            json=body,
-            timeout=30,
-        )
-        run_id = accepted.json()["pipeline_run"]["id"]
-
         mage_db = Path(env["PERSONA_HOME"]) / "mage.db"
-        deadline, status = time.monotonic() + 300, None
-        while time.monotonic() < deadline:
-            with sqlite3.connect(mage_db) as connection:
-                status = connection.execute(
-                    "SELECT status FROM pipeline_run WHERE id = ?", (run_id,)
-                ).fetchone()[0]
-            status = str(status).lower()  # Mage stores the enum name: COMPLETED, FAILED, ...
-            if status in ("completed", "failed", "cancelled"):
+        # Mage's process job queue sometimes never starts a queued block run (STACK_NOTES);
+        # such a run is detected and the trigger is called once more.
+        for _attempt in range(2):
+            accepted = requests.post(
+                f"{base}/api/pipeline_schedules/{schedule_id}/pipeline_runs/{token}",
+                json=body,
+                timeout=30,
+            )
+            run_id = accepted.json()["pipeline_run"]["id"]
+            status = wait_for_run(mage_db, run_id, timeout_s=300, stuck_s=120)
+            if status != "stuck in queue":
                 break
-            time.sleep(2)
         server_log = log.read_text().splitlines()
         assert status == "completed", "\n".join(
             line[:300]
             for line in server_log
-            if "Active pipeline runs" not in line and "Scheduler status" not in line
+            if not any(
+                noise in line for noise in ("Active pipeline runs", "Scheduler status", "is alive")
+            )
         )[-4000:]
         # A block's log record must not come back wrapped inside another (a logging feedback loop).
         assert not [line for line in server_log if '\\"block_run_id\\"' in line]
