@@ -23,6 +23,8 @@ from persona.model.preprocess import build_preprocessor, categorical_values, pre
 from persona.model.pyfunc import PersonaModel
 from persona.model.search import make_estimator
 from persona.serving.fastpath import CompiledModel, FastScores
+from persona.serving.model_store import ServedModel, spec_for_model
+from persona.serving.payload import Batch
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = load_catalogue(ROOT / "00_create_data/personas.yaml")
@@ -225,3 +227,29 @@ def test_malformed_input_is_invalid_input():
     for bad_numeric, bad_categorical in cases:
         with pytest.raises(InvalidInputError):
             compiled.score(bad_numeric, bad_categorical)
+
+
+@pytest.mark.parametrize(
+    ("prep", "reverse"), [("standard-numeric-only", False), ("standard", True)]
+)
+def test_served_model_feeds_the_fast_path_from_a_request_batch(prep, reverse):
+    """A request carries every feature in the model's order; numeric-only models or another
+    column order must still score exactly like the pyfunc, on both scoring paths."""
+    model, _ = trained(prep, "kmeans", reverse_numeric=reverse)
+    spec = spec_for_model(SCHEMA, 5000)(model)
+    frame = scoring_frame()
+    batch = Batch(
+        ids=None,
+        numeric=frame[list(spec.numeric)].to_numpy(dtype=np.float64),
+        categorical=[frame[name].to_numpy(dtype=object) for name in spec.categorical],
+        n_rows=len(frame),
+    )
+    expected = model.predict(None, frame)
+    common = dict(name="m", version="1", run_id="r", alias="production", promoted_at=None)
+    for compiled in (CompiledModel.from_persona_model(model), None):
+        served = ServedModel(model=model, compiled=compiled, spec=spec, **common)
+        persona_id, persona_name, confidence, distance = served.score(batch)
+        np.testing.assert_array_equal(persona_id, expected["persona_id"].to_numpy())
+        np.testing.assert_array_equal(persona_name, expected["persona_name"].to_numpy())
+        np.testing.assert_allclose(confidence, expected["confidence"], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(distance, expected["distance"], rtol=1e-9, atol=1e-12)

@@ -13,9 +13,7 @@ import os
 import time
 from typing import Any
 
-import numpy as np
 import orjson
-import pandas as pd
 from flask import Flask, Response, g, request
 from prometheus_client import (
     CollectorRegistry,
@@ -29,7 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from persona.data.schema import load_schema
 from persona.logging_setup import configure_logging
-from persona.serving.model_store import ModelStore, ServedModel, registry_loader, spec_for_model
+from persona.serving.model_store import ModelStore, registry_loader, spec_for_model
 from persona.serving.openapi import openapi_document
 from persona.serving.payload import (
     InputSpec,
@@ -105,25 +103,6 @@ def _token_ok(expected: str) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, supplied = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(supplied.strip(), expected)
-
-
-def score_batch(
-    served: ServedModel, batch
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """persona_id, persona_name, confidence, distance — fast path when the model compiled."""
-    if served.compiled is not None:
-        scores = served.compiled.score(batch.numeric, batch.categorical)
-        return scores.persona_id, scores.persona_name, scores.confidence, scores.distance
-    frame = pd.DataFrame(batch.numeric, columns=list(served.spec.numeric))
-    for name, values in zip(served.spec.categorical, batch.categorical, strict=True):
-        frame[name] = values
-    out = served.model.predict(None, frame)
-    return (
-        out["persona_id"].to_numpy(),
-        out["persona_name"].to_numpy(),
-        out["confidence"].to_numpy(),
-        out["distance"].to_numpy(),
-    )
 
 
 def create_app(
@@ -244,7 +223,7 @@ def create_app(
         except PayloadError as exc:
             g.error_kind = exc.kind
             return _json(exc.to_dict(), exc.status)
-        scores = (batch.ids, *score_batch(served, batch))
+        scores = (batch.ids, *served.score(batch))
         metrics.rows.inc(batch.n_rows)
         model = {"name": served.name, "version": served.version}
         if output == "text/csv":

@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from persona.data.schema import DatasetSchema
 from persona.errors import ModelUnavailableError, PersonaError, UpstreamUnavailableError
 from persona.model.pyfunc import PersonaModel
 from persona.serving.fastpath import CompiledModel
-from persona.serving.payload import InputSpec
+from persona.serving.payload import Batch, InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,31 @@ class ServedModel:
             "training_metrics": self.training_metrics,
         }
 
+    def score(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """persona_id, persona_name, confidence, distance — fast path when the model compiled."""
+        compiled, spec = self.compiled, self.spec
+        if compiled is not None:
+            # The request follows the model's feature list; the compiled model takes its own column
+            # order and only the categoricals it uses (none when categorical_weight was 0).
+            numeric = batch.numeric
+            if compiled.numeric != spec.numeric:
+                numeric = numeric[:, [spec.numeric.index(name) for name in compiled.numeric]]
+            categorical = [
+                batch.categorical[spec.categorical.index(n)] for n in compiled.categorical
+            ]
+            scores = compiled.score(numeric, categorical)
+            return scores.persona_id, scores.persona_name, scores.confidence, scores.distance
+        frame = pd.DataFrame(batch.numeric, columns=list(self.spec.numeric))
+        for name, values in zip(self.spec.categorical, batch.categorical, strict=True):
+            frame[name] = values
+        out = self.model.predict(None, frame)
+        return (
+            out["persona_id"].to_numpy(),
+            out["persona_name"].to_numpy(),
+            out["confidence"].to_numpy(),
+            out["distance"].to_numpy(),
+        )
+
 
 def spec_for_model(schema: DatasetSchema, max_rows: int) -> Callable[[PersonaModel], InputSpec]:
     """The request contract of a model: its own feature columns, the schema's id column."""
@@ -93,7 +121,6 @@ class ModelStore:
         self.current: ServedModel | None = None
         self.last_error: str | None = None
         self.last_success_at: float | None = None
-        self.checks = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -102,7 +129,6 @@ class ModelStore:
     def refresh(self) -> bool:
         """Check the alias once; load and swap when it moved. True when the registry answered."""
         with self._lock:
-            self.checks += 1
             try:
                 resolved = self._resolve()
                 if resolved is None:
