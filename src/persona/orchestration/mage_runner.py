@@ -180,10 +180,16 @@ def sync_api_triggers(project: Path, token: str) -> list[tuple[str, str, int]]:
         for trigger in triggers:
             if trigger.schedule_type != ScheduleType.API:
                 continue
-            schedule = PipelineSchedule.query.filter(
-                PipelineSchedule.pipeline_uuid == pipeline_uuid,
-                PipelineSchedule.name == trigger.name,
-            ).one()
+            # Several checkouts may share one Mage database: each has its own schedule row.
+            schedule = (
+                PipelineSchedule.query.filter(
+                    PipelineSchedule.pipeline_uuid == pipeline_uuid,
+                    PipelineSchedule.name == trigger.name,
+                    PipelineSchedule.repo_path == str(project),
+                )
+                .order_by(PipelineSchedule.id.desc())
+                .first()
+            )
             if token and schedule.token != token:
                 schedule.update(token=token)
             api_triggers.append((pipeline_uuid, trigger.name, schedule.id))
