@@ -563,3 +563,76 @@ def test_a_larger_batch_parses_identically_in_every_layout():
         assert batch.ids == ids
         np.testing.assert_array_equal(batch.numeric, numeric)
         assert batch.categorical[0].tolist() == channel.tolist()
+
+
+# ------------------------------------------------------------- typed records decoder (fast path)
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=4),
+)
+_RECORD = st.dictionaries(
+    st.sampled_from([*COLUMNS, "snapshot_month", "unknown"]),
+    st.one_of(_VALUE, st.just(1e308)),
+    max_size=6,
+)
+_NUMBER_OR_NONE = st.one_of(
+    st.none(), st.integers(), st.floats(allow_nan=False, allow_infinity=False)
+)
+_VALID_RECORD = st.fixed_dictionaries(
+    {
+        "customer_id": st.one_of(st.text(max_size=3), st.integers(-(2**63), 2**63 - 1)),
+        "age": _NUMBER_OR_NONE,
+        "income": _NUMBER_OR_NONE,
+        "channel": st.one_of(st.none(), st.text(max_size=4)),
+    },
+    optional={"snapshot_month": _VALUE},
+)
+
+
+def _general(body: bytes, spec: InputSpec) -> Batch | PayloadError:
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(payload, "_typed_records", lambda body, spec: None)
+        return _outcome(body, spec)
+
+
+def _outcome(body: bytes, spec: InputSpec) -> Batch | PayloadError:
+    try:
+        return parse_json(body, spec)
+    except PayloadError as error:
+        return error
+
+
+def _same(fast: Batch | PayloadError, general: Batch | PayloadError) -> None:
+    assert type(fast) is type(general)
+    if isinstance(general, PayloadError):
+        assert fast.to_dict() == general.to_dict()
+        return
+    assert fast.n_rows == general.n_rows and fast.ids == general.ids
+    np.testing.assert_array_equal(fast.numeric, general.numeric)
+    assert [c.tolist() for c in fast.categorical] == [c.tolist() for c in general.categorical]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    records=st.lists(st.one_of(_VALID_RECORD, _VALID_RECORD, _RECORD), max_size=6),
+    wrapped=st.booleans(),
+    strict=st.booleans(),
+)
+def test_typed_decoder_agrees_with_the_general_parser(records, wrapped, strict):
+    """Whatever the fast path accepts it reads as the general path does; the rest it hands over."""
+    spec = STRICT if strict else SPEC
+    body = dumps({"customers": records} if wrapped else records)
+    _same(_outcome(body, spec), _general(body, spec))
+
+
+def test_typed_decoder_takes_a_valid_batch_and_declines_an_absent_key():
+    assert payload._typed_records(LAYOUTS["records"], SPEC) is not None
+    assert payload._typed_records(LAYOUTS["customers"], SPEC) is not None
+    assert payload._typed_records(LAYOUTS["records_any_key_order_absent_keys"], SPEC) is None

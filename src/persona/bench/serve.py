@@ -118,6 +118,21 @@ def _record(path, payload, rows, clients, wall, latencies) -> Measurement:
     )
 
 
+def median_of(rounds: list[Measurement]) -> Measurement:
+    """One figure per path from repeated rounds: the median throughput and latencies."""
+    first = rounds[0]
+    return Measurement(
+        first.path,
+        first.payload,
+        first.rows,
+        first.clients,
+        sum(m.requests for m in rounds),
+        statistics.median(m.rows_per_s for m in rounds),
+        statistics.median(m.p50_ms for m in rounds),
+        statistics.median(m.p95_ms for m in rounds),
+    )
+
+
 def _time_calls(call, repeats: int) -> list[float]:
     latencies = []
     for _ in range(repeats):
@@ -220,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
         prog="persona.bench.serve", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds per figure (median reported)"
+    )
     add_server_arguments(parser)
     args = parser.parse_args(argv)
     settings = load_settings()
@@ -305,18 +323,22 @@ def main(argv: list[str] | None = None) -> None:
 
             measurements: list[Measurement] = []
             for rows in sizes:
-                logger.info("measuring %d-row batches", rows)
+                logger.info("measuring %d-row batches (%d rounds)", rows, args.rounds)
                 measurements += measure_in_process(pyfunc, features, rows)
                 for payload, (our_body, their_body, content_type) in bodies(features, rows).items():
                     for clients in (1, 4):
-                        wall, lat = measure_http(
-                            f"{ours.url}/predict", our_body, content_type, rows, clients
-                        )
-                        measurements.append(_record("service", payload, rows, clients, wall, lat))
-                        wall, lat = measure_http(
-                            f"{theirs.url}/invocations", their_body, content_type, rows, clients
-                        )
-                        measurements.append(_record("mlflow", payload, rows, clients, wall, lat))
+                        targets = {
+                            "service": (f"{ours.url}/predict", our_body),
+                            "mlflow": (f"{theirs.url}/invocations", their_body),
+                        }
+                        rounds: dict[str, list[Measurement]] = {path: [] for path in targets}
+                        for _ in range(args.rounds):  # interleaved: both see the same noise
+                            for path, (url, body) in targets.items():
+                                wall, lat = measure_http(url, body, content_type, rows, clients)
+                                rounds[path].append(
+                                    _record(path, payload, rows, clients, wall, lat)
+                                )
+                        measurements += [median_of(found) for found in rounds.values()]
                     if rows == 1:
                         wall, lat = measure_http(
                             f"{theirs.url}/invocations",
