@@ -32,7 +32,8 @@ SEED ?= 42
 PYTEST_ARGS ?=
 
 .PHONY: help install postgres local-up local-down local-status test test-fast lint format mlflow \
-        serve mage data train train-local score rollback bench-train bench-serve locks clean
+        serve mage data train train-local score rollback monitor monitor-local monitor-ui \
+        bench-train bench-serve bench-monitor locks clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -65,9 +66,9 @@ install: $(VENV)/dev/.installed $(VENV)/mlflow/.installed $(VENV)/scoring/.insta
 postgres: ## Start the local PostgreSQL 15 if it is down
 	@bash scripts/ensure_postgres.sh
 
-local-up: install postgres ## Start MLflow (:5000), Mage (:6789), scoring API (:8080) in the background
+local-up: install postgres ## Start MLflow (:5000), Mage (:6789), scoring API (:8080), Evidently UI (:8001) in the background
 	$(DEV)/python -m persona.services.local_stack up
-	@echo "MLflow http://127.0.0.1:5000  Mage http://127.0.0.1:6789  API http://127.0.0.1:8080  (logs: $(PERSONA_HOME)/logs)"
+	@echo "MLflow http://127.0.0.1:5000  Mage http://127.0.0.1:6789  API http://127.0.0.1:8080  Evidently UI http://127.0.0.1:8001  (logs: $(PERSONA_HOME)/logs)"
 
 local-down: ## Stop what local-up started
 	$(DEV)/python -m persona.services.local_stack down
@@ -109,6 +110,15 @@ train-local: $(VENV)/dev/.installed postgres ## Run the same training steps with
 score: $(VENV)/dev/.installed postgres ## Score MONTH's customers through the API into PERSONA_SCORES_TABLE
 	$(DEV)/persona score --month $(MONTH)
 
+monitor: $(VENV)/dev/.installed postgres ## Run the Mage `monitor` pipeline headless on MONTH (drift -> retrain -> alert)
+	$(DEV)/persona pipeline run monitor --var month=$(MONTH)
+
+monitor-local: $(VENV)/dev/.installed postgres ## Run the same monitoring steps without Mage
+	$(DEV)/persona monitor --month $(MONTH)
+
+monitor-ui: $(VENV)/dev/.installed ## Serve the Evidently UI (drift history) on 127.0.0.1 in the foreground
+	$(DEV)/python -m persona.services.evidently_ui
+
 rollback: $(VENV)/dev/.installed postgres ## Move @production back to the version it replaced
 	$(DEV)/persona model rollback
 
@@ -117,6 +127,9 @@ bench-train: install postgres ## Time generate/validate/search/register at 10k/1
 
 bench-serve: install postgres ## In-process vs `mlflow models serve` vs this API: rows/s, p50/p95
 	$(DEV)/python -m persona.bench.serve $(BENCH_ARGS)
+
+bench-monitor: install postgres ## Drift check at 10k/100k/1M current rows: load, report, store
+	$(DEV)/python -m persona.bench.monitor $(BENCH_ARGS)
 
 locks: | $(UV) ## Re-resolve the lock files and regenerate environment.yml
 	$(UV) pip compile --quiet requirements/pipeline.in --override requirements/overrides.txt --python-version 3.11 -o requirements/pipeline.lock

@@ -94,6 +94,15 @@ def _train(args: argparse.Namespace, settings: Settings) -> Any:
     return run_training(context, request)
 
 
+def _monitor(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.flows.monitor import MonitorContext, MonitorRequest, run_monitoring
+
+    variables = {k: v for k, v in vars(args).items() if k not in {"handler", "command"}}
+    return run_monitoring(
+        MonitorContext.from_settings(settings), MonitorRequest.from_variables(variables)
+    )
+
+
 def _score(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import database
     from persona.data.files import read_table, write_table
@@ -194,6 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--scenario", default="none")
     train.set_defaults(handler=_train)
+
+    monitor = commands.add_parser(
+        "monitor", help="run the drift check (and retraining, alert) in-process (no Mage)"
+    )
+    monitor.add_argument("--month", help="YYYY-MM of current data, or 'previous'")
+    monitor.add_argument("--source", default="table", choices=["table", "file", "synthetic"])
+    monitor.add_argument("--path", help="CSV/Parquet file for --source file")
+    monitor.add_argument("--rows", type=int, default=10_000, help="rows for --source synthetic")
+    monitor.add_argument("--seed", type=int, default=7)
+    monitor.add_argument("--scenario", default="none", help="drift scenario for synthetic data")
+    monitor.add_argument("--retrain", default="true", help="false: check and alert only")
+    monitor.add_argument("--all-clear-alert", default="", help="true/false; default: drift.yaml")
+    monitor.set_defaults(handler=_monitor)
 
     score = commands.add_parser("score", help="score customers through the scoring API")
     score.add_argument("--month", help="YYYY-MM to score (default: every month)")

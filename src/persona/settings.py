@@ -118,6 +118,33 @@ VARIABLES: dict[str, _Var] = {
     "admin_token": _Var(
         "PERSONA_ADMIN_TOKEN", "", str, "Bearer token for /admin/* (a secret); empty = disabled."
     ),
+    "drift_config_path": _Var(
+        "PERSONA_DRIFT_CONFIG", "04_monitoring/drift.yaml", Path, "Drift thresholds YAML."
+    ),
+    "evidently_workspace": _Var(
+        "PERSONA_EVIDENTLY_WORKSPACE",
+        "",
+        str,
+        "Evidently UI workspace folder; empty = PERSONA_HOME/evidently.",
+    ),
+    "evidently_project": _Var(
+        "PERSONA_EVIDENTLY_PROJECT", "persona-drift", str, "Evidently UI project of drift runs."
+    ),
+    "evidently_host": _Var("PERSONA_EVIDENTLY_HOST", "127.0.0.1", str, "Evidently UI address."),
+    "evidently_port": _Var("PERSONA_EVIDENTLY_PORT", "8001", int, "Evidently UI port."),
+    "telegram_bot_token": _Var(
+        "TELEGRAM_BOT_TOKEN", "", str, "Bot token (a secret); empty = alerts are only logged."
+    ),
+    "telegram_chat_id": _Var("TELEGRAM_CHAT_ID", "", str, "Chat that receives drift alerts."),
+    "telegram_base_url": _Var(
+        "TELEGRAM_BASE_URL", "", str, "Bot API base URL; empty = https://api.telegram.org/bot."
+    ),
+    "telegram_timeout_seconds": _Var(
+        "TELEGRAM_TIMEOUT_SECONDS", "10", float, "Timeout of each Bot API call."
+    ),
+    "telegram_retries": _Var(
+        "TELEGRAM_RETRIES", "3", int, "Retries of a failed alert (with backoff)."
+    ),
     "log_level": _Var("PERSONA_LOG_LEVEL", "INFO", str, "Logging level of entry points."),
 }
 
@@ -158,6 +185,16 @@ class Settings:
     max_batch_rows: int
     api_token: str
     admin_token: str
+    drift_config_path: Path
+    evidently_workspace: str
+    evidently_project: str
+    evidently_host: str
+    evidently_port: int
+    telegram_bot_token: str
+    telegram_chat_id: str
+    telegram_base_url: str
+    telegram_timeout_seconds: float
+    telegram_retries: int
     log_level: str
 
     @property
@@ -175,6 +212,12 @@ class Settings:
         if self.gcs_bucket:
             return f"gs://{self.gcs_bucket}/{self.gcs_prefix.strip('/')}"
         return str(self.home / "mlartifacts")
+
+    @property
+    def evidently_workspace_path(self) -> Path:
+        if self.evidently_workspace:
+            return Path(self.evidently_workspace).expanduser().resolve()
+        return self.home / "evidently"
 
     @property
     def mage_db_url(self) -> str:

@@ -44,6 +44,8 @@ def test_generate_into_postgres_is_idempotent(env, capsys):
         ["2026-01"],
     )
     assert len(jan) == 3000 and set(jan.snapshot_month) == {"2026-01"}
+    # plain str labels: scikit-learn records feature names only when every label is a str
+    assert {type(name) for name in jan.columns} == {str}
 
 
 def test_user_file_with_own_columns_ingests_and_updates(env, tmp_path, capsys):

@@ -96,6 +96,9 @@ def read_months(
     query = query.order_by(table.c[schema.month_column], table.c[schema.id_column])
     with engine.connect() as connection:
         frame = pd.read_sql(query, connection)
+    # Reflected names are SQLAlchemy quoted_name objects; scikit-learn only records
+    # feature names that are exactly str, so a model fitted on them could not be refitted.
+    frame.columns = [str(name) for name in frame.columns]
     if frame.empty:
         raise InvalidInputError(
             f"no rows in {table_name!r} for month(s) {list(months) if months else 'any'}"

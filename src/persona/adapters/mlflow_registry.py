@@ -182,3 +182,44 @@ def describe_aliases(client: MlflowClient, name: str) -> dict[str, Any]:
         details = client.get_model_version(name, version)
         summary["aliases"][alias] = {"version": version, **details.tags}
     return summary
+
+
+def download_artifact(run_id: str, artifact_path: str, destination: Path) -> Path:
+    """One artifact of a run, fetched through the tracking server (local folder or GCS)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact_path, dst_path=str(destination)
+            )
+        )
+    except (MlflowException, OSError) as exc:
+        raise ModelUnavailableError(
+            f"run {run_id} has no artifact {artifact_path!r}: {str(exc)[:200]}"
+        ) from None
+
+
+def log_report_run(
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    files: list[Path],
+    artifact_path: str,
+) -> tuple[str, str]:
+    """A run that carries a report (drift check); returns its id and its artifact folder URI."""
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags(dict(tags))
+        mlflow.log_params(dict(params))
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+        log_files(files, artifact_path)
+        artifact_uri = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
+    return run.info.run_id, artifact_uri
+
+
+def run_url(tracking_uri: str, run_id: str) -> str | None:
+    """Where a person opens a run in the MLflow UI (None when the store is not a server)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"

@@ -13,18 +13,11 @@ from persona.errors import UpstreamUnavailableError
 logger = logging.getLogger(__name__)
 
 
-def ensure_database(url: str) -> bool:
-    """Create the database named in ``url`` if missing; True when it was created.
-
-    A non-PostgreSQL URL (SQLite) is left alone.
-    """
-    if not url.startswith("postgresql"):
-        return False
+def _admin_connection(url: str):
+    """A psycopg2 autocommit connection to the server's ``postgres`` database; and the name."""
     import psycopg2
-    from psycopg2 import sql
 
     parts = urlsplit(url.replace("+psycopg2", ""))
-    name = parts.path.lstrip("/")
     admin = urlunsplit(parts._replace(path="/postgres"))
     try:
         connection = psycopg2.connect(admin)
@@ -34,6 +27,35 @@ def ensure_database(url: str) -> bool:
             f"PostgreSQL at {where} is not reachable: {exc}".strip()
         ) from None
     connection.autocommit = True
+    return connection, parts.path.lstrip("/")
+
+
+def drop_database(url: str) -> None:
+    """Remove a throw-away database (benchmarks), even with sessions still open."""
+    if not url.startswith("postgresql"):
+        return
+    from psycopg2 import sql
+
+    connection, name = _admin_connection(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+    finally:
+        connection.close()
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database named in ``url`` if missing; True when it was created.
+
+    A non-PostgreSQL URL (SQLite) is left alone.
+    """
+    if not url.startswith("postgresql"):
+        return False
+    from psycopg2 import sql
+
+    connection, name = _admin_connection(url)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))

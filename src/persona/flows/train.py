@@ -33,11 +33,25 @@ from persona.model.profile import plot_profiles, profile_table
 from persona.model.pyfunc import PersonaModel, load_estimator, save_estimator
 from persona.model.search import Candidate, run_search
 from persona.model.selection import select_winner
+from persona.monitoring.drift import load_drift_config
 from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 SERVING_PACKAGES = ("mlflow-skinny", "numpy", "pandas", "scikit-learn", "scipy", "skops")
+# Drift is measured against what the model was fitted on: a sample of it travels with the run.
+REFERENCE_FOLDER = "reference"
+REFERENCE_FILE = "reference.parquet"
+REFERENCE_ARTIFACT = f"{REFERENCE_FOLDER}/{REFERENCE_FILE}"
+
+
+def reference_sample(
+    train: pd.DataFrame, schema: DatasetSchema, rows: int, seed: int
+) -> pd.DataFrame:
+    """The rows drift checks compare against: features, id and month of the fitted split."""
+    columns = [c for c in (schema.id_column, schema.month_column, *schema.features) if c in train]
+    sample = train if len(train) <= rows else train.sample(n=rows, random_state=seed)
+    return sample[columns].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,7 @@ class TrainingContext:
     schema: DatasetSchema
     params: SearchParams
     catalogue: Catalogue | None
+    reference_rows: int = 20_000
 
     @classmethod
     def from_settings(cls, settings: Settings, seed: int | None = None) -> TrainingContext:
@@ -87,7 +102,8 @@ class TrainingContext:
         catalogue = None
         if settings.catalogue_path.exists():
             catalogue = load_catalogue(settings.catalogue_path)
-        return cls(settings, schema, params, catalogue)
+        reference_rows = load_drift_config(settings.drift_config_path).reference_sample_rows
+        return cls(settings, schema, params, catalogue, reference_rows)
 
     @property
     def catalogue_matches_schema(self) -> bool:
@@ -239,6 +255,9 @@ def select_step(
     profile.to_html(workdir / "persona_profile.html")
     plot_profiles(profile, train, schema, workdir / "persona_profile.png")
 
+    reference = reference_sample(train, schema, context.reference_rows, params.seed)
+    reference.to_parquet(workdir / REFERENCE_FILE, index=False)
+
     example = prepare_features(train.head(5), schema)
     with mlflow.start_run(run_id=search["run_id"]):
         mlflow.set_tags(
@@ -262,6 +281,7 @@ def select_step(
             "personas.json",
         ):
             mlflow.log_artifact(str(workdir / name), artifact_path="profile")
+        mlflow.log_artifact(str(workdir / REFERENCE_FILE), artifact_path=REFERENCE_FOLDER)
         model_uri = mlflow_registry.log_pyfunc_model(
             PersonaModel(),
             {"estimator": entry["path"], "personas": str(workdir / "personas.json")},

@@ -42,6 +42,7 @@ def services(settings: Settings, venvs: Path) -> list[LocalService]:
     mlflow = f"http://{settings.mlflow_host}:{settings.mlflow_port}"
     mage = f"http://{settings.mage_host}:{settings.mage_port}"
     scoring = f"http://{settings.scoring_host}:{settings.scoring_port}"
+    evidently = f"http://{settings.evidently_host}:{settings.evidently_port}"
     return [
         LocalService(
             "mlflow",
@@ -60,6 +61,13 @@ def services(settings: Settings, venvs: Path) -> list[LocalService]:
             f"{scoring}/health",
             60,
             SCORING_ENV,
+        ),
+        LocalService(
+            "evidently-ui",
+            [str(venvs / "dev/bin/python"), "-m", "persona.services.evidently_ui"],
+            evidently,
+            evidently,
+            60,
         ),
     ]
 

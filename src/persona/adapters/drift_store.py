@@ -1,0 +1,130 @@
+"""Drift history in the project database: one row per monitoring run, one per column checked.
+
+PostgreSQL in Compose and tests, SQLite locally, through SQLAlchemy Core. The tables are
+created on first use, so a fresh database needs no migration step.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from persona.errors import UpstreamUnavailableError
+
+logger = logging.getLogger(__name__)
+
+RUNS_TABLE = "drift_runs"
+COLUMNS_TABLE = "drift_columns"
+
+_metadata = sa.MetaData()
+drift_runs = sa.Table(
+    RUNS_TABLE,
+    _metadata,
+    sa.Column("run_id", sa.String(36), primary_key=True),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("data_window", sa.Text, nullable=False),
+    sa.Column("model_name", sa.Text),
+    sa.Column("model_version", sa.Text),
+    sa.Column("n_reference", sa.Integer, nullable=False),
+    sa.Column("n_current", sa.Integer, nullable=False),
+    sa.Column("drift_share", sa.Float),
+    sa.Column("drift_share_threshold", sa.Float),
+    sa.Column("dataset_drift", sa.Boolean),
+    sa.Column("enough_data", sa.Boolean, nullable=False),
+    sa.Column("report_location", sa.Text),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("new_model_version", sa.Text),
+    sa.Column("promoted", sa.Boolean),
+    sa.Column("alert_status", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text),
+)
+drift_columns = sa.Table(
+    COLUMNS_TABLE,
+    _metadata,
+    sa.Column(
+        "run_id",
+        sa.String(36),
+        sa.ForeignKey(f"{RUNS_TABLE}.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("column_name", sa.Text, primary_key=True),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("threshold", sa.Float),
+    sa.Column("drifted", sa.Boolean, nullable=False),
+)
+
+
+def _unavailable(exc: SQLAlchemyError) -> UpstreamUnavailableError:
+    return UpstreamUnavailableError(f"drift history database: {str(exc)[:200]}")
+
+
+def ensure_tables(engine: sa.Engine) -> None:
+    try:
+        _metadata.create_all(engine, checkfirst=True)
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+
+
+def record_run(
+    engine: sa.Engine, run: Mapping[str, Any], columns: Sequence[Mapping[str, Any]]
+) -> str:
+    """Insert a run and its columns in one transaction; returns the run id it was given."""
+    ensure_tables(engine)
+    run_id = str(run.get("run_id") or uuid.uuid4())
+    row = {c.name: run.get(c.name) for c in drift_runs.columns}
+    row.update(run_id=run_id, checked_at=run.get("checked_at") or datetime.now(UTC))
+    column_rows = [
+        {**{c.name: column.get(c.name) for c in drift_columns.columns}, "run_id": run_id}
+        for column in columns
+    ]
+    try:
+        with engine.begin() as connection:
+            connection.execute(drift_runs.insert(), [row])
+            if column_rows:
+                connection.execute(drift_columns.insert(), column_rows)
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+    logger.info("stored drift run %s (%d columns)", run_id, len(column_rows))
+    return run_id
+
+
+def update_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
+    """Fill in what is known only later in the run: action taken, new version, alert status."""
+    unknown = set(values) - set(drift_runs.columns.keys())
+    if unknown:
+        raise ValueError(f"not columns of {RUNS_TABLE}: {sorted(unknown)}")
+    try:
+        with engine.begin() as connection:
+            updated = connection.execute(
+                drift_runs.update().where(drift_runs.c.run_id == run_id).values(**values)
+            ).rowcount
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+    if updated != 1:
+        raise ValueError(f"no drift run {run_id!r} to update")
+
+
+def read_runs(engine: sa.Engine, limit: int = 100) -> pd.DataFrame:
+    """The newest runs first, for people and tests."""
+    ensure_tables(engine)
+    query = sa.select(drift_runs).order_by(drift_runs.c.checked_at.desc()).limit(limit)
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection)
+
+
+def read_columns(engine: sa.Engine, run_id: str) -> pd.DataFrame:
+    query = (
+        sa.select(drift_columns)
+        .where(drift_columns.c.run_id == run_id)
+        .order_by(drift_columns.c.column_name)
+    )
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection)

@@ -1,0 +1,191 @@
+"""``make bench-monitor``: the drift check at 10k / 100k / 1M current rows, split into stages.
+
+Stages, as the monitor pipeline runs them: load (the month from the PostgreSQL customers
+table), report (Evidently DataDriftPreset on the default columns, its verdict and the HTML
+page) and store (the drift_runs/drift_columns rows and the run in the Evidently UI
+workspace). The reference is the training sample size of 04_monitoring/drift.yaml. Evidently
+is imported and warmed up before timing, so interpreter start-up is excluded. Machines here
+are noisy, so each size also times a baseline in the same run: a two-sample KS test per
+numeric column and a chi-square per categorical column with scipy on the same rows, and
+reports the report stage as a multiple of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from persona.adapters import database, drift_store, evidently_report
+from persona.adapters.postgres_admin import drop_database, ensure_database
+from persona.data.catalogue import load_catalogue
+from persona.data.generator import generate_snapshot
+from persona.data.schema import DatasetSchema, load_schema
+from persona.errors import PersonaError
+from persona.logging_setup import configure_logging
+from persona.monitoring.drift import DriftConfig, feature_columns, load_drift_config
+from persona.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+STAGES = ("load", "report", "store")
+
+
+@dataclass(frozen=True)
+class SizeTiming:
+    rows: int
+    load: float
+    report: float
+    store: float
+    baseline_scipy: float
+    drift_share: float | None
+
+    @property
+    def total(self) -> float:
+        return self.load + self.report + self.store
+
+    def to_dict(self) -> dict:
+        return {
+            **asdict(self),
+            "total": self.total,
+            "report_over_baseline": self.report / self.baseline_scipy,
+        }
+
+
+def scipy_baseline(reference: pd.DataFrame, current: pd.DataFrame, schema: DatasetSchema) -> float:
+    """Seconds of the plainest drift check on the same rows: what the report is measured against."""
+    started = time.perf_counter()
+    for column in schema.numeric:
+        stats.ks_2samp(reference[column].dropna(), current[column].dropna())
+    for column in schema.categorical:
+        table = pd.crosstab(
+            np.r_[np.zeros(len(reference)), np.ones(len(current))],
+            pd.concat([reference[column], current[column]], ignore_index=True).fillna("<NA>"),
+        )
+        stats.chi2_contingency(table.to_numpy())
+    return time.perf_counter() - started
+
+
+def time_size(
+    rows: int,
+    reference: pd.DataFrame,
+    engine,
+    table: str,
+    schema: DatasetSchema,
+    config: DriftConfig,
+    scratch: Path,
+    month: str,
+) -> SizeTiming:
+    columns = feature_columns(schema)
+    started = time.perf_counter()
+    current = database.read_months(engine, table, schema, [month])
+    load = time.perf_counter() - started
+
+    started = time.perf_counter()
+    snapshot, report = evidently_report.run_drift_report(reference, current, schema, config)
+    result = evidently_report.interpret(report, config, len(reference), len(current))
+    evidently_report.save_html(snapshot, scratch / f"drift-{rows}.html")
+    report_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    drift_store.record_run(
+        engine,
+        {
+            "data_window": month,
+            "n_reference": len(reference),
+            "n_current": len(current),
+            "drift_share": result.drift_share,
+            "dataset_drift": result.dataset_drift,
+            "enough_data": result.enough_data,
+            "action": "benchmark",
+            "alert_status": "skipped",
+        },
+        [c.to_dict() for c in result.columns],
+    )
+    evidently_report.add_to_workspace(scratch / "workspace", "bench", snapshot)
+    store = time.perf_counter() - started
+    baseline = scipy_baseline(reference[columns], current[columns], schema)
+    return SizeTiming(rows, load, report_seconds, store, baseline, result.drift_share)
+
+
+def render(timings: list[SizeTiming]) -> str:
+    header = f"{'rows':>10} {'load':>7} {'report':>7} {'store':>7} {'total':>7} {'scipy':>7} {'report/scipy':>12}"
+    lines = [header]
+    for t in timings:
+        lines.append(
+            f"{t.rows:>10,} {t.load:>7.2f} {t.report:>7.2f} {t.store:>7.2f} {t.total:>7.2f} "
+            f"{t.baseline_scipy:>7.2f} {t.report / t.baseline_scipy:>12.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="persona.bench.monitor", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)))
+    parser.add_argument(
+        "--postgres",
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432",
+        help="PostgreSQL server for the throw-away customers database",
+    )
+    parser.add_argument("--scenario", default="none", help="drift scenario of the current month")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    schema = load_schema(settings.schema_path)
+    catalogue = load_catalogue(settings.catalogue_path)
+    config = load_drift_config(settings.drift_config_path)
+    url = f"{args.postgres.rstrip('/')}/persona_bench_monitor_{uuid.uuid4().hex[:8]}"
+    ensure_database(url)
+    engine = database.make_engine(url)
+    table = "customers"
+    reference = generate_snapshot(
+        catalogue, config.reference_sample_rows, "2026-01", seed=1, progress=False
+    )
+    timings = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="persona-bench-monitor-") as scratch:
+            # Warm-up (imports Evidently, compiles its code paths); not timed.
+            warm = generate_snapshot(catalogue, 2_000, "2025-12", seed=2, progress=False)
+            evidently_report.run_drift_report(reference, warm, schema, config)
+            for index, rows in enumerate(sizes):
+                month = f"2026-{index + 2:02d}"
+                current = generate_snapshot(
+                    catalogue, rows, month, seed=3, scenario=args.scenario, progress=False
+                )
+                database.upsert_frame(engine, table, current, schema, progress=False)
+                logger.info("timing %d current rows", rows)
+                timing = time_size(
+                    rows, reference, engine, table, schema, config, Path(scratch), month
+                )
+                logger.info("%s", timing.to_dict())
+                timings.append(timing)
+    except PersonaError as exc:
+        logger.error("%s", exc)
+        raise SystemExit(exc.exit_code) from None
+    finally:
+        engine.dispose()
+        drop_database(url)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out = settings.home / "bench" / f"monitor-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps([t.to_dict() for t in timings], indent=2))
+    sys.stdout.write(render(timings) + f"\n\nsaved {out}\n")
+
+
+if __name__ == "__main__":
+    main()

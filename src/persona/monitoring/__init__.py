@@ -1,0 +1,1 @@
+"""Drift monitoring: pure config and verdict logic; Evidently lives in persona.adapters."""

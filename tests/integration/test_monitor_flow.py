@@ -1,0 +1,147 @@
+"""The monitoring steps in one process (`make monitor-local`), on real PostgreSQL and MLflow.
+
+Each branch the Mage conditionals can take, the stored history and the alert status when
+Telegram is slow, down or not configured. The Mage pipeline itself is tested in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from conftest import ROOT
+from mlflow.tracking import MlflowClient
+
+from persona.adapters import drift_store
+from persona.adapters.telegram import TelegramNotifier
+from persona.errors import InvalidInputError
+from persona.flows import monitor, train
+from persona.monitoring.drift import load_drift_config
+from persona.services.processes import free_port
+from persona.settings import load_settings
+from persona.testing.telegram_stub import TelegramStub
+
+FAST_PARAMS = ROOT / "tests/fixtures/params_fast.yaml"
+TOKEN = "987654:integration-secret"
+CHAT = "4242"
+
+
+@pytest.fixture(scope="module")
+def trained(mlflow_server, make_database, tmp_path_factory) -> dict[str, str]:
+    """One production model for the module; each test gets its own project database."""
+    model = f"persona-monitor-{uuid.uuid4().hex[:8]}"
+    env = {
+        "PERSONA_HOME": str(tmp_path_factory.mktemp("monitor-home")),
+        "PERSONA_CATALOGUE": str(ROOT / "00_create_data/personas.yaml"),
+        "PERSONA_SCHEMA": str(ROOT / "00_create_data/schema.yaml"),
+        "PERSONA_PARAMS": str(FAST_PARAMS),
+        "PERSONA_DRIFT_CONFIG": str(ROOT / "04_monitoring/drift.yaml"),
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "PERSONA_MODEL_NAME": model,
+        "MLFLOW_EXPERIMENT_NAME": model,
+    }
+    context = train.TrainingContext.from_settings(load_settings(environ=env))
+    train.run_training(context, train.DataRequest(source="synthetic", rows=5000, seed=11))
+    return env
+
+
+def _context(env: dict[str, str], database: str, notifier: TelegramNotifier):
+    settings = load_settings(environ={**env, "PERSONA_DATABASE_URL": database})
+    return monitor.MonitorContext(
+        settings=settings,
+        config=load_drift_config(settings.drift_config_path),
+        training=train.TrainingContext.from_settings(settings),
+        notifier=notifier,
+    )
+
+
+def _request(**variables) -> monitor.MonitorRequest:
+    return monitor.MonitorRequest.from_variables({"source": "synthetic", **variables})
+
+
+def _runs(database: str) -> list[dict]:
+    return drift_store.read_runs(sa.create_engine(database)).to_dict("records")
+
+
+def _versions(env: dict[str, str]) -> int:
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    return len(client.search_model_versions(f"name = '{env['PERSONA_MODEL_NAME']}'"))
+
+
+def test_drift_without_retraining_alerts_with_the_drifted_columns(trained, pg_url):
+    with TelegramStub() as stub:
+        notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
+        context = _context(trained, pg_url, notifier)
+        before = _versions(trained)
+
+        outcome = monitor.run_monitoring(
+            context, _request(month="2026-04", scenario="channel_shift", retrain="false")
+        )
+
+        assert outcome["decision"] == monitor.DRIFT_NO_RETRAIN and outcome["retrained"] is None
+        assert _versions(trained) == before
+        (message,) = stub.messages
+        assert message["chat_id"] == CHAT and "channel" in message["text"]
+    (run,) = _runs(pg_url)
+    assert run["dataset_drift"] and run["action"] == monitor.DRIFT_NO_RETRAIN
+    assert (
+        run["alert_status"] == "sent" and run["data_window"] == "2026-04 (synthetic, channel_shift)"
+    )
+    assert run["report_location"].endswith(".html")
+    columns = drift_store.read_columns(sa.create_engine(pg_url), run["run_id"])
+    assert set(columns["column_name"]) == set(context.training.schema.features)
+    assert columns.set_index("column_name").loc["channel", "drifted"]
+    workspace = context.settings.evidently_workspace_path
+    assert workspace.is_dir() and any(workspace.iterdir())
+
+
+def test_too_little_data_is_said_and_nothing_is_retrained(trained, pg_url):
+    with TelegramStub() as stub:
+        notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
+        outcome = monitor.run_monitoring(
+            _context(trained, pg_url, notifier),
+            _request(month="2026-05", rows=100, scenario="income_inflation"),
+        )
+        assert outcome["decision"] == monitor.INSUFFICIENT_DATA
+        assert "100" in stub.messages[0]["text"]
+    (run,) = _runs(pg_url)
+    assert not run["enough_data"] and run["action"] == monitor.INSUFFICIENT_DATA
+    assert run["report_location"] is None and run["alert_status"] == "sent"
+
+
+def test_telegram_down_or_unconfigured_never_fails_the_run(trained, pg_url):
+    closed = f"http://127.0.0.1:{free_port()}/bot"
+    down = TelegramNotifier(TOKEN, CHAT, base_url=closed, retries=1, backoff=0.01, timeout=2)
+    outcome = monitor.run_monitoring(_context(trained, pg_url, down), _request(month="2026-06"))
+    assert outcome["decision"] == monitor.NO_DRIFT and outcome["alert"]["status"] == "failed"
+
+    quiet = TelegramNotifier(None, None)
+    outcome = monitor.run_monitoring(_context(trained, pg_url, quiet), _request(month="2026-07"))
+    assert outcome["alert"]["status"] == "disabled"
+
+    skipped = monitor.run_monitoring(
+        _context(trained, pg_url, quiet), _request(month="2026-08", all_clear_alert="false")
+    )
+    assert skipped["alert"]["status"] == "skipped"
+    statuses = {r["data_window"].split()[0]: r["alert_status"] for r in _runs(pg_url)}
+    assert statuses == {"2026-06": "failed", "2026-07": "disabled", "2026-08": "skipped"}
+
+
+def test_a_month_missing_from_the_table_is_a_clear_error(trained, pg_url):
+    from persona.adapters import database
+    from persona.data.generator import generate_snapshot
+
+    context = _context(trained, pg_url, TelegramNotifier(None, None))
+    frame = generate_snapshot(context.training.catalogue, 600, "2026-01", progress=False)
+    engine = database.make_engine(pg_url)
+    database.upsert_frame(engine, context.settings.customers_table, frame, context.training.schema)
+    with pytest.raises(InvalidInputError, match=r"2031-01"):
+        monitor.load_current_step(
+            context, monitor.MonitorRequest.from_variables({"month": "2031-01"})
+        )
+    assert len(monitor.load_current_step(context, _table_request("2026-01"))) == 600
+
+
+def _table_request(month: str) -> monitor.MonitorRequest:
+    return monitor.MonitorRequest.from_variables({"month": month})

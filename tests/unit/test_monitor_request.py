@@ -1,0 +1,54 @@
+"""Run variables of the monitor pipeline -> what it checks and what it may do."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from persona.errors import ConfigurationError
+from persona.flows import monitor
+
+
+def test_previous_month_is_the_month_that_just_ended():
+    assert monitor.previous_month(datetime(2026, 1, 2)) == "2025-12"
+    assert monitor.previous_month(datetime(2026, 7, 31)) == "2026-06"
+    request = monitor.MonitorRequest.from_variables({"month": "previous"}, datetime(2026, 7, 2))
+    assert request.data.months == ("2026-06",) and request.window == "2026-06"
+
+
+def test_flags_arrive_as_text_or_booleans():
+    assert monitor.MonitorRequest.from_variables({"month": "2026-02"}).retrain is True
+    off = monitor.MonitorRequest.from_variables({"month": "2026-02", "retrain": "false"})
+    assert off.retrain is False and off.all_clear_alert is None
+    on = monitor.MonitorRequest.from_variables({"month": "2026-02", "all_clear_alert": True})
+    assert on.all_clear_alert is True
+
+
+def test_a_table_run_without_a_month_is_refused_by_name():
+    with pytest.raises(ConfigurationError, match="month"):
+        monitor.MonitorRequest.from_variables({})
+
+
+@pytest.mark.parametrize(
+    ("result", "retrain", "decision"),
+    [
+        ({"enough_data": False, "dataset_drift": False}, True, monitor.INSUFFICIENT_DATA),
+        ({"enough_data": True, "dataset_drift": False}, True, monitor.NO_DRIFT),
+        ({"enough_data": True, "dataset_drift": True}, True, monitor.RETRAIN),
+        ({"enough_data": True, "dataset_drift": True}, False, monitor.DRIFT_NO_RETRAIN),
+    ],
+)
+def test_decision(result, retrain, decision):
+    request = monitor.MonitorRequest.from_variables({"month": "2026-02", "retrain": retrain})
+    assert monitor.decide(result, request) == decision
+
+
+def test_synthetic_and_file_windows_say_where_the_rows_came_from():
+    synthetic = monitor.MonitorRequest.from_variables(
+        {"source": "synthetic", "month": "2026-03", "scenario": "mix_shift"}
+    )
+    assert synthetic.window == "2026-03 (synthetic, mix_shift)"
+    assert synthetic.data.rows == 10_000
+    file = monitor.MonitorRequest.from_variables({"source": "file", "path": "/data/march.csv"})
+    assert file.window == "march.csv"
