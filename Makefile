@@ -29,11 +29,13 @@ MONTH ?= 2026-01
 MONTHS ?= 2026-01
 ROWS ?= 20000
 SEED ?= 42
+SCENARIO ?= none
 PYTEST_ARGS ?=
 
 .PHONY: help install postgres local-up local-down local-status test test-fast lint format mlflow \
         serve mage data train train-local score rollback monitor monitor-local monitor-ui \
-        bench-train bench-serve bench-monitor locks clean
+        bench-train bench-serve bench-monitor locks clean \
+        _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
@@ -82,8 +84,9 @@ test: install postgres ## Every test: unit, data, model, integration, e2e
 test-fast: $(VENV)/dev/.installed ## The fast tests only (unit, data)
 	$(DEV)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/dev/.installed ## black, ruff, YAML/whitespace/secret checks (same as pre-commit)
+lint: $(VENV)/dev/.installed ## black, ruff, YAML/whitespace/secret checks (same as pre-commit), checkov on Terraform and Dockerfiles
 	PRE_COMMIT_HOME=$(VENV)/pre-commit $(DEV)/pre-commit run --all-files --show-diff-on-failure
+	$(MAKE) --no-print-directory lint-iac
 
 format: $(VENV)/dev/.installed ## Apply black and ruff fixes
 	$(DEV)/ruff check --fix src tests 02_pipeline 03_deployment
@@ -98,8 +101,8 @@ serve: $(VENV)/scoring/.installed ## Run the scoring API (Gunicorn) in the foreg
 mage: $(VENV)/dev/.installed postgres ## Run Mage (UI, API triggers, scheduler) in the foreground
 	$(DEV)/python -m persona.services.mage
 
-data: $(VENV)/dev/.installed postgres ## Generate MONTHS (space-separated) of ROWS synthetic customers into the table
-	$(DEV)/persona data generate --rows $(ROWS) --seed $(SEED) --month $(MONTHS)
+data: $(VENV)/dev/.installed postgres ## Generate MONTHS (space-separated) of ROWS synthetic customers (SCENARIO: drift) into the table
+	$(DEV)/persona data generate --rows $(ROWS) --seed $(SEED) --month $(MONTHS) --scenario $(SCENARIO)
 
 train: $(VENV)/dev/.installed postgres ## Run the Mage `train` pipeline headless (honours conditionals)
 	$(DEV)/persona pipeline run train --var months=$(subst $(space),$(comma),$(strip $(MONTHS))) --var seed=$(SEED)
@@ -131,10 +134,42 @@ bench-serve: install postgres ## In-process vs `mlflow models serve` vs this API
 bench-monitor: install postgres ## Drift check at 10k/100k/1M current rows: load, report, store
 	$(DEV)/python -m persona.bench.monitor $(BENCH_ARGS)
 
+TF_DIR := 05_iac/terraform
+TERRAFORM ?= terraform
+CHECKOV := $(VENV)/checkov/bin/checkov
+
+_terraform:
+	@command -v $(TERRAFORM) >/dev/null 2>&1 || { echo "terraform not found: install Terraform >= 1.5 (https://developer.hashicorp.com/terraform/install) or set TERRAFORM=/path/to/terraform" >&2; exit 1; }
+
+tf-init: _terraform ## Download the pinned Google provider for 05_iac/terraform
+	$(TERRAFORM) -chdir=$(TF_DIR) init
+
+tf-plan: _terraform ## Show what tf-apply would change (needs terraform.tfvars + gcloud ADC)
+	$(TERRAFORM) -chdir=$(TF_DIR) plan
+
+tf-apply: _terraform ## Create/update the artifact bucket and the MLflow service account
+	$(TERRAFORM) -chdir=$(TF_DIR) apply
+
+tf-destroy: _terraform ## Remove them (fails while the bucket holds objects)
+	$(TERRAFORM) -chdir=$(TF_DIR) destroy
+
+tf-env: _terraform $(VENV)/dev/.installed ## Write GCS_BUCKET, GCS_PREFIX, MLFLOW_ARTIFACTS_DESTINATION from Terraform into .env
+	set -o pipefail; $(TERRAFORM) -chdir=$(TF_DIR) output -json | $(DEV)/python -m persona.iac tf-env --outputs-json - --env-file .env
+
+$(VENV)/checkov/.installed: requirements/checkov.lock | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)/checkov
+	VIRTUAL_ENV=$(VENV)/checkov $(UV) pip sync --quiet requirements/checkov.lock
+	touch $@
+
+lint-iac: $(VENV)/checkov/.installed ## checkov on the Terraform and the Dockerfiles (offline)
+	$(CHECKOV) -d $(TF_DIR) --framework terraform --quiet --compact --skip-download
+	$(CHECKOV) -d 05_iac/docker --framework dockerfile --quiet --compact --skip-download
+
 locks: | $(UV) ## Re-resolve the lock files and regenerate environment.yml
 	$(UV) pip compile --quiet requirements/pipeline.in --override requirements/overrides.txt --python-version 3.11 -o requirements/pipeline.lock
 	$(UV) pip compile --quiet requirements/dev.in --override requirements/overrides.txt -c requirements/pipeline.lock --python-version 3.11 -o requirements/dev.lock
 	$(UV) pip compile --quiet requirements/mlflow-server.in --python-version 3.11 -o requirements/mlflow-server.lock
+	$(UV) pip compile --quiet requirements/checkov.in --python-version 3.11 -o requirements/checkov.lock
 	$(UV) pip compile --quiet requirements/scoring.in --python-version 3.11 -o requirements/scoring.lock
 	$(DEV)/python -m persona.devtools environment-yml > environment.yml
 

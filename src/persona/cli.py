@@ -208,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
         "monitor", help="run the drift check (and retraining, alert) in-process (no Mage)"
     )
     monitor.add_argument("--month", help="YYYY-MM of current data, or 'previous'")
-    monitor.add_argument("--source", default="table", choices=["table", "file", "synthetic"])
+    monitor.add_argument(
+        "--source", default="table", choices=["table", "file", "synthetic", "scoring_log"]
+    )
+    monitor.add_argument("--days", type=float, default=30, help="window for --source scoring_log")
     monitor.add_argument("--path", help="CSV/Parquet file for --source file")
     monitor.add_argument("--rows", type=int, default=10_000, help="rows for --source synthetic")
     monitor.add_argument("--seed", type=int, default=7)

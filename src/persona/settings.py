@@ -115,6 +115,15 @@ VARIABLES: dict[str, _Var] = {
     "api_token": _Var(
         "PERSONA_API_TOKEN", "", str, "Bearer token for /predict (a secret); empty = open."
     ),
+    "scoring_log": _Var(
+        "PERSONA_SCORING_LOG",
+        "false",
+        bool,
+        "Log every scored row to PostgreSQL (off the request path) for drift checks.",
+    ),
+    "scoring_log_table": _Var(
+        "PERSONA_SCORING_LOG_TABLE", "scoring_log", str, "Table of the scoring log."
+    ),
     "admin_token": _Var(
         "PERSONA_ADMIN_TOKEN", "", str, "Bearer token for /admin/* (a secret); empty = disabled."
     ),
@@ -184,6 +193,8 @@ class Settings:
     model_poll_seconds: float
     max_batch_rows: int
     api_token: str
+    scoring_log: bool
+    scoring_log_table: str
     admin_token: str
     drift_config_path: Path
     evidently_workspace: str
@@ -228,12 +239,21 @@ class Settings:
         return load_settings(environ={}, base=self, overrides=overrides)
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
 def _convert(name: str, var: _Var, raw: str) -> Any:
     if var.kind is int:
         try:
             return int(raw)
         except ValueError:
             raise ConfigurationError(f"{var.env} must be an integer, got {raw!r}") from None
+    if var.kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+        raise ConfigurationError(f"{var.env} must be true or false, got {raw!r}")
     if var.kind is float:
         try:
             return float(raw)

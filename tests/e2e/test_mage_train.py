@@ -139,7 +139,8 @@ def test_failing_block_exits_non_zero_with_its_error(mage_env, tmp_path):
 def test_unknown_pipeline_is_named(mage_env):
     result = run_cli(mage_env, "pipeline", "run", "trian")
     assert result.returncode == 2
-    assert "no Mage pipeline 'trian'" in result.stderr and "known: train" in result.stderr
+    assert "no Mage pipeline 'trian'" in result.stderr
+    assert "known: monitor, train" in result.stderr
 
 
 def wait_for_run(mage_db: Path, run_id: int, timeout_s: float, stuck_s: float) -> str:

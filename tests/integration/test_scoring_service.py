@@ -448,3 +448,74 @@ def test_batch_job_reports_a_failing_chunk_by_customer_and_keeps_the_rest(
     written = pd.read_csv(out, dtype={"customer_id": str})
     assert len(written) == len(customers) - 64
     assert "C00000070" not in set(written.customer_id)
+
+
+def test_scoring_log_keeps_every_scored_row_for_monitoring(
+    registry, customers, make_database, tmp_path
+):
+    from persona.flows import monitor
+    from persona.monitoring.drift import load_drift_config
+
+    url = make_database("persona_scoringlog")
+    service = start_api(registry, tmp_path, PERSONA_SCORING_LOG="true", PERSONA_DATABASE_URL=url)
+    try:
+        wait_http(f"{service.url}/ready", 60, service.process, service.log)
+        with_ids = records(customers)
+        complete = records(customers.dropna().head(50))  # keeps the nulls share as sent
+        anonymous = [{k: v for k, v in r.items() if k != "customer_id"} for r in complete]
+        assert post(service, with_ids).status_code == 200
+        assert post(service, anonymous).status_code == 200
+        version = requests.get(f"{service.url}/ready", timeout=5).json()["version"]
+    finally:
+        service.stop()  # a stopping worker writes what it has queued
+
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).connect() as connection:
+        logged = pd.read_sql("SELECT * FROM scoring_log", connection)
+    assert len(logged) == len(customers) + 50
+    assert set(logged.model_version) == {version} and logged.persona_name.notna().all()
+    assert logged.customer_id.isna().sum() == 50
+    np.testing.assert_allclose(
+        logged.dropna(subset=["customer_id"])
+        .set_index("customer_id")
+        .loc[customers.customer_id, "annual_income"],
+        customers.annual_income,
+    )
+
+    settings = load_settings(
+        environ={
+            "PERSONA_DATABASE_URL": url,
+            "PERSONA_SCHEMA": str(ROOT / "00_create_data/schema.yaml"),
+            "PERSONA_CATALOGUE": str(ROOT / "00_create_data/personas.yaml"),
+            "PERSONA_PARAMS": str(FIXTURES / "params_fast.yaml"),
+            "PERSONA_DRIFT_CONFIG": str(ROOT / "04_monitoring/drift.yaml"),
+        }
+    )
+    from persona.adapters.telegram import TelegramNotifier
+    from persona.flows.train import TrainingContext
+
+    context = monitor.MonitorContext(
+        settings,
+        load_drift_config(settings.drift_config_path),
+        TrainingContext.from_settings(settings),
+        TelegramNotifier(None, None),
+    )
+    request = monitor.MonitorRequest.from_variables({"source": "scoring_log", "days": 1})
+    current = monitor.load_current_step(context, request)
+    assert len(current) == len(customers) + 50 and request.window == "scoring log, last 1 days"
+
+
+def test_scoring_log_database_down_never_slows_or_fails_scoring(registry, customers, tmp_path):
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    service = start_api(registry, tmp_path, PERSONA_SCORING_LOG="true", PERSONA_DATABASE_URL=closed)
+    try:
+        wait_http(f"{service.url}/ready", 60, service.process, service.log)
+        for _ in range(5):
+            assert post(service, records(customers)).status_code == 200
+        time.sleep(2.5)  # let the writers try (and fail) to flush
+        metrics = requests.get(f"{service.url}/metrics", timeout=5).text
+    finally:
+        service.stop()
+    assert "rows not written" in service.log.read_text()
+    assert "persona_rows_scored_total 1000.0" in metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,33 @@ def test_synthetic_and_file_windows_say_where_the_rows_came_from():
     assert synthetic.data.rows == 10_000
     file = monitor.MonitorRequest.from_variables({"source": "file", "path": "/data/march.csv"})
     assert file.window == "march.csv"
+
+
+def test_scoring_log_rows_become_one_row_per_customer():
+    import pandas as pd
+
+    from persona.data.schema import load_schema
+
+    schema = load_schema(Path(__file__).resolve().parents[2] / "00_create_data/schema.yaml")
+    row = {name: 1.0 for name in schema.numeric} | {name: "x" for name in schema.categorical}
+    logged = pd.DataFrame(
+        [
+            {**row, "customer_id": "C1", "scored_at": "2026-03-30T23:00:00+00:00", "age": 30.0},
+            {**row, "customer_id": "C1", "scored_at": "2026-04-01T08:00:00+00:00", "age": 31.0},
+            {**row, "customer_id": None, "scored_at": "2026-04-01T09:00:00+00:00"},
+            {**row, "customer_id": None, "scored_at": "2026-04-01T10:00:00+00:00"},
+        ]
+    )
+    frame = monitor.frame_from_scoring_log(logged, schema)
+    assert list(frame.columns) == [schema.id_column, schema.month_column, *schema.features]
+    assert len(frame) == 3 and frame[schema.id_column].is_unique
+    latest = frame.set_index(schema.id_column).loc["C1"]
+    assert latest["age"] == 31.0 and latest[schema.month_column] == "2026-04"
+    assert monitor.frame_from_scoring_log(pd.DataFrame(), schema).empty
+
+
+def test_scoring_log_source_takes_a_window_in_days():
+    request = monitor.MonitorRequest.from_variables({"source": "scoring_log", "days": "7"})
+    assert request.data.source == monitor.SCORING_LOG and request.days == 7
+    with pytest.raises(ConfigurationError, match="days"):
+        monitor.MonitorRequest.from_variables({"source": "scoring_log", "days": "-1"})

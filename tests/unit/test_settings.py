@@ -32,6 +32,18 @@ def test_bad_integer_names_the_variable():
         load_settings(environ={"MLFLOW_PORT": "abc"})
 
 
+@pytest.mark.parametrize(
+    ("raw", "value"), [("true", True), ("ON", True), ("0", False), ("", False)]
+)
+def test_switches_read_common_spellings(raw, value):
+    assert load_settings(environ={"PERSONA_SCORING_LOG": raw}).scoring_log is value
+
+
+def test_a_bad_switch_names_the_variable():
+    with pytest.raises(ConfigurationError, match="PERSONA_SCORING_LOG must be true or false"):
+        load_settings(environ={"PERSONA_SCORING_LOG": "maybe"})
+
+
 def test_unknown_override_is_rejected():
     with pytest.raises(ConfigurationError, match="unknown setting"):
         load_settings(environ={}, overrides={"no_such": 1})

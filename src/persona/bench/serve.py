@@ -1,10 +1,12 @@
-"""``make bench-serve``: the same model and batches through three scoring paths, in one run.
+"""``make bench-serve``: the same model and batches through four scoring paths, in one run.
 
 (a) in-process ``predict`` of the MLflow pyfunc (and the service's fast path on parsed
 arrays), (b) ``mlflow models serve`` on the same model URI, (c) this service under Gunicorn.
 Batches of 1 / 100 / 1,000 / 10,000 rows as JSON records and CSV, with 1 client (latency) and
-4 concurrent clients (throughput). Both servers run 2 workers on this machine's 2 cores, with
-the client on the same cores, so only the ratios between paths of one run mean much.
+4 concurrent clients (throughput); JSON also through (d) this service with the scoring log on
+(PERSONA_SCORING_LOG, rows copied to PostgreSQL off the request path). Servers run 2 workers
+on this machine's 2 cores, with the client on the same cores, so only the ratios between paths
+of one run mean much.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from persona.adapters.postgres_admin import drop_database, ensure_database
 from persona.bench.common import VENVS, add_server_arguments, tracking_server
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
@@ -34,7 +37,7 @@ from persona.data.schema import load_schema
 from persona.errors import PersonaError
 from persona.flows import train
 from persona.logging_setup import configure_logging
-from persona.services.processes import free_port, start_service, wait_http
+from persona.services.processes import ServiceProcess, free_port, start_service, wait_http
 from persona.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ BENCH_SEARCH = {
 
 @dataclass(frozen=True)
 class Measurement:
-    path: str  # in-process | fast-path | mlflow | mlflow-new-conn | service
+    path: str  # in-process | fast-path | mlflow | mlflow-new-conn | service | service+log
     payload: str  # json | csv | frame | arrays
     rows: int
     clients: int
@@ -227,6 +230,12 @@ def ratios(measurements: list[Measurement]) -> dict[str, float]:
     single = find("service", "json", 1, 1)
     if single:
         out["single_row_p50_ms_service"] = single.p50_ms
+    plain, logged = find("service", "json", 1_000, 1), find("service+log", "json", 1_000, 1)
+    if plain and logged:
+        out["scoring_log_p50_overhead_1k_json"] = logged.p50_ms / plain.p50_ms - 1
+    plain, logged = find("service", "json", 1_000, 4), find("service+log", "json", 1_000, 4)
+    if plain and logged:
+        out["scoring_log_throughput_cost_1k_json"] = 1 - logged.rows_per_s / plain.rows_per_s
     return out
 
 
@@ -246,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     name = f"bench-serve-{uuid.uuid4().hex[:6]}"
     processes = []
+    log_db = None
     try:
         with tracking_server(args) as tracking_uri, tempfile.TemporaryDirectory() as scratch:
             params = yaml.safe_load(settings.params_path.read_text())
@@ -275,28 +285,39 @@ def main(argv: list[str] | None = None) -> None:
 
             env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_WAIT_POLICY": "PASSIVE"}
             ours_port, theirs_port = free_port(), free_port()
-            ours = start_service(
-                [
-                    str(VENVS / "scoring/bin/gunicorn"),
-                    "-c",
-                    str(Path(__file__).resolve().parents[3] / "03_deployment/gunicorn.conf.py"),
-                ],
-                {
-                    **env,
-                    "PERSONA_MODEL_NAME": name,
-                    "PERSONA_SCORING_PORT": str(ours_port),
-                    "PERSONA_SCORING_WORKERS": "2",
-                    "PERSONA_MAX_BATCH_ROWS": str(max(sizes)),
-                    "PERSONA_LOG_LEVEL": "WARNING",
-                    "MALLOC_ARENA_MAX": "2",  # as the image and `make serve` run it
-                },
-                Path(scratch) / "service.log",
-                f"http://127.0.0.1:{ours_port}",
-                f"http://127.0.0.1:{ours_port}/health",
-                60,
+
+            def start_ours(port: int, extra: dict[str, str]) -> ServiceProcess:
+                service = start_service(
+                    [
+                        str(VENVS / "scoring/bin/gunicorn"),
+                        "-c",
+                        str(Path(__file__).resolve().parents[3] / "03_deployment/gunicorn.conf.py"),
+                    ],
+                    {
+                        **env,
+                        "PERSONA_MODEL_NAME": name,
+                        "PERSONA_SCORING_PORT": str(port),
+                        "PERSONA_SCORING_WORKERS": "2",
+                        "PERSONA_MAX_BATCH_ROWS": str(max(sizes)),
+                        "PERSONA_LOG_LEVEL": "WARNING",
+                        "MALLOC_ARENA_MAX": "2",  # as the image and `make serve` run it
+                        **extra,
+                    },
+                    Path(scratch) / f"service-{port}.log",
+                    f"http://127.0.0.1:{port}",
+                    f"http://127.0.0.1:{port}/health",
+                    60,
+                )
+                processes.append(service)
+                wait_http(f"{service.url}/ready", 60, service.process, service.log)
+                return service
+
+            ours = start_ours(ours_port, {})
+            log_db = f"{args.postgres.rstrip('/')}/persona_bench_log_{uuid.uuid4().hex[:8]}"
+            ensure_database(log_db)
+            logged = start_ours(
+                free_port(), {"PERSONA_SCORING_LOG": "true", "PERSONA_DATABASE_URL": log_db}
             )
-            processes.append(ours)
-            wait_http(f"{ours.url}/ready", 60, ours.process, ours.log)
             theirs = start_service(
                 [
                     str(VENVS / "scoring/bin/mlflow"),
@@ -331,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
                             "service": (f"{ours.url}/predict", our_body),
                             "mlflow": (f"{theirs.url}/invocations", their_body),
                         }
+                        if payload == "json":  # what the scoring log costs a request
+                            targets["service+log"] = (f"{logged.url}/predict", our_body)
                         rounds: dict[str, list[Measurement]] = {path: [] for path in targets}
                         for _ in range(args.rounds):  # interleaved: both see the same noise
                             for path, (url, body) in targets.items():
@@ -356,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for process in processes:
             process.stop()
+        if log_db:
+            drop_database(log_db)
     summary = {**ratios(measurements), "service_worker_rss_mb": rss}
     out = settings.home / "bench" / f"serve-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

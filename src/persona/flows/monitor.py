@@ -9,14 +9,14 @@ conditionals branch on is computed once, here, and stored with the run.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from persona.adapters import drift_store, evidently_report, mlflow_registry
+from persona.adapters import drift_store, evidently_report, mlflow_registry, scoring_log
 from persona.adapters.database import make_engine
 from persona.adapters.telegram import TelegramNotifier
 from persona.data.validation import require_valid
@@ -32,6 +32,7 @@ RETRAIN = "retrain"  # drift found and retraining enabled
 DRIFT_NO_RETRAIN = "drift_no_retrain"  # drift found, retraining switched off for this run
 NO_DRIFT = "no_drift"
 INSUFFICIENT_DATA = "insufficient_data"
+SCORING_LOG = "scoring_log"  # current data = what the scoring service scored lately
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class MonitorRequest:
     data: train.DataRequest
     retrain: bool = True
     all_clear_alert: bool | None = None  # None = the drift config decides
+    days: float = 30.0  # window of the scoring log (source=scoring_log)
 
     @classmethod
     def from_variables(
@@ -49,8 +51,13 @@ class MonitorRequest:
         defaults = {"rows": 10_000, "seed": 7, **variables}
         if str(defaults.get("month", "")).strip().lower() == "previous":  # the monthly schedule
             defaults["month"] = previous_month(today or datetime.now(UTC))
+        from_log = defaults.get("source") == SCORING_LOG
+        if from_log:
+            defaults["source"] = "table"  # validated as a table request, then marked as the log
         data = train.DataRequest.from_variables(defaults)
-        if data.source == "table" and not data.months:
+        if from_log:
+            data = replace(data, source=SCORING_LOG, months=())
+        elif data.source == "table" and not data.months:
             raise ConfigurationError("monitor needs the variable 'month' (YYYY-MM) for a table")
         return cls(
             data=data,
@@ -60,11 +67,14 @@ class MonitorRequest:
                 if variables.get("all_clear_alert") in (None, "")
                 else _flag(variables["all_clear_alert"], True)
             ),
+            days=_days(variables.get("days")),
         )
 
     @property
     def window(self) -> str:
         """How the data window is named in the history, the report and the alert."""
+        if self.data.source == SCORING_LOG:
+            return f"scoring log, last {self.days:g} days"
         if self.data.source == "file" and self.data.path:
             label = Path(self.data.path).name
             return f"{label} [{','.join(self.data.months)}]" if self.data.months else label
@@ -77,6 +87,18 @@ def previous_month(today: datetime) -> str:
     """The month that has just ended: what a schedule on the 2nd of a month should check."""
     year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
     return f"{year:04d}-{month:02d}"
+
+
+def _days(value: Any) -> float:
+    if value in (None, ""):
+        return 30.0
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"days must be a number of days, got {value!r}") from None
+    if days <= 0:
+        raise ConfigurationError(f"days must be positive, got {value!r}")
+    return days
 
 
 def _flag(value: Any, default: bool) -> bool:
@@ -143,9 +165,37 @@ def load_reference_step(context: MonitorContext) -> dict[str, Any]:
 
 
 def load_current_step(context: MonitorContext, request: MonitorRequest) -> pd.DataFrame:
-    frame = train.load_step(context.training, request.data, progress=False)
+    if request.data.source == SCORING_LOG:
+        settings = context.settings
+        logged = scoring_log.read_scoring_log(
+            settings.project_database_url, settings.scoring_log_table, request.days
+        )
+        frame = frame_from_scoring_log(logged, context.training.schema)
+        logger.info("current data: %d customers from the scoring log", len(frame))
+        if frame.empty:
+            return frame  # nothing scored lately: the drift check reports too little data
+    else:
+        frame = train.load_step(context.training, request.data, progress=False)
     require_valid(frame, context.training.schema)
     return frame
+
+
+def frame_from_scoring_log(logged: pd.DataFrame, schema) -> pd.DataFrame:
+    """Scored rows as customer rows: the latest score per customer, month from the score time.
+
+    A customer scored twice would count twice in the distribution; rows sent without an id are
+    each their own customer.
+    """
+    columns = [schema.id_column, schema.month_column, *schema.features]
+    if logged.empty:
+        return pd.DataFrame(columns=columns)
+    frame = logged.copy()
+    missing_id = frame["customer_id"].isna()
+    frame.loc[missing_id, "customer_id"] = [f"anonymous-{i}" for i in range(missing_id.sum())]
+    frame = frame.drop_duplicates("customer_id", keep="last")
+    frame[schema.id_column] = frame["customer_id"].astype(str)
+    frame[schema.month_column] = pd.to_datetime(frame["scored_at"], utc=True).dt.strftime("%Y-%m")
+    return frame[columns].reset_index(drop=True)
 
 
 def check_drift_step(

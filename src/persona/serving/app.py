@@ -11,6 +11,7 @@ import hmac
 import logging
 import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from prometheus_client import (
 )
 from werkzeug.exceptions import HTTPException
 
+from persona.adapters.scoring_log import LoggedBatch, ScoringLog
 from persona.data.schema import load_schema
 from persona.logging_setup import configure_logging
 from persona.serving.model_store import ModelStore, registry_loader, spec_for_model
@@ -68,6 +70,11 @@ class ServiceMetrics:
             "persona_model_version",
             "Registry version being served",
             multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.log_dropped = Counter(
+            "persona_scoring_log_dropped_rows",
+            "Scored rows the scoring log could not keep up with",
             registry=r,
         )
         self.staleness = Gauge(
@@ -125,6 +132,16 @@ def create_app(
         # has its model whenever the registry answers; if it does not, start anyway (503).
         store.refresh()
         store.start()
+
+    scoring_log = None
+    if settings.scoring_log:
+        scoring_log = ScoringLog(
+            settings.project_database_url,
+            settings.scoring_log_table,
+            schema.numeric,
+            schema.categorical,
+        )
+        logger.info("logging scored rows to table %s", settings.scoring_log_table)
 
     app = Flask("persona.serving")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_batch_rows * BYTES_PER_ROW_LIMIT
@@ -225,6 +242,21 @@ def create_app(
             return _json(exc.to_dict(), exc.status)
         scores = (batch.ids, *served.score(batch))
         metrics.rows.inc(batch.n_rows)
+        if scoring_log is not None:
+            logged = LoggedBatch(
+                datetime.now(UTC),
+                served.name,
+                served.version,
+                batch.ids,
+                served.spec.numeric,
+                batch.numeric,
+                served.spec.categorical,
+                batch.categorical,
+                scores[1],
+                scores[2],
+            )
+            if not scoring_log.submit(logged):
+                metrics.log_dropped.inc(batch.n_rows)
         model = {"name": served.name, "version": served.version}
         if output == "text/csv":
             body = render_csv(*scores, model, id_column=served.spec.id_column)
