@@ -20,7 +20,8 @@ endif
 # The make targets that run the stack keep their state in the local PostgreSQL (`make postgres`
 # starts it); the bare `persona` CLI, with nothing set, uses SQLite files under PERSONA_HOME.
 LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
-STACK_TARGETS := local-up local-down local-status mlflow mage serve data train train-local score rollback
+STACK_TARGETS := local-up local-down local-status mlflow mage serve data train train-local score \
+        rollback monitor monitor-local monitor-ui
 $(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI ?= $(LOCAL_PG)/persona_mlflow
 $(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL ?= $(LOCAL_PG)/persona_mage
 $(STACK_TARGETS): export PERSONA_DATABASE_URL ?= $(LOCAL_PG)/persona

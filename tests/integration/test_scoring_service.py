@@ -469,10 +469,9 @@ def test_scoring_log_keeps_every_scored_row_for_monitoring(
     finally:
         service.stop()  # a stopping worker writes what it has queued
 
-    import sqlalchemy as sa
+    from persona.adapters.scoring_log import read_scoring_log
 
-    with sa.create_engine(url).connect() as connection:
-        logged = pd.read_sql("SELECT * FROM scoring_log", connection)
+    logged = read_scoring_log(url, "scoring_log", days=1)
     assert len(logged) == len(customers) + 50
     assert set(logged.model_version) == {version} and logged.persona_name.notna().all()
     assert logged.customer_id.isna().sum() == 50

@@ -83,3 +83,29 @@ def test_scoring_log_source_takes_a_window_in_days():
     assert request.data.source == monitor.SCORING_LOG and request.days == 7
     with pytest.raises(ConfigurationError, match="days"):
         monitor.MonitorRequest.from_variables({"source": "scoring_log", "days": "-1"})
+
+
+def test_logged_batches_expand_to_the_rows_that_were_scored():
+    import numpy as np
+    import pandas as pd
+
+    from persona.adapters.scoring_log import COLUMNS, LoggedBatch, expand_batches
+
+    numeric = np.array([[1.0, np.nan], [3.5, 4.0]])
+    batch = LoggedBatch(
+        datetime(2026, 4, 1, 8),
+        "persona",
+        "3",
+        ["C1", 7],
+        ("age", "income"),
+        numeric,
+        ("channel",),
+        [np.array(["web", None], dtype=object)],
+        np.array([2, 0]),
+        np.array(["A", "B"], dtype=object),
+    )
+    frame = expand_batches(pd.DataFrame([batch.row()], columns=list(COLUMNS)))
+    assert frame["customer_id"].tolist() == ["C1", "7"]
+    np.testing.assert_array_equal(frame[["age", "income"]].to_numpy(), numeric)
+    assert frame["channel"].tolist() == ["web", None] and frame["persona_id"].tolist() == [2, 0]
+    assert set(frame["model_version"]) == {"3"} and expand_batches(pd.DataFrame()).empty

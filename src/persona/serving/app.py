@@ -135,12 +135,7 @@ def create_app(
 
     scoring_log = None
     if settings.scoring_log:
-        scoring_log = ScoringLog(
-            settings.project_database_url,
-            settings.scoring_log_table,
-            schema.numeric,
-            schema.categorical,
-        )
+        scoring_log = ScoringLog(settings.project_database_url, settings.scoring_log_table)
         logger.info("logging scored rows to table %s", settings.scoring_log_table)
 
     app = Flask("persona.serving")
