@@ -11,7 +11,8 @@ SCORING_ENV := $(VENV)/scoring/bin
 
 export PERSONA_HOME ?= $(CURDIR)/.persona
 export MAGE_DATA_DIR ?= $(PERSONA_HOME)/mage_data
-# Local runs see .env when it exists (Compose reads it too); the environment still wins.
+# Local runs see .env when it exists (Compose reads it too); its values win over the
+# environment, as GNU make includes do. An empty value there means "the default".
 ifneq (,$(wildcard .env))
 include .env
 export
@@ -22,9 +23,9 @@ endif
 LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
 STACK_TARGETS := local-up local-down local-status mlflow mage serve data train train-local score \
         rollback monitor monitor-local monitor-ui
-$(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI ?= $(LOCAL_PG)/persona_mlflow
-$(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL ?= $(LOCAL_PG)/persona_mage
-$(STACK_TARGETS): export PERSONA_DATABASE_URL ?= $(LOCAL_PG)/persona
+$(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI := $(or $(MLFLOW_BACKEND_STORE_URI),$(LOCAL_PG)/persona_mlflow)
+$(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL := $(or $(MAGE_DATABASE_CONNECTION_URL),$(LOCAL_PG)/persona_mage)
+$(STACK_TARGETS): export PERSONA_DATABASE_URL := $(or $(PERSONA_DATABASE_URL),$(LOCAL_PG)/persona)
 
 MONTH ?= 2026-01
 MONTHS ?= 2026-01

@@ -16,12 +16,18 @@ import pytest
 
 from persona.services import processes
 from persona.services.processes import ServiceProcess, free_port, stop_process, wait_http
+from persona.settings import VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 VENVS = ROOT / ".venv"
 PG_ADMIN_URL = os.environ.get("PERSONA_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
 FOLDER_MARKERS = {"unit", "data", "model", "integration", "e2e"}
+
+# Tests never see the user's configuration (a .env that make exports, or the shell): a GCS
+# bucket, database or Telegram token set there must not receive test artifacts or messages.
+for _variable in VARIABLES.values():
+    os.environ.pop(_variable.env, None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,6 +8,7 @@ command `make serve` and the image run, with a 1-second alias poll.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -518,3 +519,59 @@ def test_scoring_log_database_down_never_slows_or_fails_scoring(registry, custom
         service.stop()
     assert "rows not written" in service.log.read_text()
     assert "persona_rows_scored_total 1000.0" in metrics
+
+
+class FlakyProxy:
+    """Stands between the batch job and the real API: 503 for the first request and for any
+    chunk holding ``poisoned``; everything else is forwarded unchanged."""
+
+    def __init__(self, target: str, poisoned: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+        self.seen = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                proxy.seen += 1
+                if proxy.seen == 1 or poisoned in body:
+                    self.send_response(503)
+                    self.end_headers()
+                    self.wfile.write(b"upstream restarting")
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = requests.post(f"{target}{self.path}", data=body, headers=headers)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers["Content-Type"])
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_batch_job_retries_a_5xx_and_reports_what_still_fails(api, customers):
+    from persona.data.schema import load_schema
+    from persona.flows.score import score_frame
+    from persona.serving.client import ScoringClient
+
+    proxy = FlakyProxy(api.url, poisoned=b"C00000070")
+    client = ScoringClient(proxy.url, API_TOKEN)
+    client.score = functools.partial(client.score, backoff_s=0.01)
+    try:
+        outcome = score_frame(
+            customers, load_schema(ROOT / "00_create_data/schema.yaml"), client, chunk_rows=64
+        )
+    finally:
+        proxy.server.shutdown()
+    # chunk 1: a 503, then scored on its retry; chunk 2 (C00000070): 503 on all 3 attempts
+    assert proxy.seen == 2 + 3 + 2
+    assert outcome.failed_ids == [f"C{i:08d}" for i in range(64, 128)]
+    assert "HTTP 503" in outcome.failures[0]
+    assert len(outcome.scored) == len(customers) - 64
+    assert outcome.scored.persona_name.notna().all()
