@@ -34,7 +34,7 @@ SEED ?= 42
 SCENARIO ?= none
 PYTEST_ARGS ?=
 
-.PHONY: help install postgres local-up local-down local-status test test-fast lint format mlflow \
+.PHONY: help install postgres up down logs local-up local-down local-status test test-fast lint format mlflow \
         serve mage data train train-local score rollback monitor monitor-local monitor-ui \
         bench-train bench-serve bench-monitor locks clean \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
@@ -69,6 +69,19 @@ install: $(VENV)/dev/.installed $(VENV)/mlflow/.installed $(VENV)/scoring/.insta
 
 postgres: ## Start the local PostgreSQL 15 if it is down
 	@bash scripts/ensure_postgres.sh
+
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+up: $(VENV)/dev/.installed ## Start the Docker Compose stack (writes .env with fresh secrets on first run)
+	@test -f .env || $(DEV)/persona env-init --path .env
+	$(COMPOSE) up -d --build
+	@echo "MLflow http://127.0.0.1:5000  Mage http://127.0.0.1:6789  API http://127.0.0.1:8080  (make logs; profile monitoring adds the Evidently UI on :8001)"
+
+down: ## Stop the Compose stack (volumes are kept; `make down ARGS=-v` removes them too)
+	$(COMPOSE) down $(ARGS)
+
+logs: ## Follow the Compose services' logs (SERVICE=api for one)
+	$(COMPOSE) logs -f --tail=200 $(SERVICE)
 
 local-up: install postgres ## Start MLflow (:5000), Mage (:6789), scoring API (:8080), Evidently UI (:8001) in the background
 	$(DEV)/python -m persona.services.local_stack up

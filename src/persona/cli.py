@@ -157,6 +157,22 @@ def _pipeline_run(args: argparse.Namespace, settings: Settings) -> Any:
     return result.to_dict()
 
 
+def _env_init(args: argparse.Namespace, settings: Settings) -> Any:
+    import os
+    import secrets
+
+    from persona.settings import new_env_lines
+
+    path = Path(args.path)
+    if path.exists():
+        return {"env_file": str(path), "created": False}
+    text = "\n".join(new_env_lines(lambda: secrets.token_urlsafe(24))) + "\n"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # holds secrets
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    return {"env_file": str(path), "created": True}
+
+
 def _env_example(args: argparse.Namespace, settings: Settings) -> Any:
     sys.stdout.write("\n".join(env_example_lines()) + "\n")
     return None
@@ -248,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("env-example", help="print the .env.example text").set_defaults(
         handler=_env_example
     )
+    env_init = commands.add_parser(
+        "env-init", help="write a first .env (fresh random secrets); an existing one is kept"
+    )
+    env_init.add_argument("--path", default=".env")
+    env_init.set_defaults(handler=_env_init)
     return parser
 
 

@@ -8,7 +8,7 @@ run variable (explicit override) > environment > default.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,34 @@ VARIABLES: dict[str, _Var] = {
         "TELEGRAM_RETRIES", "3", int, "Retries of a failed alert (with backoff)."
     ),
     "log_level": _Var("PERSONA_LOG_LEVEL", "INFO", str, "Logging level of entry points."),
+    # Read by Compose (and Mage) only; registered so .env.example documents them.
+    "postgres_password": _Var(
+        "POSTGRES_PASSWORD",
+        "",
+        str,
+        "Compose only: password of the `persona` PostgreSQL role (a secret; make up generates it).",
+    ),
+    "mage_owner_email": _Var(
+        "DEFAULT_OWNER_EMAIL", "admin@persona.local", str, "Compose only: Mage UI owner login."
+    ),
+    "mage_owner_password": _Var(
+        "DEFAULT_OWNER_PASSWORD",
+        "",
+        str,
+        "Compose only: Mage UI owner password (a secret; make up generates it).",
+    ),
+    "bind_address": _Var(
+        "PERSONA_BIND", "127.0.0.1", str, "Compose only: host address the published ports bind."
+    ),
 }
+
+# Secrets `persona env-init` fills with fresh random values when it writes a new .env.
+GENERATED_SECRETS = (
+    "POSTGRES_PASSWORD",
+    "DEFAULT_OWNER_PASSWORD",
+    "PERSONA_TRIGGER_TOKEN",
+    "PERSONA_ADMIN_TOKEN",
+)
 
 
 @dataclass(frozen=True)
@@ -207,6 +234,10 @@ class Settings:
     telegram_timeout_seconds: float
     telegram_retries: int
     log_level: str
+    postgres_password: str
+    mage_owner_email: str
+    mage_owner_password: str
+    bind_address: str
 
     @property
     def project_database_url(self) -> str:
@@ -304,4 +335,15 @@ def env_example_lines() -> list[str]:
     for var in VARIABLES.values():
         lines.append(f"# {var.help}")
         lines.append(f"{var.env}={var.default}")
+    return lines
+
+
+def new_env_lines(secret: Callable[[], str]) -> list[str]:
+    """A first .env for Compose: the example with fresh values for the generated secrets."""
+    lines = []
+    for line in env_example_lines():
+        key, sep, value = line.partition("=")
+        if sep and key in GENERATED_SECRETS and not value:
+            line = f"{key}={secret()}"
+        lines.append(line)
     return lines

@@ -63,3 +63,23 @@ def test_env_example_lists_exactly_the_settings_variables():
 
 def test_every_settings_field_has_an_environment_variable():
     assert {field.name for field in dataclasses.fields(Settings)} == set(VARIABLES)
+
+
+def test_a_first_env_file_gets_fresh_secrets_and_keeps_the_rest(tmp_path, capsys):
+    from persona.cli import main
+    from persona.settings import GENERATED_SECRETS
+
+    path = tmp_path / ".env"
+    assert main(["env-init", "--path", str(path)]) == 0
+    written = dict(
+        line.split("=", 1)
+        for line in path.read_text().splitlines()
+        if "=" in line and line[0] != "#"
+    )
+    assert all(len(written[name]) >= 24 for name in GENERATED_SECRETS)
+    assert written["DEFAULT_OWNER_EMAIL"] == "admin@persona.local"
+    assert set(written) == {var.env for var in VARIABLES.values()}
+    assert path.stat().st_mode & 0o777 == 0o600
+    before = path.read_text()
+    assert main(["env-init", "--path", str(path)]) == 0  # never overwrites
+    assert path.read_text() == before
