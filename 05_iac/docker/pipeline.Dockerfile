@@ -16,6 +16,7 @@ RUN uv pip install --system --no-cache --no-deps .
 COPY 00_create_data 00_create_data
 COPY 01_model 01_model
 COPY 02_pipeline 02_pipeline
+COPY 04_monitoring/drift.yaml 04_monitoring/drift.yaml
 # An unprivileged user owns only what the service writes: its state under /data and Mage's
 # run files next to the project.
 RUN useradd --system --uid 10001 --home-dir /data --no-create-home persona \

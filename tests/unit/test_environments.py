@@ -48,3 +48,15 @@ def test_service_images_install_the_lock_and_run_the_local_entry_command():
     assert "uv pip sync --system --no-cache requirements/scoring.lock" in scoring
     assert 'CMD ["gunicorn", "-c", "03_deployment/gunicorn.conf.py"]' in scoring
     assert "gunicorn -c 03_deployment/gunicorn.conf.py" in makefile
+
+
+def test_pipeline_image_carries_every_config_file_the_settings_default_to():
+    """Found by running the image: training needs 04_monitoring/drift.yaml, which it lacked."""
+    from persona.settings import VARIABLES
+
+    dockerfile = (ROOT / "05_iac/docker/pipeline.Dockerfile").read_text()
+    copied = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    for name in ("catalogue_path", "schema_path", "params_path", "drift_config_path"):
+        default = VARIABLES[name].default
+        assert any(default == c or default.startswith(c.rstrip("/") + "/") for c in copied), default
+    assert any(c.startswith("02_pipeline") for c in copied)
