@@ -46,13 +46,39 @@ def environment_yml(lock: Path = Path("requirements/dev.lock")) -> str:
     return "\n".join(lines) + "\n"
 
 
+def host_network_config(rendered: dict) -> dict:
+    """A rendered Compose config (``docker-compose config``) rewritten for host networking.
+
+    The stack test's machine may not have a docker bridge. docker-compose 1.29 refuses
+    ``network_mode: host`` next to published ports and cannot drop a base file's ports from an
+    override, so the test renders the users' file and strips ports and networks here.
+    """
+    config = {key: value for key, value in rendered.items() if key not in ("version", "networks")}
+    services = {}
+    for name, service in (rendered.get("services") or {}).items():
+        service = {k: v for k, v in service.items() if k not in ("ports", "networks", "links")}
+        service["network_mode"] = "host"
+        if isinstance(service.get("build"), dict):
+            service["build"] = {**service["build"], "network": "host"}
+        services[name] = service
+    config["services"] = services
+    return config
+
+
 def main(argv: list[str]) -> int:
     if argv == ["environment-yml"]:
         sys.stdout.write(environment_yml())
     elif argv == ["env-example"]:
         sys.stdout.write("\n".join(env_example_lines()) + "\n")
+    elif argv == ["compose-host-network"]:
+        import yaml
+
+        rendered = yaml.safe_load(sys.stdin)
+        sys.stdout.write(yaml.safe_dump(host_network_config(rendered), sort_keys=False))
     else:
-        sys.stderr.write("usage: python -m persona.devtools environment-yml|env-example\n")
+        sys.stderr.write(
+            "usage: python -m persona.devtools environment-yml|env-example|compose-host-network\n"
+        )
         return 2
     return 0
 

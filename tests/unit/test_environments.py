@@ -60,3 +60,34 @@ def test_pipeline_image_carries_every_config_file_the_settings_default_to():
         default = VARIABLES[name].default
         assert any(default == c or default.startswith(c.rstrip("/") + "/") for c in copied), default
     assert any(c.startswith("02_pipeline") for c in copied)
+
+
+def test_compose_config_for_host_networking_drops_ports_and_networks_only():
+    from persona.devtools import host_network_config
+
+    rendered = {
+        "version": "3.9",
+        "networks": {"default": {}},
+        "services": {
+            "api": {
+                "image": "persona/scoring:local",
+                "ports": ["127.0.0.1:8080:8080"],
+                "networks": ["default"],
+                "build": {"context": ".", "dockerfile": "05_iac/docker/scoring.Dockerfile"},
+                "environment": {"PERSONA_SCORING_PORT": "18080"},
+            },
+            "postgres": {"image": "postgres:15.10-bookworm", "ports": ["5432:5432"]},
+        },
+    }
+    config = host_network_config(rendered)
+    assert "version" not in config and "networks" not in config
+    api = config["services"]["api"]
+    assert api["network_mode"] == "host" and "ports" not in api and "networks" not in api
+    assert (
+        api["build"]["network"] == "host" and api["environment"]["PERSONA_SCORING_PORT"] == "18080"
+    )
+    assert config["services"]["postgres"] == {
+        "image": "postgres:15.10-bookworm",
+        "network_mode": "host",
+    }
+    assert rendered["services"]["api"]["ports"]  # the input is left alone
