@@ -8,13 +8,11 @@ conditionals decide which blocks run, as they would in the Mage UI or from the t
 from __future__ import annotations
 
 import json
-import os
-import uuid
 
 import pytest
 import sqlalchemy as sa
 from mlflow.tracking import MlflowClient
-from test_mage_train import FAST_PARAMS, run_cli
+from test_mage_train import mage_env, run_cli  # noqa: F401 - mage_env is a fixture
 
 from persona.testing.telegram_stub import TelegramStub
 
@@ -28,15 +26,10 @@ def telegram():
 
 
 @pytest.fixture
-def monitor_env(project_env, mlflow_server, pg_url, telegram, tmp_path) -> dict[str, str]:
-    model = f"persona-monitor-{uuid.uuid4().hex[:8]}"
+def monitor_env(mage_env, pg_url, telegram) -> dict[str, str]:  # noqa: F811 - the fixture
+    """The train tests' project (own model, fast search, real MLflow) on PostgreSQL, plus Telegram."""
     return {
-        **os.environ,
-        **project_env,
-        "MLFLOW_TRACKING_URI": mlflow_server.url,
-        "PERSONA_MODEL_NAME": model,
-        "MLFLOW_EXPERIMENT_NAME": model,
-        "PERSONA_PARAMS": str(FAST_PARAMS),
+        **mage_env,
         "PERSONA_DATABASE_URL": pg_url,
         "TELEGRAM_BOT_TOKEN": "123456:e2e-secret-token",
         "TELEGRAM_CHAT_ID": CHAT_ID,

@@ -519,6 +519,7 @@ def test_scoring_log_database_down_never_slows_or_fails_scoring(registry, custom
         service.stop()
     assert "rows not written" in service.log.read_text()
     assert "persona_rows_scored_total 1000.0" in metrics
+    assert "persona_scoring_log_dropped_rows_total 1000.0" in metrics  # counted, not hidden
 
 
 class FlakyProxy:

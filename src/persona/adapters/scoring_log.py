@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -106,8 +107,10 @@ class ScoringLog:
         max_queued_batches: int = 256,
         flush_rows: int = 20_000,
         flush_seconds: float = 1.0,
+        on_dropped: Callable[[int], None] | None = None,
     ) -> None:
         self._dsn = _dsn(url)
+        self._on_dropped = on_dropped
         self.table = table
         self._queue: queue.Queue[LoggedBatch | None] = queue.Queue(maxsize=max_queued_batches)
         self._flush_rows = flush_rows
@@ -126,8 +129,14 @@ class ScoringLog:
             self._queue.put_nowait(batch)
             return True
         except queue.Full:
-            self.dropped_rows += batch.n_rows
+            self._dropped(batch.n_rows)
             return False
+
+    def _dropped(self, rows: int) -> None:
+        """Count rows the log lost, whether the queue was full or the database refused them."""
+        self.dropped_rows += rows
+        if self._on_dropped is not None:
+            self._on_dropped(rows)
 
     # -- writer side ------------------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> None:
@@ -206,7 +215,7 @@ class ScoringLog:
                 error = exc
                 if self._connection is not None:
                     self._connection.close()
-        self.dropped_rows += rows
+        self._dropped(rows)
         logger.warning("scoring log: %d rows not written: %s", rows, str(error)[:200])
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from persona.adapters.postgres_admin import ensure_database
+from persona.adapters.postgres_admin import drop_database, ensure_database
 from persona.services.processes import start_mlflow_server
 
 logger = logging.getLogger(__name__)
@@ -34,14 +34,26 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
+def throwaway_database(postgres: str, prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one benchmark run, dropped afterwards."""
+    url = f"{postgres.rstrip('/')}/{prefix}_{uuid.uuid4().hex[:8]}"
+    ensure_database(url)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@contextmanager
 def tracking_server(args: argparse.Namespace) -> Iterator[str]:
     """``args.tracking_uri``, or a fresh server (own PostgreSQL database) for this run."""
     if args.tracking_uri:
         yield args.tracking_uri
         return
-    backend = f"{args.postgres.rstrip('/')}/persona_bench_{uuid.uuid4().hex[:8]}"
-    ensure_database(backend)
-    with tempfile.TemporaryDirectory(prefix="persona-bench-") as scratch:
+    with (
+        throwaway_database(args.postgres, "persona_bench") as backend,
+        tempfile.TemporaryDirectory(prefix="persona-bench-") as scratch,
+    ):
         server = start_mlflow_server(Path(args.mlflow_python), Path(scratch), backend, workers=2)
         logger.info("throw-away MLflow server at %s (registry %s)", server.url, backend)
         try:

@@ -18,7 +18,6 @@ import logging
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from persona.adapters import database, drift_store, evidently_report
-from persona.adapters.postgres_admin import drop_database, ensure_database
+from persona.bench.common import throwaway_database
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import DatasetSchema, load_schema
@@ -40,7 +39,7 @@ from persona.settings import load_settings
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
-STAGES = ("load", "report", "store")
+TABLE = "customers"
 
 
 @dataclass(frozen=True)
@@ -149,16 +148,16 @@ def main(argv: list[str] | None = None) -> None:
     schema = load_schema(settings.schema_path)
     catalogue = load_catalogue(settings.catalogue_path)
     config = load_drift_config(settings.drift_config_path)
-    url = f"{args.postgres.rstrip('/')}/persona_bench_monitor_{uuid.uuid4().hex[:8]}"
-    ensure_database(url)
-    engine = database.make_engine(url)
-    table = "customers"
     reference = generate_snapshot(
         catalogue, config.reference_sample_rows, "2026-01", seed=1, progress=False
     )
     timings = []
     try:
-        with tempfile.TemporaryDirectory(prefix="persona-bench-monitor-") as scratch:
+        with (
+            throwaway_database(args.postgres, "persona_bench_monitor") as url,
+            tempfile.TemporaryDirectory(prefix="persona-bench-monitor-") as scratch,
+        ):
+            engine = database.make_engine(url)
             # Warm-up (imports Evidently, compiles its code paths); not timed.
             warm = generate_snapshot(catalogue, 2_000, "2025-12", seed=2, progress=False)
             evidently_report.run_drift_report(reference, warm, schema, config)
@@ -167,19 +166,17 @@ def main(argv: list[str] | None = None) -> None:
                 current = generate_snapshot(
                     catalogue, rows, month, seed=3, scenario=args.scenario, progress=False
                 )
-                database.upsert_frame(engine, table, current, schema, progress=False)
+                database.upsert_frame(engine, TABLE, current, schema, progress=False)
                 logger.info("timing %d current rows", rows)
                 timing = time_size(
-                    rows, reference, engine, table, schema, config, Path(scratch), month
+                    rows, reference, engine, TABLE, schema, config, Path(scratch), month
                 )
                 logger.info("%s", timing.to_dict())
                 timings.append(timing)
+            engine.dispose()
     except PersonaError as exc:
         logger.error("%s", exc)
         raise SystemExit(exc.exit_code) from None
-    finally:
-        engine.dispose()
-        drop_database(url)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = settings.home / "bench" / f"monitor-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,12 @@ from pathlib import Path
 import requests
 import yaml
 
-from persona.adapters.postgres_admin import drop_database, ensure_database
-from persona.bench.common import VENVS, add_server_arguments, tracking_server
+from persona.bench.common import (
+    VENVS,
+    add_server_arguments,
+    throwaway_database,
+    tracking_server,
+)
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
@@ -255,9 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     name = f"bench-serve-{uuid.uuid4().hex[:6]}"
     processes = []
-    log_db = None
     try:
-        with tracking_server(args) as tracking_uri, tempfile.TemporaryDirectory() as scratch:
+        with (
+            tracking_server(args) as tracking_uri,
+            throwaway_database(args.postgres, "persona_bench_log") as log_db,
+            tempfile.TemporaryDirectory() as scratch,
+        ):
             params = yaml.safe_load(settings.params_path.read_text())
             params.update(BENCH_SEARCH)
             params_path = Path(scratch) / "params.yaml"
@@ -313,8 +320,6 @@ def main(argv: list[str] | None = None) -> None:
                 return service
 
             ours = start_ours(ours_port, {})
-            log_db = f"{args.postgres.rstrip('/')}/persona_bench_log_{uuid.uuid4().hex[:8]}"
-            ensure_database(log_db)
             logged = start_ours(
                 free_port(), {"PERSONA_SCORING_LOG": "true", "PERSONA_DATABASE_URL": log_db}
             )
@@ -379,8 +384,6 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for process in processes:
             process.stop()
-        if log_db:
-            drop_database(log_db)
     summary = {**ratios(measurements), "service_worker_rss_mb": rss}
     out = settings.home / "bench" / f"serve-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from persona.config_files import read_yaml
 from persona.data.schema import DatasetSchema, NumericSpec
 from persona.errors import ConfigurationError
 
@@ -109,8 +108,5 @@ def catalogue_from_dict(raw: Mapping[str, Any], source: str = "catalogue") -> Ca
 
 
 def load_catalogue(path: Path) -> Catalogue:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigurationError(f"persona catalogue not found: {path}") from None
+    raw = read_yaml(path, "persona catalogue")
     return catalogue_from_dict(raw, source=str(path))

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from persona.config_files import read_yaml
 from persona.errors import ConfigurationError
 
 
@@ -112,10 +111,5 @@ def schema_from_dict(raw: Mapping[str, Any], source: str = "schema") -> DatasetS
 
 
 def load_schema(path: Path) -> DatasetSchema:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigurationError(f"schema file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path, "schema file")
     return schema_from_dict(raw, source=str(path))

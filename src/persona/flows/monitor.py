@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from persona.adapters import drift_store, evidently_report, mlflow_registry, scoring_log
 from persona.adapters.database import make_engine
@@ -61,11 +63,11 @@ class MonitorRequest:
             raise ConfigurationError("monitor needs the variable 'month' (YYYY-MM) for a table")
         return cls(
             data=data,
-            retrain=_flag(variables.get("retrain"), True),
+            retrain=train.run_flag(variables.get("retrain")),
             all_clear_alert=(
                 None
                 if variables.get("all_clear_alert") in (None, "")
-                else _flag(variables["all_clear_alert"], True)
+                else train.run_flag(variables["all_clear_alert"])
             ),
             days=_days(variables.get("days")),
         )
@@ -101,12 +103,6 @@ def _days(value: Any) -> float:
     return days
 
 
-def _flag(value: Any, default: bool) -> bool:
-    if value in (None, ""):
-        return default
-    return str(value).strip().lower() not in {"false", "0", "no", "off"}
-
-
 @dataclass(frozen=True)
 class MonitorContext:
     """What the steps need, built once by an entry point; the notifier is passed in."""
@@ -138,7 +134,9 @@ class MonitorContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @cached_property
     def engine(self):
+        """One engine per context: the steps store, then update, the same run's row."""
         return make_engine(self.settings.project_database_url)
 
 
@@ -153,7 +151,7 @@ def load_reference_step(context: MonitorContext) -> dict[str, Any]:
         )
     folder = context.workdir / f"reference-v{production.version}"
     path = mlflow_registry.download_artifact(production.run_id, train.REFERENCE_ARTIFACT, folder)
-    rows = len(pd.read_parquet(path, columns=[context.training.schema.id_column]))
+    rows = pq.ParquetFile(path).metadata.num_rows
     logger.info("reference: %d rows of %s v%s", rows, settings.model_name, production.version)
     return {
         "path": str(path),
@@ -275,7 +273,7 @@ def store_step(
         "alert_status": "pending",
         "detail": result.get("reason"),
     }
-    run_id = drift_store.record_run(context.engine(), run, result["columns"])
+    run_id = drift_store.record_run(context.engine, run, result["columns"])
     return {**check, **run, "run_id": run_id, "decision": decision}
 
 
@@ -295,7 +293,7 @@ def retrain_step(
     registration = train.register_step(training, selection, frame)
     promoted = registration["alias"] == mlflow_registry.PRODUCTION
     drift_store.update_run(
-        context.engine(),
+        context.engine,
         drift["run_id"],
         action="retrained",
         new_model_version=registration["version"],
@@ -340,7 +338,7 @@ def alert_step(
             else request.all_clear_alert
         )
         if not wanted:
-            drift_store.update_run(context.engine(), drift["run_id"], alert_status="skipped")
+            drift_store.update_run(context.engine, drift["run_id"], alert_status="skipped")
             return {"status": "skipped", "decision": decision}
         alert = alerts.all_clear_alert(
             model_name=drift["model_name"],
@@ -368,7 +366,7 @@ def alert_step(
             report_link=link,
         )
     outcome = context.notifier.send(alert)
-    drift_store.update_run(context.engine(), drift["run_id"], alert_status=outcome.status)
+    drift_store.update_run(context.engine, drift["run_id"], alert_status=outcome.status)
     return {"status": outcome.status, "attempts": outcome.attempts, "decision": decision}
 
 

@@ -54,6 +54,13 @@ def reference_sample(
     return sample[columns].reset_index(drop=True)
 
 
+def run_flag(value: Any, default: bool = True) -> bool:
+    """A yes/no run variable, as text from the CLI/API or a bool from the Mage UI."""
+    if value in (None, ""):
+        return default
+    return str(value).strip().lower() not in {"false", "0", "no", "off"}
+
+
 @dataclass(frozen=True)
 class DataRequest:
     """Where training data comes from (the pipeline's run variables)."""

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from persona.config_files import read_yaml
 from persona.errors import ConfigurationError
 
 FAMILIES = ("kmeans", "minibatch_kmeans", "gaussian_mixture")
@@ -109,8 +108,5 @@ def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> SearchPa
 
 
 def load_params(path: Path) -> SearchParams:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigurationError(f"params file not found: {path}") from None
+    raw = read_yaml(path, "params file")
     return params_from_dict(raw or {}, source=str(path))

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-import yaml
-
+from persona.config_files import read_yaml
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, InvalidInputError
 
@@ -262,12 +261,7 @@ def _check_types(spec: MethodSpec, column_type: str, key: str, source: str) -> N
 
 
 def load_drift_config(path: Path) -> DriftConfig:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigurationError(f"drift config not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path, "drift config")
     return drift_config_from_dict(raw, source=str(path))
 
 

@@ -60,8 +60,7 @@ def json_safe(value: Any) -> Any:
 
 
 def registration_enabled(variables: dict[str, Any]) -> bool:
-    """The ``register`` run variable, as text from the CLI/API or a bool from the UI."""
-    return str(variables.get("register", True)).strip().lower() not in {"false", "0", "no", "off"}
+    return train.run_flag(variables.get("register"))
 
 
 def load_customers(variables: dict[str, Any]) -> pd.DataFrame:

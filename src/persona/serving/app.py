@@ -74,7 +74,7 @@ class ServiceMetrics:
         )
         self.log_dropped = Counter(
             "persona_scoring_log_dropped_rows",
-            "Scored rows the scoring log could not keep up with",
+            "Scored rows the scoring log lost (queue full or database error)",
             registry=r,
         )
         self.staleness = Gauge(
@@ -133,16 +133,19 @@ def create_app(
         store.refresh()
         store.start()
 
-    scoring_log = None
-    if settings.scoring_log:
-        scoring_log = ScoringLog(settings.project_database_url, settings.scoring_log_table)
-        logger.info("logging scored rows to table %s", settings.scoring_log_table)
-
     app = Flask("persona.serving")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_batch_rows * BYTES_PER_ROW_LIMIT
     app.extensions["persona.store"] = store
     metrics = ServiceMetrics()
     app.extensions["persona.metrics"] = metrics
+    scoring_log = None
+    if settings.scoring_log:
+        scoring_log = ScoringLog(
+            settings.project_database_url,
+            settings.scoring_log_table,
+            on_dropped=metrics.log_dropped.inc,
+        )
+        logger.info("logging scored rows to table %s", settings.scoring_log_table)
 
     @app.before_request
     def _start_timer() -> None:
@@ -250,8 +253,7 @@ def create_app(
                 scores[1],
                 scores[2],
             )
-            if not scoring_log.submit(logged):
-                metrics.log_dropped.inc(batch.n_rows)
+            scoring_log.submit(logged)
         model = {"name": served.name, "version": served.version}
         if output == "text/csv":
             body = render_csv(*scores, model, id_column=served.spec.id_column)
