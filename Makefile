@@ -11,6 +11,10 @@ SCORING_ENV := $(VENV)/scoring/bin
 
 export PERSONA_HOME ?= $(CURDIR)/.persona
 export MAGE_DATA_DIR ?= $(PERSONA_HOME)/mage_data
+# No usage telemetry (as in the images): MLflow's client, when it cannot phone home, races on an
+# environment variable and fails a random tracking call.
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= 1
 # Local runs see .env when it exists (Compose reads it too); its values win over the
 # environment, as GNU make includes do. An empty value there means "the default".
 ifneq (,$(wildcard .env))
@@ -22,7 +26,7 @@ endif
 # starts it); the bare `persona` CLI, with nothing set, uses SQLite files under PERSONA_HOME.
 LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
 STACK_TARGETS := local-up local-down local-status mlflow mage serve data train train-local score \
-        rollback monitor monitor-local monitor-ui
+        rollback monitor monitor-local monitor-ui demo
 $(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI := $(or $(MLFLOW_BACKEND_STORE_URI),$(LOCAL_PG)/persona_mlflow)
 $(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL := $(or $(MAGE_DATABASE_CONNECTION_URL),$(LOCAL_PG)/persona_mage)
 $(STACK_TARGETS): export PERSONA_DATABASE_URL := $(or $(PERSONA_DATABASE_URL),$(LOCAL_PG)/persona)
@@ -36,7 +40,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install postgres up down logs local-up local-down local-status test test-fast lint format mlflow \
         serve mage data train train-local score rollback monitor monitor-local monitor-ui \
-        bench-train bench-serve bench-monitor locks clean \
+        bench-train bench-serve bench-monitor locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
 help: ## List the targets
@@ -87,6 +91,13 @@ local-up: install postgres ## Start MLflow (:5000), Mage (:6789), scoring API (:
 	$(DEV)/python -m persona.services.local_stack up
 	@echo "MLflow http://127.0.0.1:5000  Mage http://127.0.0.1:6789  API http://127.0.0.1:8080  Evidently UI http://127.0.0.1:8001  (logs: $(PERSONA_HOME)/logs)"
 
+# The tour's own defaults (`make demo MONTHS=2025-10 ROWS=5000` still overrides them).
+demo: MONTHS = 2026-01 2026-02 2026-03
+demo: ROWS = 10000
+demo: install postgres ## Fresh clone to a tour: local-up, 3 months (3rd drifted), train, score over HTTP, monitor, URLs
+	@$(MAKE) --no-print-directory local-up
+	$(DEV)/persona demo --months "$(MONTHS)" --rows $(ROWS) --seed $(SEED)
+
 local-down: ## Stop what local-up started
 	$(DEV)/python -m persona.services.local_stack down
 
@@ -98,6 +109,9 @@ test: install postgres ## Every test: unit, data, model, integration, e2e
 
 test-fast: $(VENV)/dev/.installed ## The fast tests only (unit, data)
 	$(DEV)/python -m pytest $(PYTEST_ARGS)
+
+test-stack: $(VENV)/dev/.installed ## The Compose stack for real: engine, images, up, train/score/monitor, down -v (root; ~10 min)
+	PYTHONUNBUFFERED=1 $(DEV)/python -m persona.testing.stack_test $(STACK_TEST_ARGS)
 
 lint: $(VENV)/dev/.installed ## black, ruff, YAML/whitespace/secret checks (same as pre-commit), checkov on Terraform and Dockerfiles
 	PRE_COMMIT_HOME=$(VENV)/pre-commit $(DEV)/pre-commit run --all-files --show-diff-on-failure
@@ -149,6 +163,9 @@ bench-serve: install postgres ## In-process vs `mlflow models serve` vs this API
 bench-monitor: install postgres ## Drift check at 10k/100k/1M current rows: load, report, store
 	$(DEV)/python -m persona.bench.monitor $(BENCH_ARGS)
 
+screenshots: $(VENV)/dev/.installed ## Mage UI screenshots into docs/images with headless chromium (needs Mage up: make mage)
+	$(DEV)/python -m persona.devtools_screenshots --out docs/images $(SCREENSHOTS_ARGS)
+
 TF_DIR := 05_iac/terraform
 TERRAFORM ?= terraform
 CHECKOV := $(VENV)/checkov/bin/checkov
@@ -176,9 +193,13 @@ $(VENV)/checkov/.installed: requirements/checkov.lock | $(UV)
 	VIRTUAL_ENV=$(VENV)/checkov $(UV) pip sync --quiet requirements/checkov.lock
 	touch $@
 
-lint-iac: $(VENV)/checkov/.installed ## checkov on the Terraform and the Dockerfiles (offline)
+lint-iac: $(VENV)/checkov/.installed ## checkov on the Terraform and the Dockerfiles, hadolint, `compose config` (offline)
 	$(CHECKOV) -d $(TF_DIR) --framework terraform --quiet --compact --skip-download
 	$(CHECKOV) -d 05_iac/docker --framework dockerfile --quiet --compact --skip-download
+	$(VENV)/checkov/bin/hadolint --no-color 05_iac/docker/*.Dockerfile
+	@command -v $(firstword $(COMPOSE)) >/dev/null 2>&1 || { echo "docker compose / docker-compose not found: install Docker Compose (Debian: apt-get install docker-compose) to validate docker-compose.yml" >&2; exit 1; }
+	$(COMPOSE) --env-file 05_iac/compose/lint.env -f docker-compose.yml config --quiet
+	$(COMPOSE) --env-file 05_iac/compose/lint.env -f docker-compose.yml -f 05_iac/stack-test/docker-compose.hostnet.yml config --quiet
 
 locks: | $(UV) ## Re-resolve the lock files and regenerate environment.yml
 	$(UV) pip compile --quiet requirements/pipeline.in --override requirements/overrides.txt --python-version 3.11 -o requirements/pipeline.lock

@@ -4,7 +4,9 @@
 ARG BASE_IMAGE=python:3.11-slim
 #checkov:skip=CKV_DOCKER_7:the tag is pinned in BASE_IMAGE's default; checkov does not expand ARG
 FROM ${BASE_IMAGE}
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+# No usage telemetry: MLflow's client, when it cannot phone home, races on an environment
+# variable and fails a random tracking call (seen: retraining in the monitor pipeline).
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 \
     PERSONA_HOME=/data MLFLOW_HOST=0.0.0.0 MLFLOW_PORT=5000
 WORKDIR /app
 COPY requirements/mlflow-server.lock requirements/
@@ -16,7 +18,7 @@ RUN uv pip install --system --no-cache --no-deps .
 # An unprivileged user owns only what the service writes: its state under /data.
 RUN useradd --system --uid 10001 --home-dir /data --no-create-home persona \
  && mkdir -p /data && chown -R persona /data
-USER persona
+USER 10001
 EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['MLFLOW_PORT'] + '/health', timeout=4)"]

@@ -4,7 +4,9 @@
 ARG BASE_IMAGE=python:3.11-slim
 #checkov:skip=CKV_DOCKER_7:the tag is pinned in BASE_IMAGE's default; checkov does not expand ARG
 FROM ${BASE_IMAGE}
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+# No usage telemetry: MLflow's client, when it cannot phone home, races on an environment
+# variable and fails a random tracking call (seen: retraining in the monitor pipeline).
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 \
     PERSONA_HOME=/data PERSONA_MAGE_HOST=0.0.0.0 PERSONA_MAGE_PORT=6789
 WORKDIR /app
 COPY requirements/pipeline.lock requirements/
@@ -21,7 +23,7 @@ COPY 04_monitoring/drift.yaml 04_monitoring/drift.yaml
 # run files next to the project.
 RUN useradd --system --uid 10001 --home-dir /data --no-create-home persona \
  && mkdir -p /data && chown -R persona /data /app/02_pipeline/persona_pipelines
-USER persona
+USER 10001
 EXPOSE 6789
 HEALTHCHECK --interval=30s --timeout=5s --start-period=240s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['PERSONA_MAGE_PORT'] + '/', timeout=4)"]

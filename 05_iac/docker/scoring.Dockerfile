@@ -5,7 +5,9 @@ ARG BASE_IMAGE=python:3.11-slim
 #checkov:skip=CKV_DOCKER_7:the tag is pinned in BASE_IMAGE's default; checkov does not expand ARG
 FROM ${BASE_IMAGE}
 # MALLOC_ARENA_MAX: fewer glibc arenas for the worker threads, about 20 MB less RSS per worker here.
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MALLOC_ARENA_MAX=2 \
+# No usage telemetry: MLflow's client, when it cannot phone home, races on an environment
+# variable and fails a random tracking call (seen: retraining in the monitor pipeline).
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 MALLOC_ARENA_MAX=2 \
     PERSONA_HOME=/data PERSONA_SCORING_HOST=0.0.0.0 PERSONA_SCORING_PORT=8080
 WORKDIR /app
 COPY requirements/scoring.lock requirements/
@@ -19,7 +21,7 @@ COPY 03_deployment 03_deployment
 # An unprivileged user owns only what the service writes: its state under /data.
 RUN useradd --system --uid 10001 --home-dir /data --no-create-home persona \
  && mkdir -p /data && chown -R persona /data
-USER persona
+USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['PERSONA_SCORING_PORT'] + '/health', timeout=4)"]

@@ -85,10 +85,11 @@ apt_install() {
         made_policy=1
     fi
     local rc=0
+    # Another apt-get (e.g. CI installing chromium) may hold the dpkg lock: wait for it.
     {
-        apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-                docker.io docker-compose debootstrap
+        apt-get -o DPkg::Lock::Timeout=300 update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
+                --no-install-recommends docker.io docker-compose debootstrap
     } >"$STATE_DIR/apt.log" 2>&1 || rc=$?
     [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
     [ "$rc" = 0 ] || { tail -20 "$STATE_DIR/apt.log" >&2; return "$rc"; }

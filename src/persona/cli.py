@@ -114,7 +114,9 @@ def _score(args: argparse.Namespace, settings: Settings) -> Any:
     months = [args.month] if args.month else None
     if args.file:
         frame = read_table(Path(args.file), schema.id_column)
-        if months:
+        if months and schema.month_column not in frame:
+            frame[schema.month_column] = args.month  # a file of one month: label its rows
+        elif months:
             frame = frame[frame[schema.month_column].astype(str).isin(months)]
     else:
         engine = database.make_engine(settings.project_database_url)
@@ -130,6 +132,24 @@ def _score(args: argparse.Namespace, settings: Settings) -> Any:
         summary["table"] = settings.scores_table
         summary["table_rows"] = database.count_rows(engine, settings.scores_table)
     return summary
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.flows.demo import DemoRequest, format_summary, run_demo
+    from persona.monitoring.drift import load_drift_config
+
+    request = DemoRequest.build(
+        args.months,
+        args.rows,
+        args.sample,
+        args.seed,
+        args.scenario,
+        min_rows=load_drift_config(settings.drift_config_path).min_rows,
+        # The API checks the alias every poll interval, then downloads and compiles the model.
+        serve_timeout_s=args.serve_timeout or 2 * settings.model_poll_seconds + 60,
+    )
+    sys.stdout.write(format_summary(run_demo(settings, request)) + "\n")
+    return None
 
 
 def _model_rollback(args: argparse.Namespace, settings: Settings) -> Any:
@@ -243,6 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--url", help="scoring API (default PERSONA_SCORING_URL)")
     score.add_argument("--chunk-rows", type=int, default=5_000)
     score.set_defaults(handler=_score)
+
+    demo = commands.add_parser(
+        "demo",
+        help="on the running stack: generate 3 months (the third drifted), train, score over "
+        "HTTP, monitor the drifted month, print where to look",
+    )
+    demo.add_argument(
+        "--months",
+        default="2026-01 2026-02 2026-03",
+        help="three YYYY-MM (train on the first two, drift in the third) or the first of three",
+    )
+    demo.add_argument("--rows", type=int, default=10_000, help="customers per month")
+    demo.add_argument("--sample", type=int, default=500, help="customers scored over HTTP")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--scenario", default="mix_shift", help="drift scenario of the third month")
+    demo.add_argument(
+        "--serve-timeout", type=float, help="seconds to wait for the API to serve the new model"
+    )
+    demo.set_defaults(handler=_demo)
 
     model = commands.add_parser("model", help="registry operations")
     model_commands = model.add_subparsers(dest="model_command", required=True)

@@ -1,7 +1,9 @@
-"""Repository upkeep: environment.yml and .env.example are generated from their sources.
+"""Repository upkeep: environment.yml, .env.example and the README's settings table are generated.
 
 ``python -m persona.devtools environment-yml`` renders environment.yml from requirements/dev.lock;
-``python -m persona.devtools env-example`` renders .env.example from the settings registry.
+``python -m persona.devtools env-example`` renders .env.example from the settings registry;
+``python -m persona.devtools config-reference [--write README.md]`` renders (or rewrites in
+place) the README's configuration table from the same registry.
 Tests compare the committed files with these renderings.
 """
 
@@ -11,7 +13,12 @@ import re
 import sys
 from pathlib import Path
 
-from persona.settings import env_example_lines
+from persona.settings import (
+    CONFIG_REFERENCE_END,
+    CONFIG_REFERENCE_START,
+    config_reference_markdown,
+    env_example_lines,
+)
 
 PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;#]+)")
 
@@ -46,6 +53,23 @@ def environment_yml(lock: Path = Path("requirements/dev.lock")) -> str:
     return "\n".join(lines) + "\n"
 
 
+def config_reference_block(text: str) -> str:
+    """What a document holds between the config-reference markers (a test compares it)."""
+    start, end = text.find(CONFIG_REFERENCE_START), text.find(CONFIG_REFERENCE_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {CONFIG_REFERENCE_START} ... {CONFIG_REFERENCE_END} block")
+    return text[start + len(CONFIG_REFERENCE_START) : end].strip("\n") + "\n"
+
+
+def with_config_reference(text: str) -> str:
+    """``text`` with the block between the markers replaced by the generated table."""
+    config_reference_block(text)  # fails with the marker names when they are missing
+    head, rest = text.split(CONFIG_REFERENCE_START, 1)
+    _, tail = rest.split(CONFIG_REFERENCE_END, 1)
+    table = config_reference_markdown()
+    return f"{head}{CONFIG_REFERENCE_START}\n{table}{CONFIG_REFERENCE_END}{tail}"
+
+
 def host_network_config(rendered: dict) -> dict:
     """A rendered Compose config (``docker-compose config``) rewritten for host networking.
 
@@ -70,6 +94,11 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(environment_yml())
     elif argv == ["env-example"]:
         sys.stdout.write("\n".join(env_example_lines()) + "\n")
+    elif argv == ["config-reference"]:
+        sys.stdout.write(config_reference_markdown())
+    elif len(argv) == 3 and argv[:2] == ["config-reference", "--write"]:
+        path = Path(argv[2])
+        path.write_text(with_config_reference(path.read_text()))
     elif argv == ["compose-host-network"]:
         import yaml
 
@@ -77,7 +106,8 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(yaml.safe_dump(host_network_config(rendered), sort_keys=False))
     else:
         sys.stderr.write(
-            "usage: python -m persona.devtools environment-yml|env-example|compose-host-network\n"
+            "usage: python -m persona.devtools environment-yml | env-example"
+            " | config-reference [--write README.md] | compose-host-network\n"
         )
         return 2
     return 0

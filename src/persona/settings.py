@@ -310,7 +310,7 @@ def load_settings(
     for name, var in VARIABLES.items():
         if name in overrides and overrides[name] is not None:
             raw = str(overrides[name])
-        elif var.env in environ:
+        elif environ.get(var.env, "") != "":  # empty, as in a copied .env.example = default
             raw = environ[var.env]
         elif base is not None:
             values[name] = getattr(base, name)
@@ -336,6 +336,26 @@ def env_example_lines() -> list[str]:
         lines.append(f"# {var.help}")
         lines.append(f"{var.env}={var.default}")
     return lines
+
+
+# How the README names each kind of value in its configuration table.
+_KIND_NAMES = {Path: "path", int: "integer", float: "number", bool: "true/false", str: "text"}
+CONFIG_REFERENCE_START = "<!-- config-reference:start -->"
+CONFIG_REFERENCE_END = "<!-- config-reference:end -->"
+
+
+def config_reference_markdown() -> str:
+    """The README's table of every variable, generated so the docs cannot drift from the registry.
+
+    ``python -m persona.devtools config-reference --write README.md`` puts it between the
+    config-reference markers; a unit test fails when the README holds another table.
+    """
+    lines = ["| variable | default | type | meaning |", "|---|---|---|---|"]
+    for var in VARIABLES.values():
+        default = f"`{var.default}`" if var.default else "*(empty)*"
+        meaning = var.help.replace("|", "\\|")
+        lines.append(f"| `{var.env}` | {default} | {_KIND_NAMES[var.kind]} | {meaning} |")
+    return "\n".join(lines) + "\n"
 
 
 def new_env_lines(secret: Callable[[], str]) -> list[str]:

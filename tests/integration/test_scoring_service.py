@@ -576,3 +576,17 @@ def test_batch_job_retries_a_5xx_and_reports_what_still_fails(api, customers):
     assert "HTTP 503" in outcome.failures[0]
     assert len(outcome.scored) == len(customers) - 64
     assert outcome.scored.persona_name.notna().all()
+
+
+def test_batch_job_scores_a_file_without_a_month_column(api, customers):
+    """A CRM export of one month need not repeat the month on every row."""
+    from persona.data.schema import load_schema
+    from persona.flows.score import score_frame
+    from persona.serving.client import ScoringClient
+
+    schema = load_schema(ROOT / "00_create_data/schema.yaml")
+    frame = customers.drop(columns=[schema.month_column]).head(50)
+    outcome = score_frame(frame, schema, ScoringClient(api.url, API_TOKEN))
+    assert list(outcome.scored[schema.id_column]) == list(frame[schema.id_column])
+    assert schema.month_column not in outcome.scored
+    assert outcome.scored.persona_name.notna().all()

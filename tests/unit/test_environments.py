@@ -91,3 +91,17 @@ def test_compose_config_for_host_networking_drops_ports_and_networks_only():
         "network_mode": "host",
     }
     assert rendered["services"]["api"]["ports"]  # the input is left alone
+
+
+def test_extra_mlflow_hosts_keep_the_loopback_names_a_browser_sends():
+    """Compose adds its service name; MLflow then dropped 127.0.0.1:5000 and answered 403."""
+    from persona.services.mlflow_server import allowed_hosts, server_command
+    from persona.settings import load_settings
+
+    assert allowed_hosts("mlflow, mlflow:5000,localhost") == (
+        "localhost,localhost:*,127.0.0.1,127.0.0.1:*,mlflow,mlflow:5000"
+    )
+    settings = load_settings(environ={"MLFLOW_ALLOWED_HOSTS": "mlflow"})
+    command = server_command(settings)
+    assert command[command.index("--allowed-hosts") + 1].endswith("127.0.0.1:*,mlflow")
+    assert "--allowed-hosts" not in server_command(load_settings(environ={}))

@@ -83,3 +83,10 @@ def test_a_first_env_file_gets_fresh_secrets_and_keeps_the_rest(tmp_path, capsys
     before = path.read_text()
     assert main(["env-init", "--path", str(path)]) == 0  # never overwrites
     assert path.read_text() == before
+
+
+def test_empty_values_mean_the_default_as_env_example_says():
+    from persona.settings import VARIABLES, load_settings
+
+    empty = load_settings(environ={var.env: "" for var in VARIABLES.values()})
+    assert empty == load_settings(environ={})

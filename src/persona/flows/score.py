@@ -51,6 +51,8 @@ def score_frame(
 ) -> ScoringOutcome:
     """Score ``frame`` chunk by chunk; failures are collected, never raised mid-way."""
     send = frame[[schema.id_column, *schema.features]]
+    # A file may carry no month column; its results then carry none either.
+    keys = [c for c in (schema.id_column, schema.month_column) if c in frame]
     scored, failed_ids, failures = [], [], []
     disable = None if progress is None else not progress
     with tqdm(total=len(frame), desc="score", unit="rows", disable=disable) as bar:
@@ -64,9 +66,7 @@ def score_frame(
                 failures.append(f"rows {start}-{start + len(chunk) - 1}: {exc}")
                 logger.error("chunk of %d customers failed: %s", len(chunk), exc)
             else:
-                result = frame.iloc[start : start + chunk_rows][
-                    [schema.id_column, schema.month_column]
-                ]
+                result = frame.iloc[start : start + chunk_rows][keys]
                 result = result.reset_index(drop=True)
                 for column in ("persona_id", "persona_name", "model_name", "model_version"):
                     result[column] = answer[column].to_numpy()
@@ -75,7 +75,7 @@ def score_frame(
     table = (
         pd.concat(scored, ignore_index=True)
         if scored
-        else pd.DataFrame(columns=[schema.id_column, schema.month_column, *RESULT_COLUMNS[:-1]])
+        else pd.DataFrame(columns=[*keys, *RESULT_COLUMNS[:-1]])
     )
     table["scored_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     return ScoringOutcome(table, failed_ids, failures)

@@ -29,6 +29,11 @@ from persona.settings import Settings
 logger = logging.getLogger(__name__)
 
 HEADLESS_TRIGGER = "headless ({pipeline})"
+# A Mage server schedules every RUNNING run of a schedule whose repo_path is its own or NULL, so
+# with `make local-up` running it would execute a headless run's blocks too (twice, or none when
+# it queued them first). A run therefore executes under a schedule with this repo_path, which no
+# server matches, and is filed under the visible HEADLESS_TRIGGER schedule once it has ended.
+HEADLESS_RUNNING_REPO_PATH = "persona headless runner: runs in progress"
 
 
 @dataclass(frozen=True)
@@ -209,20 +214,25 @@ def _execute(project: Path, pipeline_uuid: str, variables: dict[str, Any]) -> Pi
 
     pipeline = Pipeline.get(pipeline_uuid, repo_path=str(project))
 
+    def headless_schedule(name: str, repo_path: str | None) -> PipelineSchedule:
+        return PipelineSchedule.query.filter(
+            PipelineSchedule.pipeline_uuid == pipeline_uuid, PipelineSchedule.name == name
+        ).first() or PipelineSchedule.create(
+            name=name,
+            pipeline_uuid=pipeline_uuid,
+            schedule_type=ScheduleType.API,
+            schedule_interval=ScheduleInterval.ONCE,
+            status=ScheduleStatus.INACTIVE,
+            repo_path=repo_path,
+        )
+
     name = HEADLESS_TRIGGER.format(pipeline=pipeline_uuid)
-    schedule = PipelineSchedule.query.filter(
-        PipelineSchedule.pipeline_uuid == pipeline_uuid, PipelineSchedule.name == name
-    ).first() or PipelineSchedule.create(
-        name=name,
-        pipeline_uuid=pipeline_uuid,
-        schedule_type=ScheduleType.API,
-        schedule_interval=ScheduleInterval.ONCE,
-        status=ScheduleStatus.INACTIVE,
-    )
+    schedule = headless_schedule(name, None)
+    running = headless_schedule(f"{name}, running", HEADLESS_RUNNING_REPO_PATH)
     now = datetime.now(tz=UTC)
     partition = f"{schedule.id}/{now:%Y%m%dT%H%M%S_%f}"
     pipeline_run = PipelineRun.create(
-        pipeline_schedule_id=schedule.id,
+        pipeline_schedule_id=running.id,
         pipeline_uuid=pipeline_uuid,
         execution_date=now,
         started_at=now,
@@ -260,6 +270,7 @@ def _execute(project: Path, pipeline_uuid: str, variables: dict[str, Any]) -> Pi
         pipeline_run.update(
             status=PipelineRun.PipelineRunStatus.FAILED, completed_at=datetime.now(tz=UTC)
         )
+    pipeline_run.update(pipeline_schedule_id=schedule.id)  # ended: now listed in the Mage UI
     return PipelineOutcome(
         pipeline=pipeline_uuid,
         pipeline_run_id=pipeline_run.id,

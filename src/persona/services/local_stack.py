@@ -59,7 +59,7 @@ def services(settings: Settings, venvs: Path) -> list[LocalService]:
             [str(venvs / "scoring/bin/gunicorn"), "-c", str(GUNICORN_CONF)],
             scoring,
             f"{scoring}/health",
-            60,
+            180,  # 60 s was not always enough on 2 busy cores
             SCORING_ENV,
         ),
         LocalService(

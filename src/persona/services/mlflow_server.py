@@ -42,8 +42,19 @@ def server_command(settings: Settings) -> list[str]:
         str(settings.mlflow_workers),
     ]
     if settings.mlflow_allowed_hosts:
-        command += ["--allowed-hosts", settings.mlflow_allowed_hosts]
+        command += ["--allowed-hosts", allowed_hosts(settings.mlflow_allowed_hosts)]
     return command
+
+
+# MLflow's own defaults drop out as soon as --allowed-hosts is given; a browser on the
+# published port (Host: 127.0.0.1:5000) must keep working when Compose adds its service name.
+LOCAL_HOSTS = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*")
+
+
+def allowed_hosts(extra: str) -> str:
+    """The loopback names plus ``extra`` (comma list), for MLflow's Host-header check."""
+    names = [*LOCAL_HOSTS, *(name.strip() for name in extra.split(","))]
+    return ",".join(dict.fromkeys(name for name in names if name))
 
 
 def main() -> None:

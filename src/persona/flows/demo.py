@@ -1,0 +1,571 @@
+"""The guided tour of a running stack (`make demo`): data -> train -> serve -> score -> monitor.
+
+It orchestrates what already exists — the synthetic generator, the Mage ``train`` and
+``monitor`` pipelines run headless, the scoring API over HTTP, the drift history — and checks
+each hand-over (the API serves the version the registry holds, drift was recorded) so a
+broken link fails with a message instead of a wrong summary. Re-runnable: its months are
+replaced, every run trains and monitors again. The pure parts (request parsing, waiting,
+counting, the summary) are separate from the steps that touch the stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from persona.adapters import database, drift_store, mlflow_registry, stack_state
+from persona.adapters.stack_state import ProductionArtifacts, VersionInfo
+from persona.data.generator import SCENARIOS, generate_snapshot
+from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
+from persona.flows import train
+from persona.flows.score import score_frame
+from persona.orchestration.mage_runner import run_pipeline
+from persona.serving.client import ScoringClient
+from persona.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+STEPS = ("stack", "data", "train", "serve", "score", "monitor")
+DRIFT_SCENARIOS = tuple(s for s in SCENARIOS if s != "none")
+
+
+# ----------------------------------------------------------------------------- pure: request
+
+
+def next_month(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:])
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+
+
+def parse_months(text: str) -> tuple[str, str, str]:
+    """Three YYYY-MM months (space or comma separated), or one: the first of three in a row."""
+    months = [m for m in re.split(r"[\s,]+", text.strip()) if m]
+    bad = [m for m in months if not _MONTH.fullmatch(m)]
+    if bad or len(months) not in (1, 3):
+        raise ConfigurationError(
+            f"MONTHS must be three months YYYY-MM (the third gets the drift) or one first month, "
+            f"got {text!r}" + (f"; not YYYY-MM: {', '.join(map(repr, bad))}" if bad else "")
+        )
+    if len(months) == 1:
+        months += [next_month(months[0]), next_month(next_month(months[0]))]
+    if len(set(months)) != 3:
+        raise ConfigurationError(f"MONTHS must be three different months, got {text!r}")
+    return months[0], months[1], months[2]
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    """What the tour generates and how long it waits; ``build`` checks every knob."""
+
+    months: tuple[str, str, str]
+    rows: int = 10_000
+    sample_rows: int = 500
+    seed: int = 42
+    scenario: str = "mix_shift"
+    serve_timeout_s: float = 120.0
+    pipeline_timeout_s: float = 1800.0
+
+    @property
+    def train_months(self) -> tuple[str, str]:
+        return self.months[0], self.months[1]
+
+    @property
+    def score_month(self) -> str:
+        return self.months[1]
+
+    @property
+    def drifted_month(self) -> str:
+        return self.months[2]
+
+    @classmethod
+    def build(
+        cls,
+        months: str,
+        rows: int,
+        sample_rows: int,
+        seed: int,
+        scenario: str,
+        min_rows: int,
+        serve_timeout_s: float,
+    ) -> DemoRequest:
+        """``min_rows``: the drift check's minimum, below which monitor would check nothing."""
+        if rows < min_rows:
+            raise ConfigurationError(
+                f"ROWS must be at least {min_rows} (min_rows of the drift config), got {rows}"
+            )
+        if not 1 <= sample_rows <= rows:
+            raise ConfigurationError(f"the scored sample must be 1..{rows} rows, got {sample_rows}")
+        if scenario not in DRIFT_SCENARIOS:
+            raise ConfigurationError(
+                f"the drifted month needs a drift scenario ({', '.join(DRIFT_SCENARIOS)}), "
+                f"got {scenario!r}"
+            )
+        if serve_timeout_s <= 0:
+            raise ConfigurationError(f"the serve timeout must be positive, got {serve_timeout_s}")
+        return cls(parse_months(months), rows, sample_rows, seed, scenario, serve_timeout_s)
+
+
+# ------------------------------------------------------------------------ pure: checks, results
+
+
+def production_problem(artifacts: ProductionArtifacts, reference_file: str) -> str | None:
+    """Why the stack cannot use this production version (None when it can)."""
+    if artifacts.error:
+        return f"its artifacts cannot be listed ({artifacts.error})"
+    if "MLmodel" not in artifacts.model_files:
+        return "its model files are not in this MLflow server's artifact store"
+    if reference_file not in artifacts.reference_files:
+        return f"its drift reference {reference_file} is not in this MLflow server's artifact store"
+    return None
+
+
+def newest_version(versions: Sequence[VersionInfo], before: set[str]) -> VersionInfo | None:
+    """The highest version registered since ``before`` was taken."""
+    fresh = [v for v in versions if v.version not in before]
+    return max(fresh, key=lambda v: int(v.version), default=None)
+
+
+def wait_for_served_version(
+    read: Callable[[], tuple[str | None, str]],
+    expected: str,
+    timeout_s: float,
+    consecutive: int = 4,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    interval_s: float = 1.0,
+) -> float:
+    """Poll until ``consecutive`` answers in a row report ``expected``; seconds waited.
+
+    Several answers in a row, because each API worker follows the registry on its own.
+    """
+    started = clock()
+    streak, last = 0, "no answer yet"
+    while True:
+        served, detail = read()
+        if served == expected:
+            streak += 1
+            if streak >= consecutive:
+                return clock() - started
+        else:
+            streak = 0
+            last = f"serving v{served}" if served else detail
+        if clock() - started > timeout_s:
+            raise ModelUnavailableError(
+                f"the scoring API did not serve v{expected} within {timeout_s:g} s "
+                f"(last answer: {last})"
+            )
+        sleep(interval_s)
+
+
+def draw_sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    sample = frame if len(frame) <= rows else frame.sample(n=rows, random_state=seed)
+    return sample.reset_index(drop=True)
+
+
+def persona_counts(scored: pd.DataFrame) -> dict[str, int]:
+    """Customers per persona name, largest first (ties by name)."""
+    counts = scored["persona_name"].astype(str).value_counts()
+    return {name: int(n) for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def pick_drift_run(
+    runs: pd.DataFrame, window: str, model_name: str, since: datetime
+) -> dict[str, Any] | None:
+    """The newest drift run of ``window`` and ``model_name`` checked at or after ``since``."""
+    if runs.empty:
+        return None
+    checked = pd.to_datetime(runs["checked_at"], utc=True)
+    mine = runs[
+        (runs["data_window"] == window) & (runs["model_name"] == model_name) & (checked >= since)
+    ]
+    if mine.empty:
+        return None
+    row = mine.loc[checked[mine.index].idxmax()]
+    return {key: None if pd.isna(value) else value for key, value in row.items()}
+
+
+def alert_text(status: str) -> str:
+    return {
+        "sent": "sent to Telegram",
+        "disabled": "not sent: Telegram is not configured (TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID); "
+        "its text is in the log above",
+        "failed": "Telegram did not accept it (see the warning in the log above)",
+        "skipped": "none (nothing drifted and all-clear alerts are off)",
+    }.get(status, status)
+
+
+# ---------------------------------------------------------------------------- pure: the report
+
+
+def _url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # a bind address is no URL
+
+
+@dataclass(frozen=True)
+class StackUrls:
+    mage: str
+    mlflow: str
+    api: str
+    evidently: str
+
+    def health(self) -> list[tuple[str, str]]:
+        """(service, URL that answers 200 when it is up) — the ones `make local-up` waits for."""
+        return [
+            ("MLflow", f"{self.mlflow}/health"),
+            ("Mage", self.mage),
+            ("the scoring API", f"{self.api}/health"),
+            ("the Evidently UI", self.evidently),
+        ]
+
+    def model(self, name: str, version: str | None) -> str:
+        base = f"{self.mlflow}/#/models/{name}"
+        return f"{base}/versions/{version}" if version else base
+
+
+def stack_urls(settings: Settings) -> StackUrls:
+    return StackUrls(
+        mage=f"http://{_url_host(settings.mage_host)}:{settings.mage_port}",
+        mlflow=settings.mlflow_tracking_uri.rstrip("/"),
+        api=settings.scoring_url.rstrip("/"),
+        evidently=f"http://{_url_host(settings.evidently_host)}:{settings.evidently_port}",
+    )
+
+
+@dataclass(frozen=True)
+class DataResult:
+    months: tuple[str, str, str]
+    rows: int
+    scenario: str
+    table: str
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    months: tuple[str, ...]
+    version: str
+    alias: str
+    reason: str
+    production_version: str
+    retired: str | None = None  # "v3: why" when a broken @production was taken off first
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    month: str
+    rows: int
+    counts: dict[str, int]
+    model_versions: tuple[str, ...]
+    served_after_s: float
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    month: str
+    reference_version: str
+    drift_share: float | None
+    threshold: float | None
+    dataset_drift: bool
+    action: str
+    new_version: str | None
+    promoted: bool | None
+    reason: str | None
+    alert_status: str
+    report: str | None
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    model_name: str
+    urls: StackUrls
+    data: DataResult
+    trained: TrainResult
+    scored: ScoreResult
+    monitored: MonitorResult
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def production_version(self) -> str:
+        """Who holds @production at the end: the retrained version if it was promoted."""
+        if self.monitored.promoted and self.monitored.new_version:
+            return self.monitored.new_version
+        return self.trained.production_version
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:04.1f}s" if minutes else f"{rest:.1f}s"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def format_summary(report: DemoReport) -> str:
+    """The block printed at the end: what happened, with numbers, and where to look."""
+    data, trained, scored, mon = report.data, report.trained, report.scored, report.monitored
+    name = report.model_name
+    total = sum(report.step_seconds.values())
+    width = max((len(p) for p in scored.counts), default=0)
+    lines = [
+        "=" * 78,
+        f"persona demo: done in {_duration(total)}",
+        "  steps: " + ", ".join(f"{s} {_duration(t)}" for s, t in report.step_seconds.items()),
+        "",
+        "What happened",
+        f"  data     {data.rows} customers per month into table {data.table}: "
+        f"{data.months[0]}, {data.months[1]} (no drift), {data.months[2]} ({data.scenario})",
+    ]
+    if trained.retired:
+        lines.append(f"  registry @production taken off {trained.retired}")
+    lines += [
+        f"  train    Mage `train` on {', '.join(trained.months)}: {name} v{trained.version} "
+        f"-> @{trained.alias} ({trained.reason})",
+        f"  serve    the scoring API serves v{trained.production_version} "
+        f"(confirmed after {_duration(scored.served_after_s)})",
+        f"  score    {scored.rows} customers of {scored.month} over HTTP, model "
+        f"v{', v'.join(scored.model_versions)}:",
+        *(f"             {p:<{width}}  {n:>6}" for p, n in scored.counts.items()),
+        f"  monitor  Mage `monitor` on {mon.month} against v{mon.reference_version}: drift share "
+        f"{_percent(mon.drift_share)} (threshold {_percent(mon.threshold)}) -> "
+        + ("drift" if mon.dataset_drift else "no drift"),
+    ]
+    if mon.new_version:
+        promoted = "promoted to @production" if mon.promoted else "not promoted"
+        lines.append(
+            f"           retrained: v{mon.new_version} {promoted}"
+            + (f" ({mon.reason})" if mon.reason else "")
+        )
+    else:
+        lines.append(f"           action: {mon.action}")
+    lines += [
+        f"           alert: {alert_text(mon.alert_status)}",
+        "",
+        "Open",
+        f"  Mage          {report.urls.mage}  (pipelines train and monitor, their runs)",
+        f"  MLflow        {report.urls.model(name, report.production_version)}",
+        f"  Scoring API   {report.urls.api}  (GET /model, POST /predict)",
+        f"  Evidently UI  {report.urls.evidently}  (the drift report of {mon.month})",
+        "",
+        "Stop the stack: make local-down",
+        "=" * 78,
+    ]
+    return "\n".join(lines)
+
+
+class StepClock:
+    """Announces each step with the time since the start, and records how long it took."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.started = clock()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, what: str) -> Iterator[None]:
+        number = STEPS.index(name) + 1 if name in STEPS else len(self.seconds) + 1
+        began = self.clock()
+        logger.info(
+            "[%s] step %d/%d %s: %s",
+            _duration(began - self.started),
+            number,
+            len(STEPS),
+            name,
+            what,
+        )
+        try:
+            yield
+        except BaseException:
+            logger.error("step %s failed after %s", name, _duration(self.clock() - began))
+            raise
+        self.seconds[name] = self.clock() - began
+        logger.info(
+            "[%s] step %d/%d %s done in %s",
+            _duration(self.clock() - self.started),
+            number,
+            len(STEPS),
+            name,
+            _duration(self.seconds[name]),
+        )
+
+
+# ------------------------------------------------------------------------ steps on the stack
+
+
+def _check_stack(settings: Settings, urls: StackUrls) -> None:
+    for service, url in urls.health():
+        stack_state.require_answer(service, url)
+
+
+def _retire_broken_production(settings: Settings, client) -> str | None:
+    """A @production version this server cannot load would break train, serve and monitor."""
+    listed = stack_state.production_artifacts(client, settings.model_name, train.REFERENCE_FOLDER)
+    if listed is None:
+        return None
+    problem = production_problem(listed, train.REFERENCE_ARTIFACT)
+    if problem is None:
+        return None
+    reason = f"{problem}; probably logged by another checkout sharing this registry database"
+    stack_state.retire_production(client, settings.model_name, listed.version, reason)
+    return f"v{listed.version}: {reason}"
+
+
+def _generate(context: train.TrainingContext, request: DemoRequest) -> DataResult:
+    if not context.catalogue_matches_schema:
+        raise ConfigurationError(
+            "the demo generates synthetic customers: PERSONA_SCHEMA must describe the "
+            "catalogue's columns (unset it to use 00_create_data/schema.yaml)"
+        )
+    settings, schema = context.settings, context.schema
+    table = schema.table or settings.customers_table
+    frames = [
+        generate_snapshot(context.catalogue, request.rows, month, request.seed, scenario)
+        for month, scenario in zip(request.months, ("none", "none", request.scenario), strict=True)
+    ]
+    engine = database.make_engine(settings.project_database_url)
+    stack_state.replace_months(
+        engine, table, pd.concat(frames, ignore_index=True), schema, request.months
+    )
+    return DataResult(request.months, request.rows, request.scenario, table)
+
+
+def _run(settings: Settings, pipeline: str, variables: dict[str, str], timeout_s: float) -> None:
+    outcome = run_pipeline(settings, pipeline, variables, timeout_s=timeout_s)
+    if not outcome.ok:
+        raise PersonaError(f"Mage pipeline {pipeline}: {outcome.failure_text()}")
+
+
+def _train(settings: Settings, client, request: DemoRequest, retired: str | None) -> TrainResult:
+    name = settings.model_name
+    before = {v.version for v in stack_state.model_versions(client, name)}
+    variables = {"months": ",".join(request.train_months), "seed": str(request.seed)}
+    _run(settings, "train", variables, request.pipeline_timeout_s)
+    fresh = newest_version(stack_state.model_versions(client, name), before)
+    if fresh is None:
+        raise PersonaError(f"the train pipeline completed but registered no new version of {name}")
+    production = mlflow_registry.production_version(client, name)
+    if production is None:
+        raise ModelUnavailableError(f"after training, no version of {name} holds @production")
+    return TrainResult(
+        months=request.train_months,
+        version=fresh.version,
+        alias=fresh.tags.get("decision", ", ".join(fresh.aliases) or "none"),
+        reason=fresh.tags.get("decision_reason", ""),
+        production_version=str(production.version),
+        retired=retired,
+    )
+
+
+def _serve(settings: Settings, version: str, request: DemoRequest, clock, sleep) -> float:
+    try:
+        return wait_for_served_version(
+            lambda: stack_state.read_ready(settings.scoring_url),
+            version,
+            request.serve_timeout_s,
+            consecutive=2 * max(settings.scoring_workers, 1),
+            clock=clock,
+            sleep=sleep,
+        )
+    except ModelUnavailableError as exc:
+        raise ModelUnavailableError(
+            f"{exc}; the API follows @production every PERSONA_MODEL_POLL_SECONDS "
+            f"({settings.model_poll_seconds:g} s): see {settings.home / 'logs' / 'scoring.log'}"
+        ) from None
+
+
+def _score(
+    context: train.TrainingContext, request: DemoRequest, version: str, waited_s: float
+) -> ScoreResult:
+    settings, schema = context.settings, context.schema
+    engine = database.make_engine(settings.project_database_url)
+    table = schema.table or settings.customers_table
+    frame = database.read_months(engine, table, schema, [request.score_month])
+    sample = draw_sample(frame, request.sample_rows, request.seed)
+    client = ScoringClient(settings.scoring_url, settings.api_token)
+    outcome = score_frame(sample, schema, client, progress=False)
+    if outcome.failed_ids:
+        raise PersonaError(
+            f"{len(outcome.failed_ids)} of {len(sample)} customers were not scored: "
+            + "; ".join(outcome.failures[:3])
+        )
+    versions = tuple(outcome.summary()["model_versions"])
+    if versions != (version,):
+        logger.warning("expected every row scored by v%s, got %s", version, ", ".join(versions))
+    counts = persona_counts(outcome.scored)
+    logger.info(
+        "scored %d customers: %s", len(sample), ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+    return ScoreResult(request.score_month, len(outcome.scored), counts, versions, waited_s)
+
+
+def _monitor(settings: Settings, client, request: DemoRequest) -> MonitorResult:
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    _run(settings, "monitor", {"month": request.drifted_month}, request.pipeline_timeout_s)
+    engine = database.make_engine(settings.project_database_url)
+    run = pick_drift_run(
+        drift_store.read_runs(engine, limit=50), request.drifted_month, settings.model_name, since
+    )
+    if run is None:
+        raise PersonaError(
+            f"the monitor pipeline completed but stored no drift run for {request.drifted_month}"
+        )
+    new_version = run.get("new_model_version")
+    reason = None
+    if new_version:
+        reason = stack_state.version_tags(client, settings.model_name, str(new_version)).get(
+            "decision_reason"
+        )
+    return MonitorResult(
+        month=request.drifted_month,
+        reference_version=str(run["model_version"]),
+        drift_share=run.get("drift_share"),
+        threshold=run.get("drift_share_threshold"),
+        dataset_drift=bool(run.get("dataset_drift")),
+        action=str(run["action"]),
+        new_version=str(new_version) if new_version else None,
+        promoted=None if run.get("promoted") is None else bool(run["promoted"]),
+        reason=reason,
+        alert_status=str(run["alert_status"]),
+        report=run.get("report_location"),
+    )
+
+
+def run_demo(
+    settings: Settings,
+    request: DemoRequest,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DemoReport:
+    """Every step against the running stack; returns what happened, with each step's time."""
+    steps = StepClock(clock)
+    urls = stack_urls(settings)
+    context = train.TrainingContext.from_settings(settings, seed=request.seed)
+    with steps.step("stack", "MLflow, Mage, the scoring API and the Evidently UI answer"):
+        _check_stack(settings, urls)
+        client = mlflow_registry.connect(settings.mlflow_tracking_uri)
+        retired = _retire_broken_production(settings, client)
+    with steps.step(
+        "data",
+        f"{request.rows} synthetic customers for each of {', '.join(request.months)} "
+        f"({request.drifted_month}: {request.scenario})",
+    ):
+        data = _generate(context, request)
+    with steps.step("train", f"Mage pipeline `train` on {', '.join(request.train_months)}"):
+        trained = _train(settings, client, request, retired)
+    with steps.step("serve", f"the scoring API picks up @production v{trained.production_version}"):
+        waited = _serve(settings, trained.production_version, request, clock, sleep)
+    with steps.step("score", f"{request.sample_rows} customers of {request.score_month} over HTTP"):
+        scored = _score(context, request, trained.production_version, waited)
+    with steps.step("monitor", f"Mage pipeline `monitor` on {request.drifted_month}"):
+        monitored = _monitor(settings, client, request)
+    return DemoReport(
+        settings.model_name, urls, data, trained, scored, monitored, dict(steps.seconds)
+    )

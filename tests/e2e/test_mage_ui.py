@@ -1,0 +1,136 @@
+"""The Mage UI in a real headless Chromium, against a real ``mage start`` (login on, as by default).
+
+Mage's UI is a single-page app: the server's HTML names no pipeline, so finding `train` and
+`monitor` on the page proves the JavaScript ran, logged in and drew the project's pipelines.
+Without Chromium the browser tests are skipped, unless PERSONA_REQUIRE_BROWSER=1 (CI), which
+turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, free_port, stop_process, wait_http
+
+from persona.adapters.chromium import find_chromium, missing_cells
+from persona.devtools_screenshots import (
+    Credentials,
+    MageClient,
+    Shot,
+    block_names,
+    connect,
+    open_browser,
+    owner_credentials,
+    show,
+)
+from persona.errors import ConfigurationError, UpstreamUnavailableError
+
+PIPELINES = ROOT / "02_pipeline/persona_pipelines/pipelines"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    try:
+        return find_chromium()
+    except ConfigurationError as exc:
+        if os.environ.get("PERSONA_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{exc} (PERSONA_REQUIRE_BROWSER=1 requires the browser tests)")
+        pytest.skip(f"{exc} (or bash scripts/ensure_chromium.sh)")
+
+
+@pytest.fixture(scope="module")
+def mage_url(chromium, tmp_path_factory) -> Iterator[str]:
+    """A real Mage (``python -m persona.services.mage``) on a free port, own SQLite database."""
+    home = tmp_path_factory.mktemp("mage-ui") / "home"
+    home.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PERSONA_HOME": str(home),
+        "PERSONA_MAGE_PROJECT": str(ROOT / "02_pipeline/persona_pipelines"),
+        "MAGE_DATA_DIR": str(home / "mage_data"),
+        "PERSONA_MAGE_HOST": "127.0.0.1",
+        "PERSONA_MAGE_PORT": str(port),
+        "REQUIRE_USER_AUTHENTICATION": "1",  # Mage's default, stated: the test logs in
+    }
+    log = home.parent / "mage-server.log"
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/dev/bin/python"), "-m", "persona.services.mage"],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/api/status", 240, process, log)
+        yield base
+    finally:
+        stop_process(process)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_pipelines_page_lists_train_and_monitor_once_rendered(mage_url, chromium, tmp_path):
+    with urllib.request.urlopen(f"{mage_url}/pipelines", timeout=30) as response:
+        raw = response.read().decode()
+    # The server's page is an empty app shell: the names can only come from the browser.
+    assert not re.search(r"\b(train|monitor)\b", raw)
+
+    client = connect(mage_url, owner_credentials({}))
+    assert client.session_token, "Mage runs with login here; the walkthrough must log in"
+    with open_browser(client, binary=chromium) as browser:
+        show(browser, mage_url, Shot("pipelines.png", "/pipelines", ("train", "monitor")), 120)
+        assert missing_cells(browser.text(), ["train", "monitor"]) == []
+        assert "sign-in" not in browser.url()
+        assert re.search(r">\s*train\s*<", browser.html())  # in the rendered DOM
+        shot = browser.screenshot(tmp_path / "pipelines.png")
+        assert png_size(shot) == (1440, 900)
+
+        train_blocks = block_names(yaml.safe_load((PIPELINES / "train/metadata.yaml").read_text()))
+        expected = [name for name in train_blocks if name != "register_when_enabled"]
+        assert {"load_customers", "train_candidates", "register_model"} <= set(expected)
+        show(browser, mage_url, Shot("train.png", "/pipelines/train/edit", ("load_customers",)))
+        assert missing_cells(browser.text(), expected) == []
+
+
+def test_wrong_login_is_named(mage_url):
+    with pytest.raises(ConfigurationError, match="Mage login failed for nobody@example.com"):
+        MageClient(mage_url).login(Credentials("nobody@example.com", "wrong"))
+
+
+def test_screenshot_command_names_a_mage_that_does_not_answer(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(UpstreamUnavailableError, match=f"Mage not answering at {url}"):
+        MageClient(url).requires_login()
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv/dev/bin/python"),
+            "-m",
+            "persona.devtools_screenshots",
+            "--url",
+            url,
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == UpstreamUnavailableError.exit_code
+    assert f"Mage not answering at {url}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
