@@ -24,12 +24,17 @@ endif
 
 # The make targets that run the stack keep their state in the local PostgreSQL (`make postgres`
 # starts it); the bare `persona` CLI, with nothing set, uses SQLite files under PERSONA_HOME.
+# With no PostgreSQL on the machine (none answering, none to start), or with LOCAL_DB=sqlite,
+# the stack targets use those SQLite files too; `make test` always needs PostgreSQL.
 LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
+LOCAL_DB ?= $(shell (pg_isready -q -h 127.0.0.1 -p 5432 || command -v pg_ctlcluster) >/dev/null 2>&1 && echo postgres || echo sqlite)
 STACK_TARGETS := local-up local-down local-status mlflow mage serve data train train-local score \
-        rollback monitor monitor-local monitor-ui demo
+        rollback monitor monitor-local monitor-ui demo stack-db
+ifeq ($(LOCAL_DB),postgres)
 $(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI := $(or $(MLFLOW_BACKEND_STORE_URI),$(LOCAL_PG)/persona_mlflow)
 $(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL := $(or $(MAGE_DATABASE_CONNECTION_URL),$(LOCAL_PG)/persona_mage)
 $(STACK_TARGETS): export PERSONA_DATABASE_URL := $(or $(PERSONA_DATABASE_URL),$(LOCAL_PG)/persona)
+endif
 
 MONTH ?= 2026-01
 MONTHS ?= 2026-01
@@ -38,7 +43,7 @@ SEED ?= 42
 SCENARIO ?= none
 PYTEST_ARGS ?=
 
-.PHONY: help install postgres up down logs local-up local-down local-status test test-fast lint format mlflow \
+.PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast lint format mlflow \
         serve mage data train train-local score rollback monitor monitor-local monitor-ui \
         bench-train bench-serve bench-monitor locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
@@ -74,6 +79,13 @@ install: $(VENV)/dev/.installed $(VENV)/mlflow/.installed $(VENV)/scoring/.insta
 postgres: ## Start the local PostgreSQL 15 if it is down
 	@bash scripts/ensure_postgres.sh
 
+stack-db: ## The stack's databases: PostgreSQL (started if down), or SQLite files when there is none
+ifeq ($(LOCAL_DB),postgres)
+	@bash scripts/ensure_postgres.sh
+else
+	@echo "no PostgreSQL on 127.0.0.1:5432: the stack keeps its state in SQLite files under $(PERSONA_HOME)"
+endif
+
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 up: $(VENV)/dev/.installed ## Start the Docker Compose stack (writes .env with fresh secrets on first run)
@@ -87,14 +99,14 @@ down: ## Stop the Compose stack (volumes are kept; `make down ARGS=-v` removes t
 logs: ## Follow the Compose services' logs (SERVICE=api for one)
 	$(COMPOSE) logs -f --tail=200 $(SERVICE)
 
-local-up: install postgres ## Start MLflow (:5000), Mage (:6789), scoring API (:8080), Evidently UI (:8001) in the background
+local-up: install stack-db ## Start MLflow (:5000), Mage (:6789), scoring API (:8080), Evidently UI (:8001) in the background
 	$(DEV)/python -m persona.services.local_stack up
 	@echo "MLflow http://127.0.0.1:5000  Mage http://127.0.0.1:6789  API http://127.0.0.1:8080  Evidently UI http://127.0.0.1:8001  (logs: $(PERSONA_HOME)/logs)"
 
 # The tour's own defaults (`make demo MONTHS=2025-10 ROWS=5000` still overrides them).
 demo: MONTHS = 2026-01 2026-02 2026-03
 demo: ROWS = 10000
-demo: install postgres ## Fresh clone to a tour: local-up, 3 months (3rd drifted), train, score over HTTP, monitor, URLs
+demo: install stack-db ## Fresh clone to a tour: local-up, 3 months (3rd drifted), train, score over HTTP, monitor, URLs
 	@$(MAKE) --no-print-directory local-up
 	$(DEV)/persona demo --months "$(MONTHS)" --rows $(ROWS) --seed $(SEED)
 
@@ -121,37 +133,37 @@ format: $(VENV)/dev/.installed ## Apply black and ruff fixes
 	$(DEV)/ruff check --fix src tests 02_pipeline 03_deployment
 	$(DEV)/black src tests 02_pipeline 03_deployment
 
-mlflow: $(VENV)/mlflow/.installed postgres ## Run the MLflow server in the foreground (same command as Compose)
+mlflow: $(VENV)/mlflow/.installed stack-db ## Run the MLflow server in the foreground (same command as Compose)
 	$(MLFLOW_ENV)/python -m persona.services.mlflow_server
 
 serve: $(VENV)/scoring/.installed ## Run the scoring API (Gunicorn) in the foreground (same command as its image)
 	MALLOC_ARENA_MAX=2 $(SCORING_ENV)/gunicorn -c 03_deployment/gunicorn.conf.py
 
-mage: $(VENV)/dev/.installed postgres ## Run Mage (UI, API triggers, scheduler) in the foreground
+mage: $(VENV)/dev/.installed stack-db ## Run Mage (UI, API triggers, scheduler) in the foreground
 	$(DEV)/python -m persona.services.mage
 
-data: $(VENV)/dev/.installed postgres ## Generate MONTHS (space-separated) of ROWS synthetic customers (SCENARIO: drift) into the table
+data: $(VENV)/dev/.installed stack-db ## Generate MONTHS (space-separated) of ROWS synthetic customers (SCENARIO: drift) into the table
 	$(DEV)/persona data generate --rows $(ROWS) --seed $(SEED) --month $(MONTHS) --scenario $(SCENARIO)
 
-train: $(VENV)/dev/.installed postgres ## Run the Mage `train` pipeline headless (honours conditionals)
+train: $(VENV)/dev/.installed stack-db ## Run the Mage `train` pipeline headless (honours conditionals)
 	$(DEV)/persona pipeline run train --var months=$(subst $(space),$(comma),$(strip $(MONTHS))) --var seed=$(SEED)
 
-train-local: $(VENV)/dev/.installed postgres ## Run the same training steps without Mage
+train-local: $(VENV)/dev/.installed stack-db ## Run the same training steps without Mage
 	$(DEV)/persona train --months $(subst $(space),$(comma),$(strip $(MONTHS))) --seed $(SEED)
 
-score: $(VENV)/dev/.installed postgres ## Score MONTH's customers through the API into PERSONA_SCORES_TABLE
+score: $(VENV)/dev/.installed stack-db ## Score MONTH's customers through the API into PERSONA_SCORES_TABLE
 	$(DEV)/persona score --month $(MONTH)
 
-monitor: $(VENV)/dev/.installed postgres ## Run the Mage `monitor` pipeline headless on MONTH (drift -> retrain -> alert)
+monitor: $(VENV)/dev/.installed stack-db ## Run the Mage `monitor` pipeline headless on MONTH (drift -> retrain -> alert)
 	$(DEV)/persona pipeline run monitor --var month=$(MONTH)
 
-monitor-local: $(VENV)/dev/.installed postgres ## Run the same monitoring steps without Mage
+monitor-local: $(VENV)/dev/.installed stack-db ## Run the same monitoring steps without Mage
 	$(DEV)/persona monitor --month $(MONTH)
 
 monitor-ui: $(VENV)/dev/.installed ## Serve the Evidently UI (drift history) on 127.0.0.1 in the foreground
 	$(DEV)/python -m persona.services.evidently_ui
 
-rollback: $(VENV)/dev/.installed postgres ## Move @production back to the version it replaced
+rollback: $(VENV)/dev/.installed stack-db ## Move @production back to the version it replaced
 	$(DEV)/persona model rollback
 
 bench-train: install postgres ## Time generate/validate/search/register at 10k/100k/1M rows

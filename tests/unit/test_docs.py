@@ -168,3 +168,25 @@ def test_writing_the_configuration_table_replaces_only_the_marked_block():
     assert with_config_reference(written) == written
     with pytest.raises(ValueError, match="config-reference:start"):
         with_config_reference("a README without the markers")
+
+
+def test_without_postgresql_the_stack_targets_fall_back_to_sqlite():
+    """LOCAL_DB=sqlite (also chosen when no PostgreSQL is found) must not export the PG URLs."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PERSONA_", "MLFLOW_", "MAGE_"))
+    }
+    probe = (
+        '--eval=probe-db: ; @echo "[$$PERSONA_DATABASE_URL][$$MLFLOW_BACKEND_STORE_URI]'
+        '[$$MAGE_DATABASE_CONNECTION_URL]"'
+    )
+    outputs = {}
+    for local_db in ("sqlite", "postgres"):
+        done = subprocess.run(
+            ["make", "-s", "--no-print-directory", probe, "STACK_TARGETS=probe-db", "probe-db",
+             f"LOCAL_DB={local_db}"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outputs[local_db] = done.stdout.strip()
+    assert outputs["sqlite"] == "[][][]"
+    assert outputs["postgres"].count("postgresql+psycopg2://postgres@127.0.0.1:5432/") == 3
