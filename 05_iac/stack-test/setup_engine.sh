@@ -159,6 +159,15 @@ cmd_start() {
     log "dockerd running: pid $(cat "$PIDFILE"), data root $DOCKER_ROOT, log $DOCKERD_LOG"
 }
 
+# wait_gone PID TRIES: wait up to TRIES half-seconds for process PID to exit.
+wait_gone() {
+    local i
+    for ((i = 0; i < $2; i++)); do
+        [ -d "/proc/$1" ] || return 0
+        sleep 0.5
+    done
+}
+
 cmd_stop() {
     local pid i
     if ! pid=$(dockerd_pid); then
@@ -171,10 +180,7 @@ cmd_stop() {
     [ -s /var/run/docker/containerd/containerd.pid ] && ctd_pid=$(cat /var/run/docker/containerd/containerd.pid)
     log "stopping dockerd (pid $pid)"
     kill -TERM "$pid"
-    for ((i = 0; i < 120; i++)); do
-        [ -d "/proc/$pid" ] || break
-        sleep 0.5
-    done
+    wait_gone "$pid" 120
     if [ -d "/proc/$pid" ]; then
         log "dockerd still alive after 60s: SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
@@ -182,10 +188,7 @@ cmd_stop() {
     fi
     if [ -n "$ctd_pid" ] && [ -d "/proc/$ctd_pid" ] &&
         [ "$(cat "/proc/$ctd_pid/comm" 2>/dev/null)" = containerd ]; then
-        for ((i = 0; i < 20; i++)); do
-            [ -d "/proc/$ctd_pid" ] || break
-            sleep 0.5
-        done
+        wait_gone "$ctd_pid" 20
         if [ -d "/proc/$ctd_pid" ]; then
             log "stopping leftover containerd (pid $ctd_pid)"
             kill -TERM "$ctd_pid" 2>/dev/null || true

@@ -22,7 +22,6 @@ from mlflow.tracking import MlflowClient
 
 from persona.flows import demo
 from persona.services import local_stack
-from persona.services.processes import start_service
 from persona.settings import load_settings
 
 ROWS, SAMPLE = 3000, 300
@@ -56,17 +55,7 @@ def stack(project_env, make_database, monkeypatch) -> Iterator[dict[str, str]]:
     try:
         for service in local_stack.services(settings, VENVS):
             service = dataclasses.replace(service, start_timeout_s=300)
-            log = settings.home / "logs" / f"{service.name}.log"
-            started.append(
-                start_service(
-                    service.command,
-                    {**os.environ, **dict(service.env)},
-                    log,
-                    service.url,
-                    service.health_url,
-                    service.start_timeout_s,
-                )
-            )
+            started.append(local_stack.start(settings, service))
         yield env
     finally:
         for process in reversed(started):

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, free_port, stop_process, wait_http
+import sqlalchemy as sa
+from conftest import ROOT, free_port
 from mlflow.tracking import MlflowClient
+
+from persona.services.processes import start_service
+from persona.testing.stack_test import MAGE_NOISE, schedule_ids, wait_for_pipeline_run
 
 PERSONA = ROOT / ".venv/dev/bin/persona"
 FAST_PARAMS = ROOT / "tests/fixtures/params_fast.yaml"
@@ -101,8 +103,6 @@ def test_headless_train_with_postgres_mage_db_and_skipping_condition(mage_env, m
     assert promoted.returncode == 0, promoted.stderr[-3000:]
     assert production_version(env).version == "1"
 
-    import sqlalchemy as sa
-
     with sa.create_engine(mage_db).connect() as connection:  # the runs live in Mage's Postgres DB
         runs = (
             connection.execute(sa.text("SELECT status FROM pipeline_run ORDER BY id"))
@@ -143,50 +143,21 @@ def test_unknown_pipeline_is_named(mage_env):
     assert "known: monitor, train" in result.stderr
 
 
-def wait_for_run(mage_db: Path, run_id: int, timeout_s: float, stuck_s: float) -> str:
-    """The run's final status (lower case), or "stuck in queue" when a block run stays queued."""
-    deadline, queued_since = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        with sqlite3.connect(mage_db) as connection:
-            status = connection.execute(
-                "SELECT status FROM pipeline_run WHERE id = ?", (run_id,)
-            ).fetchone()[0]
-            blocks = connection.execute(
-                "SELECT status FROM block_run WHERE pipeline_run_id = ?", (run_id,)
-            ).fetchall()
-        status = str(status).lower()  # Mage stores the enum name: COMPLETED, FAILED, ...
-        if status in ("completed", "failed", "cancelled"):
-            return status
-        running = {str(b[0]).lower() for b in blocks}
-        if "queued" in running and "running" not in running:
-            queued_since = queued_since or time.monotonic()
-            if time.monotonic() - queued_since > stuck_s:
-                return "stuck in queue"
-        else:
-            queued_since = None
-        time.sleep(2)
-    return status
-
-
 def test_api_trigger_with_token_from_environment_runs_the_pipeline(mage_env):
     token, port = uuid.uuid4().hex, free_port()
     env = {**mage_env, "PERSONA_TRIGGER_TOKEN": token, "PERSONA_MAGE_PORT": str(port)}
     log = Path(env["PERSONA_HOME"]).parent / "mage-server.log"
-    Path(env["PERSONA_HOME"]).mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
+    base = f"http://127.0.0.1:{port}"
+    mage = start_service(
         [str(ROOT / ".venv/dev/bin/python"), "-m", "persona.services.mage"],
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env,
+        log,
+        base,
+        base,
+        180,
     )
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base, 180, process, log)
-        trigger_line = next(
-            line for line in log.read_text().splitlines() if "API trigger train_api" in line
-        )
-        schedule_id = trigger_line.split("/pipeline_schedules/")[1].split("/")[0]
+        schedule_id = schedule_ids(log.read_text())["train_api"]
         body = {"pipeline_run": {"variables": {"source": "synthetic", "rows": "3000", "seed": "5"}}}
 
         rejected = requests.post(
@@ -195,7 +166,7 @@ def test_api_trigger_with_token_from_environment_runs_the_pipeline(mage_env):
             timeout=30,
         )
         assert "error" in rejected.json()
-        mage_db = Path(env["PERSONA_HOME"]) / "mage.db"
+        mage_db = sa.create_engine(f"sqlite:///{Path(env['PERSONA_HOME']) / 'mage.db'}")
         # Mage's process job queue sometimes never starts a queued block run (STACK_NOTES);
         # such a run is detected and the trigger is called once more.
         for _attempt in range(2):
@@ -205,16 +176,14 @@ def test_api_trigger_with_token_from_environment_runs_the_pipeline(mage_env):
                 timeout=30,
             )
             run_id = accepted.json()["pipeline_run"]["id"]
-            status = wait_for_run(mage_db, run_id, timeout_s=300, stuck_s=120)
+            status = wait_for_pipeline_run(
+                mage_db, run_id, timeout_s=300, stuck_s=120, interval_s=2
+            )["status"]
             if status != "stuck in queue":
                 break
         server_log = log.read_text().splitlines()
         assert status == "completed", "\n".join(
-            line[:300]
-            for line in server_log
-            if not any(
-                noise in line for noise in ("Active pipeline runs", "Scheduler status", "is alive")
-            )
+            line[:300] for line in server_log if not any(noise in line for noise in MAGE_NOISE)
         )[-4000:]
         # A block's log record must not come back wrapped inside another (a logging feedback loop).
         assert not [line for line in server_log if '\\"block_run_id\\"' in line]
@@ -226,4 +195,4 @@ def test_api_trigger_with_token_from_environment_runs_the_pipeline(mage_env):
             ).read_text()
         )
     finally:
-        stop_process(process)
+        mage.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, free_port, stop_process, wait_http
+from conftest import ROOT, free_port
 
 from persona.adapters.chromium import find_chromium, missing_cells
 from persona.devtools_screenshots import (
@@ -32,6 +32,7 @@ from persona.devtools_screenshots import (
     show,
 )
 from persona.errors import ConfigurationError, UpstreamUnavailableError
+from persona.services.processes import start_service
 
 PIPELINES = ROOT / "02_pipeline/persona_pipelines/pipelines"
 
@@ -61,20 +62,19 @@ def mage_url(chromium, tmp_path_factory) -> Iterator[str]:
         "PERSONA_MAGE_PORT": str(port),
         "REQUIRE_USER_AUTHENTICATION": "1",  # Mage's default, stated: the test logs in
     }
-    log = home.parent / "mage-server.log"
-    process = subprocess.Popen(
+    base = f"http://127.0.0.1:{port}"
+    mage = start_service(
         [str(ROOT / ".venv/dev/bin/python"), "-m", "persona.services.mage"],
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env,
+        home.parent / "mage-server.log",
+        base,
+        f"{base}/api/status",
+        240,
     )
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/api/status", 240, process, log)
         yield base
     finally:
-        stop_process(process)
+        mage.stop()
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -18,7 +18,12 @@ from pathlib import Path
 
 from persona.errors import PersonaError
 from persona.logging_setup import configure_logging
-from persona.services.processes import ServiceStartError, start_service, wait_http
+from persona.services.processes import (
+    ServiceProcess,
+    ServiceStartError,
+    start_service,
+    wait_http,
+)
 from persona.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -72,6 +77,20 @@ def services(settings: Settings, venvs: Path) -> list[LocalService]:
     ]
 
 
+def start(settings: Settings, service: LocalService) -> ServiceProcess:
+    """Start one service with its entry command, logging under PERSONA_HOME; ready on return."""
+    log = settings.home / "logs" / f"{service.name}.log"
+    logger.info("starting %s (log %s) ...", service.name, log)
+    return start_service(
+        service.command,
+        {**os.environ, **dict(service.env)},
+        log,
+        service.url,
+        service.health_url,
+        service.start_timeout_s,
+    )
+
+
 def _pid_file(settings: Settings, service: LocalService) -> Path:
     return settings.home / "run" / f"{service.name}.pid"
 
@@ -91,16 +110,7 @@ def up(settings: Settings, venvs: Path) -> None:
         if (pid := _running_pid(pid_file)) is not None:
             logger.info("%s already running (pid %d) at %s", service.name, pid, service.url)
             continue
-        log = settings.home / "logs" / f"{service.name}.log"
-        logger.info("starting %s (log %s) ...", service.name, log)
-        started = start_service(
-            service.command,
-            {**os.environ, **dict(service.env)},
-            log,
-            service.url,
-            service.health_url,
-            service.start_timeout_s,
-        )
+        started = start(settings, service)
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(started.process.pid))
         logger.info("%s is up at %s", service.name, service.url)

@@ -249,6 +249,47 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float, interval_s: 
     raise StackTestError(f"{what}: not reached within {timeout_s:.0f} s (last: {last})")
 
 
+def wait_for_pipeline_run(
+    mage_db: sa.Engine, run_id: int, timeout_s: float, stuck_s: float, interval_s: float = 3.0
+) -> dict[str, Any]:
+    """A Mage pipeline run's final status and block statuses, read from Mage's database.
+
+    Mage's process queue now and then never starts a queued block run (STACK_NOTES): a run
+    whose blocks stay queued for ``stuck_s`` comes back as "stuck in queue", one still going
+    at ``timeout_s`` as "unfinished after N s".
+    """
+    deadline, queued_since = time.monotonic() + timeout_s, None
+    outcome: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with mage_db.connect() as connection:
+            status = connection.execute(
+                sa.text("SELECT status FROM pipeline_run WHERE id = :id"), {"id": run_id}
+            ).scalar_one()
+            blocks = connection.execute(
+                sa.text(
+                    "SELECT block_uuid, status FROM block_run"
+                    " WHERE pipeline_run_id = :id ORDER BY id"
+                ),
+                {"id": run_id},
+            ).all()
+        # Mage stores the enum name: COMPLETED, FAILED, ...
+        outcome = {
+            "status": str(status).lower(),
+            "blocks": {block: str(state).lower() for block, state in blocks},
+        }
+        if outcome["status"] in ("completed", "failed", "cancelled"):
+            return outcome
+        states = set(outcome["blocks"].values())
+        if "queued" in states and "running" not in states:
+            queued_since = queued_since or time.monotonic()
+            if time.monotonic() - queued_since > stuck_s:
+                return {**outcome, "status": "stuck in queue"}
+        else:
+            queued_since = None
+        time.sleep(interval_s)
+    return {**outcome, "status": f"unfinished after {timeout_s:.0f} s"}
+
+
 class StackTest:
     def __init__(self, state_dir: Path, rows: int, clock: PhaseClock, new_stack: bool) -> None:
         self.state_dir = state_dir
@@ -331,7 +372,7 @@ class StackTest:
                 raise StackTestError(f"{trigger}: HTTP {answer.status_code} {answer.text[:300]}")
             run_id = answer.json()["pipeline_run"]["id"]
             logger.info("%s: pipeline run %s started", trigger, run_id)
-            outcome = self._wait_for_run(run_id)
+            outcome = wait_for_pipeline_run(self.mage_db, run_id, timeout_s=900, stuck_s=150)
             if outcome["status"] != "stuck in queue":
                 break
             logger.warning("%s: run %s stuck in Mage's queue; triggering again", trigger, run_id)
@@ -343,46 +384,14 @@ class StackTest:
 
     def block_log(self, pipeline: str, block: str) -> str:
         """The end of a block's newest log in the mage container (where its traceback is)."""
-        pattern = f"${{MAGE_DATA_DIR:-$PERSONA_HOME/mage_data}}/*/pipelines/{pipeline}/.logs/*/*/{block}.log"
+        data_dir = "${MAGE_DATA_DIR:-$PERSONA_HOME/mage_data}"
+        pattern = f"{data_dir}/*/pipelines/{pipeline}/.logs/*/*/{block}.log"
         try:
             return self.stack.compose(
                 "exec", "-T", "mage", "sh", "-c", f"tail -c 2500 $(ls -t {pattern} | head -1)"
             )
         except StackTestError as exc:
             return f"(no log: {exc})"
-
-    def _wait_for_run(self, run_id: int, timeout_s: float = 900, stuck_s: float = 150) -> dict:
-        deadline, queued_since = time.monotonic() + timeout_s, None
-        outcome: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            with self.mage_db.connect() as connection:
-                status = connection.execute(
-                    sa.text("SELECT status FROM pipeline_run WHERE id = :id"), {"id": run_id}
-                ).scalar_one()
-                blocks = dict(
-                    connection.execute(
-                        sa.text(
-                            "SELECT block_uuid, status FROM block_run"
-                            " WHERE pipeline_run_id = :id ORDER BY id"
-                        ),
-                        {"id": run_id},
-                    ).all()
-                )
-            outcome = {
-                "status": str(status).lower(),
-                "blocks": {k: str(v).lower() for k, v in blocks.items()},
-            }
-            if outcome["status"] in ("completed", "failed", "cancelled"):
-                return outcome
-            states = set(outcome["blocks"].values())
-            if "queued" in states and "running" not in states:
-                queued_since = queued_since or time.monotonic()
-                if time.monotonic() - queued_since > stuck_s:
-                    return {**outcome, "status": "stuck in queue"}
-            else:
-                queued_since = None
-            time.sleep(3)
-        raise StackTestError(f"pipeline run {run_id} unfinished after {timeout_s:.0f} s: {outcome}")
 
     def train(self) -> None:
         outcome = self.trigger("train", "train_api", {"months": ",".join(TRAIN_MONTHS)})
