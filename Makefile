@@ -2,6 +2,60 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# Configuration precedence, as in Docker Compose: the command line (`make train PERSONA_SCHEMA=x`)
+# > the shell environment > .env > the defaults in this file. The dotenv file (.env, or the one
+# PERSONA_ENV_FILE names in the environment or on the command line) only fills variables that are
+# not set yet: its last `KEY=VALUE` per key acts as `KEY ?= VALUE`, and each key is exported to
+# the recipes. It is parsed as Compose and python-dotenv parse it (comments, blank lines,
+# `export`, quotes, no ${VAR} interpolation); an empty value means "the default", so it is
+# skipped. persona.settings reads the same file the same way for commands run outside make.
+PERSONA_ENV_FILE ?= .env
+# $(shell) joins lines with spaces, so every awk statement below ends with `;`.
+define _DOTENV_TO_MAKE
+{ sub(/\r$$/, ""); }
+/^[ \t]*(#.*)?$$/ { next; }
+{
+  line = $$0; sub(/^[ \t]+/, "", line); sub(/^export[ \t]+/, "", line);
+  eq = index(line, "="); if (eq == 0) next;
+  key = substr(line, 1, eq - 1); sub(/[ \t]+$$/, "", key);
+  if (key !~ /^[A-Za-z_][A-Za-z0-9_]*$$/ || key == "PERSONA_ENV_FILE") next;
+  rest = substr(line, eq + 1); sub(/^[ \t]+/, "", rest);
+  q = substr(rest, 1, 1); val = "";
+  if (q == "\"" || q == "\047") {
+    closed = 0;
+    for (i = 2; i <= length(rest); i++) {
+      c = substr(rest, i, 1); n = substr(rest, i + 1, 1);
+      if (c == "\\" && (n == q || n == "\\" || (q == "\"" && n == "\047"))) { val = val n; i++; continue; }
+      if (c == q) { closed = 1; break; }
+      val = val c;
+    }
+    if (!closed) next;
+  } else {
+    val = rest; sub(/[ \t]+#.*$$/, "", val); sub(/[ \t]+$$/, "", val);
+  }
+  if (!(key in value)) keys[++count] = key;
+  value[key] = val;
+}
+END {
+  for (k = 1; k <= count; k++) {
+    key = keys[k]; val = value[key]; out = "";
+    if (val == "") continue;
+    for (i = 1; i <= length(val); i++) {
+      c = substr(val, i, 1);
+      out = out (c == "$$" ? "$$$$" : c == "#" ? "\\#" : c);
+    }
+    printf "%s ?= $$()%s$$()%sexport %s%s", key, out, eol, key, eol;
+  }
+}
+endef
+define _newline
+
+
+endef
+ifneq (,$(wildcard $(PERSONA_ENV_FILE)))
+$(eval $(subst @@EOL@@,$(_newline),$(shell awk -v eol=@@EOL@@ '$(_DOTENV_TO_MAKE)' '$(PERSONA_ENV_FILE)')))
+endif
+
 PYTHON ?= python3
 VENV := .venv
 UV := $(VENV)/tools/bin/uv
@@ -15,12 +69,6 @@ export MAGE_DATA_DIR ?= $(PERSONA_HOME)/mage_data
 # environment variable and fails a random tracking call.
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
-# Local runs see .env when it exists (Compose reads it too); its values win over the
-# environment, as GNU make includes do. An empty value there means "the default".
-ifneq (,$(wildcard .env))
-include .env
-export
-endif
 
 # The make targets that run the stack keep their state in the local PostgreSQL (`make postgres`
 # starts it); the bare `persona` CLI, with nothing set, uses SQLite files under PERSONA_HOME.
@@ -29,7 +77,7 @@ endif
 LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
 LOCAL_DB ?= $(shell (pg_isready -q -h 127.0.0.1 -p 5432 || command -v pg_ctlcluster) >/dev/null 2>&1 && echo postgres || echo sqlite)
 STACK_TARGETS := local-up local-down local-status mlflow mage serve data train train-local score \
-        rollback monitor monitor-local monitor-ui demo stack-db
+        rollback promote monitor monitor-local monitor-ui demo stack-db
 ifeq ($(LOCAL_DB),postgres)
 $(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI := $(or $(MLFLOW_BACKEND_STORE_URI),$(LOCAL_PG)/persona_mlflow)
 $(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL := $(or $(MAGE_DATABASE_CONNECTION_URL),$(LOCAL_PG)/persona_mage)
@@ -44,7 +92,7 @@ SCENARIO ?= none
 PYTEST_ARGS ?=
 
 .PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast lint format mlflow \
-        serve mage data train train-local score rollback monitor monitor-local monitor-ui \
+        serve mage data train train-local score rollback promote monitor monitor-local monitor-ui \
         bench-train bench-serve bench-monitor locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
@@ -163,8 +211,12 @@ monitor-local: $(VENV)/dev/.installed stack-db ## Run the same monitoring steps 
 monitor-ui: $(VENV)/dev/.installed ## Serve the Evidently UI (drift history) on 127.0.0.1 in the foreground
 	$(DEV)/python -m persona.services.evidently_ui
 
-rollback: $(VENV)/dev/.installed stack-db ## Move @production back to the version it replaced
-	$(DEV)/persona model rollback
+rollback: $(VENV)/dev/.installed stack-db ## Move @production back to the version it replaced, even after a UI promotion (TO=N: to N)
+	$(DEV)/persona model rollback $(if $(TO),--to $(TO))
+
+promote: $(VENV)/dev/.installed stack-db ## Move @production to VERSION=N by hand (recorded; make rollback undoes it)
+	@test -n "$(VERSION)" || { echo "usage: make promote VERSION=N (versions: persona model show, or the MLflow UI)" >&2; exit 2; }
+	$(DEV)/persona model promote $(VERSION)
 
 bench-train: install postgres ## Time generate/validate/search/register at 10k/100k/1M rows
 	$(DEV)/python -m persona.bench.train $(BENCH_ARGS)

@@ -5,9 +5,11 @@ stack and the container all run).
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
+from persona.serving.peers import WORKERS_DIR_ENV, Peers
 from persona.settings import load_settings
 
 # KMeans leaves an OpenMP helper thread spinning after each predict, stealing the other
@@ -15,6 +17,8 @@ from persona.settings import load_settings
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Metrics are summed across workers from files in this folder.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="persona-metrics-"))
+# The workers agree on the served version through this folder (persona.serving.peers).
+os.environ[WORKERS_DIR_ENV] = tempfile.mkdtemp(prefix="persona-workers-")
 
 _settings = load_settings()
 
@@ -37,3 +41,8 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess  # imported late: the env var must come first
 
     multiprocess.mark_process_dead(worker.pid)
+    Peers(Path(os.environ[WORKERS_DIR_ENV])).forget(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ[WORKERS_DIR_ENV], ignore_errors=True)

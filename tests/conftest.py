@@ -1,19 +1,26 @@
 """Shared fixtures: real PostgreSQL databases, a real MLflow server process, the GCS emulator.
 
-Each folder's tests carry their marker automatically (tests/unit -> unit, ...).
+Each folder's tests carry their marker automatically (tests/unit -> unit, ...). Optional tools
+(Chromium, Docker) are fixtures: without the tool the tests that need it are skipped with the
+reason, and the run's header says which tools were found and what they gate.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import pytest
 
+from persona.adapters.chromium import find_chromium
+from persona.errors import ConfigurationError
 from persona.services import processes
 from persona.services.processes import ServiceProcess, free_port, stop_process, wait_http
 from persona.settings import VARIABLES
@@ -28,6 +35,132 @@ FOLDER_MARKERS = {"unit", "data", "model", "integration", "e2e"}
 # bucket, database or Telegram token set there must not receive test artifacts or messages.
 for _variable in VARIABLES.values():
     os.environ.pop(_variable.env, None)
+# Nor a .env in the working directory, which persona.settings and make would read: every
+# process the tests start inherits this empty env file.
+os.environ[VARIABLES["env_file"].env] = os.devnull
+
+
+@dataclass(frozen=True)
+class OptionalTool:
+    """A tool some tests need but `make test` does not install; they skip, with why, without it."""
+
+    name: str
+    find: Callable[[], str | None]  # where it is (or its version), None when missing
+    install: str
+    require_env: str = ""  # set to 1, a missing tool fails its tests instead (CI)
+
+
+def _find_chromium() -> str | None:
+    try:
+        return find_chromium()
+    except ConfigurationError:
+        return None
+
+
+def _run_ok(*command: str) -> bool:
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _find_docker_engine() -> str | None:
+    docker = shutil.which("docker")
+    return docker if docker and _run_ok(docker, "info") else None
+
+
+def _find_compose() -> str | None:
+    if shutil.which("docker") and _run_ok("docker", "compose", "version"):
+        return "docker compose"
+    return shutil.which("docker-compose")
+
+
+# Fixture name -> tool. A test needing one takes its fixture; `make test` lists them at start.
+# PERSONA_TEST_HIDE_TOOLS=chromium,docker_engine makes them look missing, to check the skips.
+OPTIONAL_TOOLS = {
+    "chromium": OptionalTool(
+        "Chromium",
+        _find_chromium,
+        "bash scripts/ensure_chromium.sh (apt-get install chromium)",
+        "PERSONA_REQUIRE_BROWSER",
+    ),
+    "docker_engine": OptionalTool(
+        "Docker engine", _find_docker_engine, "a running Docker engine (make test-stack)"
+    ),
+    "docker_compose": OptionalTool(
+        "Docker Compose", _find_compose, "docker compose or docker-compose (make lint)"
+    ),
+}
+
+
+def _hidden(fixture: str) -> bool:
+    return fixture in os.environ.get("PERSONA_TEST_HIDE_TOOLS", "").replace(",", " ").split()
+
+
+@cache
+def optional_tool(fixture: str) -> str | None:
+    return None if _hidden(fixture) else OPTIONAL_TOOLS[fixture].find()
+
+
+def require_tool(fixture: str) -> str:
+    """The tool's location; skips the test (or fails it, when its require_env is 1) without it."""
+    found = optional_tool(fixture)
+    if found:
+        return found
+    tool = OPTIONAL_TOOLS[fixture]
+    reason = f"{tool.name} not found; install: {tool.install}"
+    if tool.require_env and os.environ.get(tool.require_env) == "1":
+        pytest.fail(f"{reason} ({tool.require_env}=1 requires it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a headless-capable Chromium (the Mage UI browser tests)."""
+    return require_tool("chromium")
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> str:
+    """Path of the docker CLI, with an engine answering it."""
+    return require_tool("docker_engine")
+
+
+@pytest.fixture(scope="session")
+def docker_compose() -> str:
+    """How to call Compose: `docker compose` or the docker-compose path."""
+    return require_tool("docker_compose")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = ["optional tools (a test that needs a missing one is skipped, saying why):"]
+    for fixture, tool in OPTIONAL_TOOLS.items():
+        found = optional_tool(fixture)
+        hidden = " (hidden by PERSONA_TEST_HIDE_TOOLS)" if _hidden(fixture) else ""
+        lines.append(f"  {tool.name}: {f'found ({found})' if found else 'missing'}{hidden}")
+    return lines
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """What the missing optional tools will skip in this run (or fail, when required)."""
+    lines = []
+    for fixture, tool in OPTIONAL_TOOLS.items():
+        gated = [item.nodeid for item in items if fixture in getattr(item, "fixturenames", ())]
+        if optional_tool(fixture):
+            what = (
+                f"runs the {len(gated)} test(s) that need it" if gated else "no test here needs it"
+            )
+            lines.append(f"{tool.name} found: {what}")
+            continue
+        if not gated:
+            lines.append(f"{tool.name} missing: no test here needs it")
+            continue
+        required = bool(tool.require_env) and os.environ.get(tool.require_env) == "1"
+        verb = f"will FAIL ({tool.require_env}=1)" if required else "will skip"
+        lines.append(f"{tool.name} missing: {verb} {len(gated)} test(s) [install: {tool.install}]")
+        lines += [f"  {nodeid}" for nodeid in gated]
+    return lines
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -156,7 +156,20 @@ def _model_rollback(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import mlflow_registry
 
     client = mlflow_registry.connect(settings.mlflow_tracking_uri)
-    return vars(mlflow_registry.rollback(client, settings.model_name))
+    return vars(
+        mlflow_registry.rollback(client, settings.model_name, settings.model_alias, to=args.to)
+    )
+
+
+def _model_promote(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.adapters import mlflow_registry
+
+    client = mlflow_registry.connect(settings.mlflow_tracking_uri)
+    return vars(
+        mlflow_registry.promote(
+            client, settings.model_name, args.version, settings.model_alias, args.reason
+        )
+    )
 
 
 def _model_show(args: argparse.Namespace, settings: Settings) -> Any:
@@ -285,9 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = commands.add_parser("model", help="registry operations")
     model_commands = model.add_subparsers(dest="model_command", required=True)
-    model_commands.add_parser(
-        "rollback", help="move production back to the previous version"
-    ).set_defaults(handler=_model_rollback)
+    rollback = model_commands.add_parser(
+        "rollback",
+        help="move the served alias (PERSONA_MODEL_ALIAS) back to the version it replaced, "
+        "also after a promotion in the MLflow UI",
+    )
+    rollback.add_argument("--to", help="roll back to this version instead (e.g. 3)")
+    rollback.set_defaults(handler=_model_rollback)
+    promote = model_commands.add_parser(
+        "promote", help="move the served alias (PERSONA_MODEL_ALIAS) to VERSION, recorded"
+    )
+    promote.add_argument("version", help="registered version number, e.g. 3")
+    promote.add_argument("--reason", help="recorded with the move (default: manual promote)")
+    promote.set_defaults(handler=_model_promote)
     model_commands.add_parser("show", help="which versions hold which alias").set_defaults(
         handler=_model_show
     )

@@ -37,7 +37,7 @@ TF_ENV_OUTPUTS: dict[str, str] = {
 }
 
 _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-# Values that Make's `include .env`, Compose's env_file and a shell all read the same way
+# Values that the Makefile's .env reader, Compose's env_file and a shell all read the same way
 # unquoted: no whitespace, quotes, `#` (comment), `$` (expansion) or backslashes.
 _SAFE_VALUE = re.compile(r"^[^\s#'\"$\\]*$")
 _ASSIGNMENT = re.compile(r"^(?P<lead>\s*(?:export\s+)?)(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=")

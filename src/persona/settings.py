@@ -1,8 +1,9 @@
 """The one settings object. Every knob comes from the environment, with local defaults.
 
 Defaults run with no Docker and no cloud: SQLite files and local folders under
-``PERSONA_HOME``. Compose and CI only override variables. Precedence, tested:
-run variable (explicit override) > environment > default.
+``PERSONA_HOME``. Compose and CI only override variables. Precedence, as in Docker Compose and
+the Makefile, tested: run variable (explicit override) > environment > ``.env`` > default; an
+empty value means "the default".
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dotenv import dotenv_values
 
 from persona.errors import ConfigurationError
 
@@ -26,6 +29,13 @@ class _Var:
 
 # The registry of environment variables; .env.example must list exactly these (tested).
 VARIABLES: dict[str, _Var] = {
+    "env_file": _Var(
+        "PERSONA_ENV_FILE",
+        ".env",
+        Path,
+        "Dotenv file read below the environment; name it in the environment or on the make "
+        "command line (a line in the file itself is ignored).",
+    ),
     "home": _Var("PERSONA_HOME", ".persona", Path, "Local state: SQLite files, artifacts, logs."),
     "catalogue_path": _Var(
         "PERSONA_CATALOGUE", "00_create_data/personas.yaml", Path, "Persona catalogue YAML."
@@ -112,6 +122,18 @@ VARIABLES: dict[str, _Var] = {
     "max_batch_rows": _Var(
         "PERSONA_MAX_BATCH_ROWS", "100000", int, "Rows per request (413 above)."
     ),
+    "max_body_bytes": _Var(
+        "PERSONA_MAX_BODY_BYTES",
+        "67108864",
+        int,
+        "Largest request body in bytes (413 above; checked before reading, chunked bodies too).",
+    ),
+    "extra_columns": _Var(
+        "PERSONA_EXTRA_COLUMNS",
+        "reject",
+        str,
+        "Request columns that are not model inputs nor declared in the schema: reject | ignore.",
+    ),
     "api_token": _Var(
         "PERSONA_API_TOKEN", "", str, "Bearer token for /predict (a secret); empty = open."
     ),
@@ -187,6 +209,7 @@ GENERATED_SECRETS = (
 
 @dataclass(frozen=True)
 class Settings:
+    env_file: Path
     home: Path
     catalogue_path: Path
     schema_path: Path
@@ -219,6 +242,8 @@ class Settings:
     model_alias: str
     model_poll_seconds: float
     max_batch_rows: int
+    max_body_bytes: int
+    extra_columns: str
     api_token: str
     scoring_log: bool
     scoring_log_table: str
@@ -295,13 +320,43 @@ def _convert(name: str, var: _Var, raw: str) -> Any:
     return raw
 
 
+def read_env_file(path: Path | str) -> dict[str, str]:
+    """The assignments of a dotenv file as Compose reads them; a missing file has none.
+
+    python-dotenv parses comments, blank lines, ``export``, quotes and duplicates (the last one
+    wins) like Compose. Values are taken literally, without ``${VAR}`` interpolation, so that
+    the Makefile, which reads the same file, gets the same values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    values = dotenv_values(path, interpolate=False)
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def environment_with_env_file(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` over the dotenv file it names (``PERSONA_ENV_FILE``, default ``.env``).
+
+    The file only fills variables the environment does not set, as ``make`` and Compose do; a
+    variable set to an empty value in the environment still hides the file's value.
+    """
+    name = VARIABLES["env_file"].env
+    from_file = read_env_file(environ.get(name, "") or VARIABLES["env_file"].default)
+    from_file.pop(name, None)  # only the environment or the command line names the file
+    return {**from_file, **environ}
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     base: Settings | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build settings from ``environ`` (default: ``os.environ``); unknown overrides fail."""
-    environ = os.environ if environ is None else environ
+    """Build settings from ``environ``; unknown overrides fail.
+
+    Without ``environ``, the process environment over the ``.env`` file is read: explicit
+    overrides > environment > ``.env`` > default, with an empty value meaning the default.
+    """
+    environ = environment_with_env_file(os.environ) if environ is None else environ
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(VARIABLES))
     if unknown:
@@ -319,6 +374,14 @@ def load_settings(
             raw = var.default
         values[name] = _convert(name, var, raw)
     settings = Settings(**values)
+    if settings.extra_columns not in ("reject", "ignore"):
+        raise ConfigurationError(
+            f"PERSONA_EXTRA_COLUMNS must be reject or ignore, got {settings.extra_columns!r}"
+        )
+    if settings.max_body_bytes < 1:
+        raise ConfigurationError(
+            f"PERSONA_MAX_BODY_BYTES must be a positive integer, got {settings.max_body_bytes}"
+        )
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigurationError(
             f"PERSONA_LOG_LEVEL must be a logging level, got {settings.log_level!r}"

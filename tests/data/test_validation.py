@@ -54,9 +54,9 @@ def test_out_of_range(clean, catalogue):
     frame.loc[[2, 3, 5], "age"] = [12, 130, 140]
     report = validate_frame(frame, catalogue.schema)
     rules = {(f.column, f.rule): f for f in report.findings}
-    assert rules[("age", "greater_than_or_equal_to(18)")].count == 1
-    assert rules[("age", "less_than_or_equal_to(95)")].count == 2
-    assert {e["age"] for e in rules[("age", "less_than_or_equal_to(95)")].examples} == {130, 140}
+    assert rules[("age", ">= 18")].count == 1
+    assert rules[("age", "<= 95")].count == 2
+    assert {e["age"] for e in rules[("age", "<= 95")].examples} == {130, 140}
 
 
 def test_too_many_nulls(clean, catalogue):

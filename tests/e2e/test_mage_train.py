@@ -129,7 +129,7 @@ def test_failing_block_exits_non_zero_with_its_error(mage_env, tmp_path):
 
     assert result.returncode == 1
     assert "block validate_customers failed" in result.stderr
-    assert "column 'age' broke rule 'less_than_or_equal_to(95)' in 1 row(s)" in result.stderr
+    assert "column 'age' broke rule '<= 95' in 1 row(s)" in result.stderr
     assert "block train_candidates     upstream_failed" in result.stderr
     assert "Traceback" not in result.stderr
     log_line = next(line for line in result.stderr.splitlines() if "Mage's own output" in line)

@@ -2,8 +2,8 @@
 
 Mage's UI is a single-page app: the server's HTML names no pipeline, so finding `train` and
 `monitor` on the page proves the JavaScript ran, logged in and drew the project's pipelines.
-Without Chromium the browser tests are skipped, unless PERSONA_REQUIRE_BROWSER=1 (CI), which
-turns the skip into a failure.
+Only the tests that take the ``chromium`` fixture (tests/conftest.py) need the browser: without
+it they are skipped, unless PERSONA_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import ROOT, free_port
 
-from persona.adapters.chromium import find_chromium, missing_cells
+from persona.adapters.chromium import missing_cells
 from persona.devtools_screenshots import (
     Credentials,
     MageClient,
@@ -35,20 +35,11 @@ from persona.errors import ConfigurationError, UpstreamUnavailableError
 from persona.services.processes import start_service
 
 PIPELINES = ROOT / "02_pipeline/persona_pipelines/pipelines"
+PYTHON = str(ROOT / ".venv/dev/bin/python")
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    try:
-        return find_chromium()
-    except ConfigurationError as exc:
-        if os.environ.get("PERSONA_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{exc} (PERSONA_REQUIRE_BROWSER=1 requires the browser tests)")
-        pytest.skip(f"{exc} (or bash scripts/ensure_chromium.sh)")
-
-
-@pytest.fixture(scope="module")
-def mage_url(chromium, tmp_path_factory) -> Iterator[str]:
+def mage_url(tmp_path_factory) -> Iterator[str]:
     """A real Mage (``python -m persona.services.mage``) on a free port, own SQLite database."""
     home = tmp_path_factory.mktemp("mage-ui") / "home"
     home.mkdir()
@@ -64,7 +55,7 @@ def mage_url(chromium, tmp_path_factory) -> Iterator[str]:
     }
     base = f"http://127.0.0.1:{port}"
     mage = start_service(
-        [str(ROOT / ".venv/dev/bin/python"), "-m", "persona.services.mage"],
+        [PYTHON, "-m", "persona.services.mage"],
         env,
         home.parent / "mage-server.log",
         base,
@@ -83,7 +74,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_pipelines_page_lists_train_and_monitor_once_rendered(mage_url, chromium, tmp_path):
+def test_pipelines_page_lists_train_and_monitor_once_rendered(chromium, mage_url, tmp_path):
     with urllib.request.urlopen(f"{mage_url}/pipelines", timeout=30) as response:
         raw = response.read().decode()
     # The server's page is an empty app shell: the names can only come from the browser.
@@ -111,26 +102,37 @@ def test_wrong_login_is_named(mage_url):
         MageClient(mage_url).login(Credentials("nobody@example.com", "wrong"))
 
 
-def test_screenshot_command_names_a_mage_that_does_not_answer(tmp_path):
+def test_the_mage_client_names_a_mage_that_does_not_answer():
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(UpstreamUnavailableError, match=f"Mage not answering at {url}"):
         MageClient(url).requires_login()
-    result = subprocess.run(
-        [
-            str(ROOT / ".venv/dev/bin/python"),
-            "-m",
-            "persona.devtools_screenshots",
-            "--url",
-            url,
-            "--out",
-            str(tmp_path),
-        ],
+
+
+def screenshots(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``python -m persona.devtools_screenshots`` (what make screenshots runs) into ``out``."""
+    return subprocess.run(
+        [PYTHON, "-m", "persona.devtools_screenshots", "--url", url, "--out", str(out), *extra],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_screenshot_command_names_a_mage_that_does_not_answer(chromium, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = screenshots(url, tmp_path, "--chromium", chromium)
     assert result.returncode == UpstreamUnavailableError.exit_code
     assert f"Mage not answering at {url}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_screenshot_command_without_chromium_says_how_to_install_it(tmp_path):
+    """Checked first, before Mage is asked anything: the likeliest thing to be missing."""
+    url = f"http://127.0.0.1:{free_port()}"
+    result = screenshots(url, tmp_path, "--chromium", str(tmp_path / "no-chromium"))
+    assert result.returncode == ConfigurationError.exit_code
+    assert "chromium not found" in result.stderr and "apt-get install chromium" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -104,7 +104,7 @@ def test_bad_file_is_rejected_with_a_named_problem_and_nothing_written(
     frame.to_parquet(path)
     code, out, _ = run_cli(capsys, "data", "ingest", "--file", str(path))
     assert code == 3 and out == ""
-    assert "column 'age' broke rule 'less_than_or_equal_to(95)' in 1 row(s)" in caplog.text
+    assert "column 'age' broke rule '<= 95' in 1 row(s)" in caplog.text
     assert "Traceback" not in caplog.text
     engine = database.make_engine(env["PERSONA_DATABASE_URL"])
     with pytest.raises(Exception, match="does not exist"):

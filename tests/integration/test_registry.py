@@ -1,8 +1,12 @@
 """Training against a real `mlflow server` (PostgreSQL backend): register, aliases, rollback."""
 
 import json
+import os
+import subprocess
+import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import pandas as pd
@@ -15,6 +19,7 @@ from persona.cli import main
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
+from persona.errors import InvalidInputError
 from persona.flows.train import DataRequest, TrainingContext, run_training
 from persona.model.preprocess import prepare_features
 from persona.model.pyfunc import load_estimator
@@ -146,3 +151,184 @@ def test_unreachable_server_is_a_named_error(project_env, monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     with pytest.raises(Exception, match=r"MLflow server at http://127.0.0.1:9 did not answer"):
         mlflow_registry.connect("http://127.0.0.1:9", timeout_s=0.5)
+
+
+# --- operator commands: promote, rollback after any promotion path, promotion info ----------
+
+
+class _Constant(mlflow.pyfunc.PythonModel):
+    """A model that is only registered, never loaded: the registry tests need versions fast."""
+
+    def predict(self, context, model_input: list[str], params=None) -> list[str]:
+        return model_input
+
+
+@pytest.fixture
+def registry(settings_for):
+    """A fresh registered model on the real server and a way to add versions to it."""
+    settings = settings_for()
+    client = mlflow_registry.connect(settings.mlflow_tracking_uri, settings.model_name)
+
+    def add(promote: bool, reason: str = "test registration") -> str:
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=_Constant(), pip_requirements=["mlflow"]
+            )
+        return mlflow_registry.register(
+            client, settings.model_name, info.model_uri, promote, reason, {}
+        ).version
+
+    return SimpleNamespace(client=client, name=settings.model_name, add=add)
+
+
+def _holder(registry, alias="production") -> str:
+    return registry.client.get_model_version_by_alias(registry.name, alias).version
+
+
+def _tags(registry, version) -> dict[str, str]:
+    return registry.client.get_model_version(registry.name, version).tags
+
+
+def _history(registry, alias="production") -> list[dict]:
+    model = registry.client.get_registered_model(registry.name)
+    return json.loads(model.tags[f"persona.alias_history.{alias}"])
+
+
+def _one_line_error(caplog) -> str:
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors and "\n" not in errors[-1]
+    return errors[-1]
+
+
+def test_promote_from_the_cli_tags_and_records_like_training_does(registry, capsys):
+    assert [registry.add(True), registry.add(False), registry.add(False)] == ["1", "2", "3"]
+    capsys.readouterr()
+
+    assert main(["model", "promote", "2"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["version"] == "2" and answer["previous_production"] == "1"
+    assert answer["changed"] is True and answer["alias"] == "production"
+    assert _holder(registry) == "2"
+    tags = _tags(registry, "2")
+    assert tags["decision"] == "production"
+    assert tags["decision_reason"] == "manual promote by operator"
+    assert tags["previous_production"] == "1" and tags["promoted_at"] == answer["promoted_at"]
+    history = _history(registry)
+    assert [(e["version"], e["action"], e["by"]) for e in history] == [
+        ("1", "register", "persona"),
+        ("2", "promote", "persona"),
+    ]
+    assert history[-1]["previous"] == "1" and history[-1]["at"] == tags["promoted_at"]
+    assert mlflow_registry.promotion_info(registry.client, registry.name, "production", "2") == {
+        "promoted_at": tags["promoted_at"],
+        "promoted_by": "persona",
+    }
+
+    # promoting what already serves changes nothing and says so
+    assert main(["model", "promote", "2"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["changed"] is False and "already holds @production" in again["reason"]
+    assert len(_history(registry)) == 2
+
+    # and the promotion is undone by a rollback, which stamps a fresh promoted_at
+    old_stamp = _tags(registry, "1")["promoted_at"]
+    time.sleep(1.1)  # promoted_at has one-second resolution
+    assert main(["model", "rollback"]) == 0
+    assert _holder(registry) == "1"
+    restored = _tags(registry, "1")
+    assert (
+        restored["promoted_at"] > old_stamp and restored["restored_at"] == restored["promoted_at"]
+    )
+    assert "rolled_back_at" in _tags(registry, "2")
+    assert _history(registry)[-1]["action"] == "rollback"
+
+
+def test_rollback_after_a_promotion_in_the_mlflow_ui(registry, caplog):
+    registry.add(True)
+    registry.add(True)
+    registry.add(False)
+    old_stamp = _tags(registry, "2")["promoted_at"]
+    # someone moves the alias in the MLflow UI: no tags, no history of ours
+    registry.client.set_registered_model_alias(registry.name, "production", "3")
+    assert mlflow_registry.promotion_info(registry.client, registry.name, "production", "3") == {
+        "promoted_at": None,
+        "promoted_by": "outside persona (e.g. the MLflow UI)",
+    }
+    time.sleep(1.1)
+
+    assert main(["model", "rollback"]) == 0
+    assert _holder(registry) == "2"
+    tags = _tags(registry, "2")
+    assert tags["promoted_at"] > old_stamp
+    assert "rolled_back_at" in _tags(registry, "3")
+    last = _history(registry)[-1]
+    assert (last["version"], last["previous"], last["action"]) == ("2", "3", "rollback")
+    assert "outside persona" in last["reason"]
+    assert mlflow_registry.promotion_info(registry.client, registry.name, "production", "2") == {
+        "promoted_at": tags["promoted_at"],
+        "promoted_by": "persona",
+    }
+    # a second rollback undoes our own promotion of v2; then nothing is older
+    assert main(["model", "rollback"]) == 0
+    assert _holder(registry) == "1"
+    assert main(["model", "rollback"]) == 1
+    message = _one_line_error(caplog)
+    assert "v1 replaced nothing; cannot roll back" in message
+    assert "persona model promote N" in message and "versions: 1, 2, 3" in message
+
+
+def test_without_any_history_rollback_names_the_promote_command(registry, caplog):
+    registry.add(False)
+    registry.add(False)
+    registry.client.set_registered_model_alias(registry.name, "production", "2")  # the UI
+    assert main(["model", "rollback"]) == 1
+    message = _one_line_error(caplog)
+    assert "persona model promote N" in message and "make promote VERSION=N" in message
+    assert message.endswith("versions: 1, 2") and _holder(registry) == "2"
+
+    # a version that does not exist is refused, naming those that do
+    assert main(["model", "promote", "7"]) == InvalidInputError.exit_code
+    message = _one_line_error(caplog)
+    assert "has no version '7'" in message and message.endswith("versions: 1, 2")
+    assert _holder(registry) == "2"
+
+    # promote makes the UI's choice ours; rollback --to is recorded as a rollback
+    assert main(["model", "promote", "1"]) == 0
+    assert main(["model", "rollback"]) == 0 and _holder(registry) == "2"
+    assert main(["model", "rollback", "--to", "1"]) == 0 and _holder(registry) == "1"
+    assert [(e["version"], e["action"]) for e in _history(registry)] == [
+        ("1", "promote"),
+        ("2", "rollback"),
+        ("1", "rollback"),
+    ]
+
+
+def test_promote_and_rollback_move_the_configured_alias(registry, monkeypatch):
+    registry.add(True)
+    registry.add(False)
+    monkeypatch.setenv("PERSONA_MODEL_ALIAS", "staging")
+    assert main(["model", "promote", "1"]) == 0
+    assert main(["model", "promote", "2"]) == 0
+    assert _holder(registry, "staging") == "2" and _holder(registry) == "1"
+    assert _tags(registry, "2")["previous_staging"] == "1"
+    assert [e["version"] for e in _history(registry, "staging")] == ["1", "2"]
+    assert main(["model", "rollback"]) == 0
+    assert _holder(registry, "staging") == "1" and _holder(registry) == "1"
+    assert [e["version"] for e in _history(registry)] == ["1"]  # production untouched
+    info = mlflow_registry.promotion_info(registry.client, registry.name, "staging", "1")
+    assert info["promoted_by"] == "persona"
+    assert info["promoted_at"] == _tags(registry, "1")["promoted_at"]
+
+
+def test_make_promote_passes_the_version_to_the_cli():
+    done = subprocess.run(
+        ["make", "-n", "promote", "VERSION=3"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "persona model promote 3" in done.stdout

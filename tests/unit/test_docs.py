@@ -75,7 +75,8 @@ def _makefile_targets() -> frozenset[str]:
 def _minimal_env() -> dict[str, str]:
     """What a fresh shell has; no MAKEFLAGS from a calling make, no user configuration."""
     keep = ("PATH", "HOME", "LANG", "TMPDIR")
-    return {name: os.environ[name] for name in keep if name in os.environ}
+    fresh = {name: os.environ[name] for name in keep if name in os.environ}
+    return {**fresh, "PERSONA_ENV_FILE": os.devnull}  # a user's .env stays out of the tests
 
 
 def test_the_docs_name_make_targets():
@@ -175,6 +176,7 @@ def test_without_postgresql_the_stack_targets_fall_back_to_sqlite():
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PERSONA_", "MLFLOW_", "MAGE_"))
     }
+    env["PERSONA_ENV_FILE"] = os.devnull  # a user's .env stays out of the test
     probe = (
         '--eval=probe-db: ; @echo "[$$PERSONA_DATABASE_URL][$$MLFLOW_BACKEND_STORE_URI]'
         '[$$MAGE_DATABASE_CONNECTION_URL]"'

@@ -22,9 +22,9 @@ from persona.model.params import PreprocessingParams, SearchParams
 from persona.model.preprocess import build_preprocessor, categorical_values, prepare_features
 from persona.model.pyfunc import PersonaModel
 from persona.model.search import make_estimator
+from persona.serving.contract import Batch
 from persona.serving.fastpath import CompiledModel, FastScores
 from persona.serving.model_store import ServedModel, spec_for_model
-from persona.serving.payload import Batch
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = load_catalogue(ROOT / "00_create_data/personas.yaml")

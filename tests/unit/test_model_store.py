@@ -1,11 +1,13 @@
 """The alias-following logic of a scoring worker, with loaders that are plain functions."""
 
+import os
+import threading
 import time
 
 import pytest
 
 from persona.errors import UpstreamUnavailableError
-from persona.serving.model_store import ModelStore
+from persona.serving.model_store import InFlight, ModelStore
 
 
 class Registry:
@@ -14,12 +16,12 @@ class Registry:
     def __init__(self):
         self.version, self.up, self.builds = "1", True, []
 
-    def resolve(self):
+    def resolve(self, wanted=None):
         if not self.up:
             raise UpstreamUnavailableError("MLflow at http://registry did not answer")
         if self.version is None:
             return None
-        version = self.version
+        version = self.version if wanted is None else wanted
         return version, lambda: self.build(version)
 
     def build(self, version):
@@ -29,7 +31,7 @@ class Registry:
 
 class FakeServed:
     def __init__(self, version):
-        self.version, self.name = version, "persona"
+        self.version, self.name, self.in_flight = version, "persona", InFlight()
 
 
 @pytest.fixture
@@ -80,3 +82,59 @@ def test_poller_thread_picks_up_a_promotion(registry):
         assert store.current.version == "3"
     finally:
         store.stop()
+
+
+def test_workers_follow_a_version_another_worker_learned_of(registry, tmp_path):
+    """What /admin/reload relies on: one worker's new version becomes every worker's."""
+    from persona.serving.peers import Peers
+
+    first = ModelStore(registry.resolve, poll_seconds=3600, peers=Peers(tmp_path, pid=os.getpid()))
+    second = ModelStore(
+        registry.resolve,
+        poll_seconds=3600,
+        peers=Peers(tmp_path, pid=os.getppid()),
+        follow_seconds=0.02,
+    )
+    assert first.refresh() and second.refresh()
+    second.start()
+    try:
+        registry.version = "2"
+        assert first.refresh() and first.current.version == "2"  # e.g. the reload's worker
+        serving = first.peers.wait_for("2", workers=2, timeout_s=10)
+        assert serving == {os.getpid(): "2", os.getppid(): "2"}
+        assert second.current.version == "2"  # it never asked the alias: it followed
+    finally:
+        second.stop()
+
+
+def test_a_swap_waits_for_requests_still_using_the_old_model(registry):
+    store = ModelStore(registry.resolve, poll_seconds=3600, drain_seconds=10)
+    assert store.refresh()
+    held, swapped = threading.Event(), threading.Event()
+
+    def request() -> None:
+        with store.use() as served:
+            held.set()
+            assert not swapped.wait(0.3)  # the swap cannot finish while this request runs
+            assert served.version == "1"
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    held.wait(5)
+    registry.version = "2"
+    assert store.refresh()
+    swapped.set()
+    worker.join()
+    with store.use() as served:
+        assert served.version == "2"
+
+
+def test_no_model_yet_is_said_once_not_every_poll(registry, caplog):
+    registry.version = None
+    store = ModelStore(registry.resolve, poll_seconds=3600)
+    with caplog.at_level("INFO", logger="persona.serving.model_store"):
+        for _ in range(5):
+            assert not store.refresh()
+    said = [r for r in caplog.records if "no version holds the alias" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "INFO"
+    assert store.last_error == "no version holds the alias yet"

@@ -13,17 +13,10 @@ import pytest
 from persona.data.schema import load_schema
 from persona.errors import ConfigurationError, InvalidInputError
 from persona.serving import payload
-from persona.serving.payload import (
-    Batch,
-    InputSpec,
-    PayloadError,
-    negotiate,
-    parse_csv,
-    parse_json,
-    parse_request,
-    render_csv,
-    render_json,
-)
+from persona.serving.contract import Batch, InputSpec
+from persona.serving.payload import negotiate, parse_csv, parse_json, parse_request
+from persona.serving.problems import PayloadError, rejection
+from persona.serving.render import render_csv, render_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = InputSpec(
@@ -75,10 +68,10 @@ LAYOUTS = {
     "split_with_index": dumps({"columns": COLUMNS, "data": ROWS, "index": [0, 1, 2]}),
     "dataframe_split": dumps({"dataframe_split": {"columns": COLUMNS, "data": ROWS}}),
     "columnar": dumps(columnar(RECORDS)),
-    "records_any_key_order_absent_keys": dumps(
+    "records_any_key_order": dumps(
         [
             {"channel": "online", "income": 1000.5, "age": 30, "customer_id": "C1"},
-            {"customer_id": "C2", "income": 20},
+            {"customer_id": "C2", "income": 20, "channel": None, "age": None},
             {"customer_id": "C3", "age": 41.5, "income": 0.25, "channel": "store, north"},
         ]
     ),
@@ -165,8 +158,13 @@ def test_json_schema_describes_one_record():
         "snapshot_month",
     ]
     assert schema["properties"]["age"] == {"type": "number", "nullable": True}
-    assert schema["properties"]["channel"] == {"type": "string", "nullable": True}
-    assert "required" not in schema
+    assert schema["properties"]["channel"] == {
+        "type": "string",
+        "maxLength": 256,
+        "nullable": True,
+    }
+    # each record carries each feature (null when missing): [{}] is invalid, as the API says
+    assert schema["required"] == ["age", "income", "channel"]
     strict = STRICT.json_schema()
     assert strict["required"] == ["age", "income", "channel"]
     assert strict["properties"]["age"] == {"type": "number"}
@@ -183,7 +181,9 @@ def test_spec_rejects_a_column_in_two_roles():
 def raises(parse, body: bytes, spec: InputSpec = SPEC) -> PayloadError:
     """The PayloadError of a parse, after checking the error body every refusal shares."""
     with pytest.raises(PayloadError) as info:
-        parse(body, spec)
+        batch = parse(body, spec)
+        if batch.problems:  # what the API does with them under on_invalid=reject
+            raise rejection(batch.problems)
     error = info.value
     assert isinstance(error, InvalidInputError)
     body = error.to_dict()
@@ -226,7 +226,11 @@ REFUSALS = [
     J("json_nan", b'[{"age": NaN}]', "malformed_json", None, [], "valid JSON", ""),
     J("json_huge", b'[{"age": 1e400}]', "malformed_json", None, [], "valid JSON", "infinity"),
     C("csv_quote", CSV_HEAD + b'1,"2,x\n', "malformed_csv", None, [], "CSV", "line"),
-    C("csv_utf8", CSV_HEAD + b"1,2,\xff\n", "malformed_csv", None, [], "CSV", "UTF-8"),
+    C("csv_utf8", CSV_HEAD + b"1,2,\xff\n", "invalid_encoding", None, [], "UTF-8", "0xff"),
+    J("json_utf8_in_value", b'[{"customer_id": "C\xff1", "age": 1, "income": 2, "channel": "x"}]',
+      "invalid_encoding", None, [], "UTF-8", "0xff"),
+    J("json_utf8_in_key", b'[{"cust\xffomer_id": "C1", "age": 1, "income": 2, "channel": "x"}]',
+      "invalid_encoding", None, [], "UTF-8", "0xff"),
     C("csv_header", b"age,,channel\n1,2,x\n", "malformed_csv", None, [], "CSV", "empty"),
     J("empty_list", b"[]", "empty_batch", None, [], "at least one", "0 rows"),
     J("empty_body", b"  ", "empty_batch", None, [], "at least one", "empty"),
@@ -273,8 +277,10 @@ REFUSALS = [
       "customer_id", [1], "string", "empty"),
     J("strict_null", dumps(RECORDS), "null_not_allowed", "age", [1], "number", "null",
       spec=STRICT),
-    J("strict_absent", LAYOUTS["records_any_key_order_absent_keys"], "null_not_allowed", "age",
-      [1], "number", "null", spec=STRICT),
+    J("absent_feature_key", dumps([RECORDS[0], {"customer_id": "C2", "income": 2, "channel": None}]),
+      "missing_columns", "age", [1], "the key in every record", "absent"),
+    J("strict_absent", dumps([RECORDS[0], {"customer_id": "C2", "income": 2}]), "missing_columns",
+      "age", [1], "the key in every record", "absent", spec=STRICT),
     J("strict_nan", dumps([{"age": 1, "income": 1, "channel": None}]), "null_not_allowed",
       "channel", [0], "string", "null", spec=STRICT),
     C("strict_csv", CSV_BODY, "null_not_allowed", "age", [1], "number", "null", spec=STRICT),
@@ -635,4 +641,5 @@ def test_typed_decoder_agrees_with_the_general_parser(records, wrapped, strict):
 def test_typed_decoder_takes_a_valid_batch_and_declines_an_absent_key():
     assert payload._typed_records(LAYOUTS["records"], SPEC) is not None
     assert payload._typed_records(LAYOUTS["customers"], SPEC) is not None
-    assert payload._typed_records(LAYOUTS["records_any_key_order_absent_keys"], SPEC) is None
+    absent = dumps([RECORDS[0], {"customer_id": "C2", "income": 2, "channel": None}])
+    assert payload._typed_records(absent, SPEC) is None

@@ -1,7 +1,16 @@
-"""MLflow tracking and registry: runs, the pyfunc model, aliases and rollback (no stages)."""
+"""MLflow tracking and registry: runs, the pyfunc model, aliases and rollback (no stages).
+
+Every alias move of ours (register, promote, rollback) goes through ``_move_alias``: it tags
+the version (decision, reason, promoted_at, previous_<alias>) and appends to a short alias
+history kept as a registered-model tag, so a rollback still knows where to go after someone
+moved the alias in the MLflow UI, and the API can tell who promoted what it serves.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import json
 import logging
 import os
 import time
@@ -18,12 +27,24 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from persona.errors import ModelUnavailableError, PersonaError, UpstreamUnavailableError
+from persona.errors import (
+    InvalidInputError,
+    ModelUnavailableError,
+    PersonaError,
+    UpstreamUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 CHALLENGER = "challenger"
+# One registered-model tag per alias: a JSON list of the last HISTORY_LENGTH moves we made.
+HISTORY_TAG_PREFIX = "persona.alias_history."
+HISTORY_LENGTH = 20
+MANUAL_PROMOTE_REASON = "manual promote by operator"
+BY_PERSONA = "persona"
+BY_OUTSIDE = "outside persona (e.g. the MLflow UI)"
+REGISTER, PROMOTE, ROLLBACK = "register", "promote", "rollback"
 
 
 @dataclass(frozen=True)
@@ -32,7 +53,9 @@ class RegisteredVersion:
     version: str
     alias: str
     reason: str
-    previous_production: str | None
+    previous_production: str | None  # the version that held the alias before (any alias)
+    changed: bool = True
+    promoted_at: str | None = None
 
 
 def connect(
@@ -97,10 +120,10 @@ def log_pyfunc_model(
     return info.model_uri
 
 
-def production_version(client: MlflowClient, name: str):
-    """The version holding the production alias, or None."""
+def production_version(client: MlflowClient, name: str, alias: str = PRODUCTION):
+    """The version holding the production (or another) alias, or None."""
     try:
-        return client.get_model_version_by_alias(name, PRODUCTION)
+        return client.get_model_version_by_alias(name, alias)
     except (RestException, MlflowException) as exc:
         if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
             return None
@@ -128,42 +151,317 @@ def register(
     except (RestException, MlflowException):
         client.create_registered_model(name, description="Customer persona segmentation models.")
     current = production_version(client, name)
-    version = mlflow.register_model(model_uri, name).version
+    version = str(mlflow.register_model(model_uri, name).version)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
     alias = PRODUCTION if promote else CHALLENGER
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    version_tags = {
-        **{k: str(v) for k, v in tags.items()},
-        "decision": alias,
-        "decision_reason": reason,
-    }
-    if promote:
-        version_tags["promoted_at"] = now
-        if current is not None:
-            version_tags["previous_production"] = current.version
-    for key, value in version_tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    client.set_registered_model_alias(name, alias, version)
-    logger.info("registered %s v%s as @%s: %s", name, version, alias, reason)
+    holder = current if promote else production_version(client, name, alias)
+    replaced = holder.version if holder is not None else None
+    entry = _move_alias(
+        client,
+        name,
+        alias,
+        version,
+        action=REGISTER,
+        reason=reason,
+        replaced=replaced,
+        previous=replaced,
+        promotion=promote,
+    )
     return RegisteredVersion(
-        name, str(version), alias, reason, current.version if (promote and current) else None
+        name,
+        version,
+        alias,
+        reason,
+        replaced if promote else None,
+        promoted_at=entry["at"] if promote else None,
     )
 
 
-def rollback(client: MlflowClient, name: str) -> RegisteredVersion:
-    """Move production back to the version it replaced (recorded when it was promoted)."""
-    current = production_version(client, name)
-    if current is None:
-        raise PersonaError(f"{name} has no production version to roll back")
-    previous = current.tags.get("previous_production")
-    if not previous:
-        raise PersonaError(f"{name} v{current.version} replaced nothing; cannot roll back")
-    client.set_registered_model_alias(name, PRODUCTION, previous)
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    client.set_model_version_tag(name, current.version, "rolled_back_at", now)
-    client.set_model_version_tag(name, previous, "restored_at", now)
-    reason = f"rollback from v{current.version}"
-    logger.info("%s: production moved back from v%s to v%s", name, current.version, previous)
-    return RegisteredVersion(name, str(previous), PRODUCTION, reason, current.version)
+def promote(
+    client: MlflowClient,
+    name: str,
+    version: str | int,
+    alias: str = PRODUCTION,
+    reason: str | None = None,
+) -> RegisteredVersion:
+    """Move the alias to a chosen version by hand, tagged and recorded like an automatic one."""
+    reason = reason or MANUAL_PROMOTE_REASON
+    version = str(version).strip().removeprefix("v")
+    history = alias_history(_registered_model(client, name), alias)
+    _require_version(client, name, version)
+    current = production_version(client, name, alias)
+    if current is not None and str(current.version) == version:
+        by = BY_PERSONA if history and history[-1]["version"] == version else BY_OUTSIDE
+        message = f"v{version} already holds @{alias} (moved there by {by}); nothing changed"
+        logger.info("%s: %s", name, message)
+        return RegisteredVersion(name, version, alias, message, None, changed=False)
+    replaced = current.version if current is not None else None
+    entry = _move_alias(
+        client,
+        name,
+        alias,
+        version,
+        action=PROMOTE,
+        reason=reason,
+        replaced=replaced,
+        previous=replaced,
+    )
+    return RegisteredVersion(name, version, alias, reason, replaced, promoted_at=entry["at"])
+
+
+def rollback(
+    client: MlflowClient, name: str, alias: str = PRODUCTION, to: str | int | None = None
+) -> RegisteredVersion:
+    """Move the alias back to the version it replaced, whoever moved it last.
+
+    Our alias history decides (it survives promotions made in the MLflow UI); the
+    previous_<alias> tag of the current version is the fallback for registries older than the
+    history. ``to`` picks the version explicitly (a promote recorded as a rollback).
+    """
+    history = alias_history(_registered_model(client, name), alias)
+    current = production_version(client, name, alias)
+    if to is not None:
+        target = str(to).strip().removeprefix("v")
+        _require_version(client, name, target)
+        if current is not None and str(current.version) == target:
+            message = f"v{target} already holds @{alias}; nothing changed"
+            logger.info("%s: %s", name, message)
+            return RegisteredVersion(name, target, alias, message, None, changed=False)
+    elif current is None:
+        raise PersonaError(f"{name} has no {alias} version to roll back")
+    else:
+        current_tags = current.tags or {}
+        target = rollback_target(
+            history, str(current.version), current_tags.get(_previous_tag(alias))
+        )
+        if target is None:
+            raise PersonaError(_nothing_to_roll_back(client, name, alias, current.version, history))
+        _require_version(client, name, target, " (the version to roll back to)")
+    replaced = str(current.version) if current is not None else None
+    reason = f"rollback from v{replaced}" if replaced else f"rollback to v{target}"
+    if replaced and (not history or history[-1]["version"] != replaced):
+        reason += ", which was moved there outside persona"
+    entry = _history_entry(target, replaced, ROLLBACK, reason)
+    after = alias_stack([*history, entry])
+    if len(after) >= 2:
+        previous = after[-2]
+    else:  # nothing older in our history: keep what the restored version itself replaced
+        previous = (client.get_model_version(name, target).tags or {}).get(_previous_tag(alias))
+        previous = previous if previous not in (target, replaced) else None
+    entry = _move_alias(
+        client,
+        name,
+        alias,
+        target,
+        action=ROLLBACK,
+        reason=reason,
+        replaced=replaced,
+        previous=previous,
+    )
+    return RegisteredVersion(name, target, alias, reason, replaced, promoted_at=entry["at"])
+
+
+def promotion_info(
+    client: MlflowClient, name: str, alias: str, version: str | int
+) -> dict[str, str | None]:
+    """When and by whom the version holding ``alias`` got it, for the scoring API's /model.
+
+    One registry call; None fields (never an exception) when MLflow does not answer, so the
+    API keeps serving. "outside persona" when our history does not end with this version.
+    """
+    try:
+        model = client.get_registered_model(name)
+    except (MlflowException, requests.RequestException, OSError) as exc:
+        logger.warning("no promotion info for %s@%s: %s", name, alias, str(exc)[:200])
+        return {"promoted_at": None, "promoted_by": None}
+    return promotion_info_from(model, alias, version)
+
+
+def promotion_info_from(model: Any, alias: str, version: str | int) -> dict[str, str | None]:
+    """promotion_info on a RegisteredModel already fetched (no registry call)."""
+    history = alias_history(model, alias)
+    if history and history[-1]["version"] == str(version):
+        return {"promoted_at": history[-1].get("at"), "promoted_by": BY_PERSONA}
+    return {"promoted_at": None, "promoted_by": BY_OUTSIDE}
+
+
+def alias_history(model: Any, alias: str) -> list[dict[str, Any]]:
+    """Our recorded moves of ``alias`` (oldest first) from a RegisteredModel; [] if none."""
+    raw = (getattr(model, "tags", None) or {}).get(HISTORY_TAG_PREFIX + alias)
+    return parse_history(raw)
+
+
+def parse_history(raw: str | None) -> list[dict[str, Any]]:
+    """The history tag's JSON, tolerant of hand edits: entries without a version are dropped."""
+    if not raw:
+        return []
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        logger.warning("ignoring an alias history that is not JSON: %.80s", raw)
+        return []
+    if not isinstance(entries, list):
+        return []
+    return [
+        {**entry, "version": str(entry["version"])}
+        for entry in entries
+        if isinstance(entry, dict) and entry.get("version") not in (None, "")
+    ]
+
+
+def alias_stack(history: list[dict[str, Any]]) -> list[str]:
+    """Versions that held the alias, oldest first, with rolled-back ones popped off.
+
+    A promotion pushes (after the version it replaced, when that was set outside persona); a
+    rollback pops back to its target, so rolling back twice never returns to a bad version.
+    """
+    stack: list[str] = []
+    for entry in history:
+        version, replaced = entry["version"], entry.get("previous")
+        replaced = str(replaced) if replaced not in (None, "") else None
+        if entry.get("action") == ROLLBACK:
+            if version in stack:
+                del stack[len(stack) - stack[::-1].index(version) :]
+                continue
+            if replaced is not None and stack and stack[-1] == replaced:
+                stack.pop()
+        elif replaced is not None and (not stack or stack[-1] != replaced):
+            stack.append(replaced)
+        if not stack or stack[-1] != version:
+            stack.append(version)
+    return stack
+
+
+def rollback_target(
+    history: list[dict[str, Any]], current: str, tagged_previous: str | None
+) -> str | None:
+    """The version a rollback restores, or None when nothing earlier is known.
+
+    If the alias was moved outside persona (the history does not end with the current version),
+    undo that move: back to the last version we put there. Otherwise pop our own last move; the
+    version's previous_<alias> tag covers registries older than the history.
+    """
+    if history and history[-1]["version"] != current:
+        return history[-1]["version"]
+    stack = alias_stack(history)
+    if len(stack) >= 2:
+        return stack[-2]
+    if tagged_previous and str(tagged_previous) != current:
+        return str(tagged_previous)
+    return None
+
+
+def _move_alias(
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    version: str,
+    *,
+    action: str,
+    reason: str,
+    replaced: str | None,
+    previous: str | None,
+    promotion: bool = True,
+) -> dict[str, Any]:
+    """The one place an alias moves: version tags, the alias, then the history entry.
+
+    ``promotion`` False (a challenger) records the decision but no promoted_at. The history is
+    written after the alias so that a failed move never looks like one of ours.
+    """
+    entry = _history_entry(version, replaced, action, reason)
+    tags = {"decision": alias, "decision_reason": reason}
+    if promotion:
+        tags["promoted_at"] = entry["at"]
+        if previous is not None:
+            tags[_previous_tag(alias)] = str(previous)
+        if action == ROLLBACK:
+            tags["restored_at"] = entry["at"]
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if promotion and previous is None:
+        # a stale previous_<alias> from an earlier promotion would mislead a rollback
+        with contextlib.suppress(MlflowException):
+            client.delete_model_version_tag(name, version, _previous_tag(alias))
+    client.set_registered_model_alias(name, alias, version)
+    if action == ROLLBACK and replaced is not None and replaced != version:
+        client.set_model_version_tag(name, replaced, "rolled_back_at", entry["at"])
+    history = alias_history(client.get_registered_model(name), alias)
+    history = [*history, entry][-HISTORY_LENGTH:]
+    client.set_registered_model_tag(
+        name, HISTORY_TAG_PREFIX + alias, json.dumps(history, separators=(",", ":"))
+    )
+    logger.info(
+        "%s: @%s moved to v%s (%s%s): %s",
+        name,
+        alias,
+        version,
+        action,
+        f", was v{replaced}" if replaced else "",
+        reason,
+    )
+    return entry
+
+
+def _history_entry(version: str, replaced: str | None, action: str, reason: str) -> dict[str, Any]:
+    return {
+        "version": str(version),
+        "previous": replaced,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "by": BY_PERSONA,
+        "user": _user(),
+        "action": action,
+        "reason": reason[:200],
+    }
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (some containers)
+        return None
+
+
+def _previous_tag(alias: str) -> str:
+    return f"previous_{alias}"
+
+
+def _registered_model(client: MlflowClient, name: str) -> Any:
+    try:
+        return client.get_registered_model(name)
+    except (RestException, MlflowException):
+        raise ModelUnavailableError(f"no registered model named {name!r}") from None
+
+
+def version_numbers(client: MlflowClient, name: str) -> list[str]:
+    """Every registered version of the model, oldest first."""
+    found = client.search_model_versions(f"name = '{name}'")
+    return sorted((str(v.version) for v in found), key=lambda v: (len(v), v))
+
+
+def _require_version(client: MlflowClient, name: str, version: str, role: str = "") -> None:
+    """Refuse, in one line naming the versions that exist, a version that does not."""
+    versions = version_numbers(client, name)
+    if version not in versions:
+        raise InvalidInputError(
+            f"{name} has no version {version!r}{role}; versions: {', '.join(versions) or 'none'}"
+        )
+
+
+def _nothing_to_roll_back(
+    client: MlflowClient, name: str, alias: str, current: str, history: list[dict[str, Any]]
+) -> str:
+    versions = ", ".join(version_numbers(client, name))
+    hint = (
+        f"choose one with `persona model promote N` (`make promote VERSION=N`); "
+        f"versions: {versions}"
+    )
+    if history:
+        return f"{name} v{current} replaced nothing; cannot roll back; {hint}"
+    return (
+        f"{name} v{current} holds @{alias} but persona recorded no earlier version (promoted "
+        f"outside persona, e.g. in the MLflow UI, or before persona kept a history); {hint}"
+    )
 
 
 def log_files(paths: list[Path], artifact_path: str | None = None) -> None:
@@ -177,10 +475,18 @@ def describe_aliases(client: MlflowClient, name: str) -> dict[str, Any]:
         model = client.get_registered_model(name)
     except (RestException, MlflowException):
         raise ModelUnavailableError(f"no registered model named {name!r}") from None
-    summary = {"name": name, "aliases": {}}
+    summary = {"name": name, "aliases": {}, "history": {}}
     for alias, version in (model.aliases or {}).items():
         details = client.get_model_version(name, version)
-        summary["aliases"][alias] = {"version": version, **details.tags}
+        summary["aliases"][alias] = {
+            "version": version,
+            **details.tags,
+            "promoted_by": promotion_info_from(model, alias, version)["promoted_by"],
+        }
+    for key in sorted(model.tags or {}):
+        if key.startswith(HISTORY_TAG_PREFIX):
+            alias = key.removeprefix(HISTORY_TAG_PREFIX)
+            summary["history"][alias] = alias_history(model, alias)
     return summary
 
 

@@ -34,6 +34,9 @@ class DatasetSchema:
     min_rows: int = 50
     table: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Columns a file or request may carry that are neither model inputs nor roles above (e.g. a
+    # CRM segment): stored by ingest, accepted and reported as ignored by the scoring API.
+    passthrough: tuple[str, ...] = ()
 
     @property
     def features(self) -> list[str]:
@@ -57,6 +60,7 @@ class DatasetSchema:
             "categorical_features": {
                 name: list(levels) if levels else None for name, levels in self.categorical.items()
             },
+            "passthrough": list(self.passthrough),
         }
 
 
@@ -95,6 +99,13 @@ def schema_from_dict(raw: Mapping[str, Any], source: str = "schema") -> DatasetS
         raise ConfigurationError(
             f"{source}: columns both numeric and categorical: {sorted(overlap)}"
         )
+    passthrough = tuple(str(c) for c in raw.get("passthrough") or ())
+    roles = {id_column, raw.get("month_column", "snapshot_month"), raw.get("truth_column")}
+    clash = sorted(set(passthrough) & (set(numeric) | set(categorical) | roles))
+    if clash:
+        raise ConfigurationError(
+            f"{source}: passthrough columns {clash} are already features or roles"
+        )
     share = float(raw.get("max_null_share", 0.05))
     if not 0 <= share <= 1:
         raise ConfigurationError(f"{source}: max_null_share must be in [0, 1], got {share}")
@@ -107,6 +118,7 @@ def schema_from_dict(raw: Mapping[str, Any], source: str = "schema") -> DatasetS
         max_null_share=share,
         min_rows=int(raw.get("min_rows", 50)),
         table=raw.get("table"),
+        passthrough=passthrough,
     )
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from persona.data.rules import Rule, categorical_rules, id_rules, numeric_rules
 from persona.data.schema import DatasetSchema
 from persona.errors import DataValidationError
 
@@ -68,31 +69,26 @@ def _null_share_check(limit: float) -> pa.Check:
     )
 
 
-def _is_integral(series: pd.Series) -> pd.Series:
-    return (series % 1) == 0
+def _check(rule: Rule) -> pa.Check:
+    """A pandera check of one shared rule (the scoring API applies the same ``Rule``)."""
+    return pa.Check(lambda s: pd.Series(~rule.broken(s.to_numpy()), index=s.index), name=rule.name)
 
 
 def build_pandera_schema(schema: DatasetSchema) -> pa.DataFrameSchema:
     """The pandera form of the contract; numeric columns must already be numeric dtype."""
     columns: dict[str, pa.Column] = {
-        schema.id_column: pa.Column(nullable=False, checks=[pa.Check.str_length(min_value=1)]),
+        schema.id_column: pa.Column(nullable=False, checks=[_check(rule) for rule in id_rules()]),
         schema.month_column: pa.Column(
             str, nullable=False, checks=[pa.Check.str_matches(MONTH_PATTERN)]
         ),
     }
-    for name, spec in schema.numeric.items():
+    for name in schema.numeric:
         checks = [_null_share_check(schema.max_null_share)]
-        if spec.min is not None:
-            checks.append(pa.Check.ge(spec.min, name=f">= {spec.min}"))
-        if spec.max is not None:
-            checks.append(pa.Check.le(spec.max, name=f"<= {spec.max}"))
-        if spec.integer:
-            checks.append(pa.Check(_is_integral, name="integer-valued"))
+        checks += [_check(rule) for rule in numeric_rules(schema, name)]
         columns[name] = pa.Column(nullable=True, checks=checks)
-    for name, levels in schema.categorical.items():
+    for name in schema.categorical:
         checks = [_null_share_check(schema.max_null_share)]
-        if levels:
-            checks.append(pa.Check.isin(list(levels), name=f"one of {list(levels)}"))
+        checks += [_check(rule) for rule in categorical_rules(schema, name)]
         columns[name] = pa.Column(nullable=True, checks=checks)
     return pa.DataFrameSchema(columns, unique=schema.key, report_duplicates="all", strict=False)
 

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from persona.data.schema import DatasetSchema
-from persona.errors import PersonaError
+from persona.errors import InvalidInputError, PersonaError
 from persona.serving.client import ScoringClient
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,14 @@ def score_frame(
     progress: bool | None = None,
 ) -> ScoringOutcome:
     """Score ``frame`` chunk by chunk; failures are collected, never raised mid-way."""
-    send = frame[[schema.id_column, *schema.features]]
+    needed = [schema.id_column, *schema.features]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(
+            f"customers to score lack the columns {missing} (the schema's id and features); "
+            f"the file has {list(frame.columns)[:20]}"
+        )
+    send = frame[needed]
     # A file may carry no month column; its results then carry none either.
     keys = [c for c in (schema.id_column, schema.month_column) if c in frame]
     scored, failed_ids, failures = [], [], []

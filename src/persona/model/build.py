@@ -40,7 +40,7 @@ def build_persona_model(
         params.max_match_distance,
         params.new_name_prefix,
     )
-    table = persona_table(mapping, schema.features, list(schema.categorical))
+    table = persona_table(mapping, schema.features, list(schema.categorical), schema.to_dict())
     names = np.array([mapping[int(label)].name for label in labels], dtype=object)
     return BuiltModel(PersonaModel.from_parts(estimator, table), table, names)
 

@@ -50,6 +50,8 @@ class PersonaModel(mlflow.pyfunc.PythonModel):
         self.estimator = estimator
         self.features: list[str] = persona_table["features"]
         self.categorical: list[str] = persona_table["categorical"]
+        # The dataset schema the model was trained under: its data contract, where it has one.
+        self.schema: dict | None = persona_table.get("schema")
         personas = {int(k): Persona.from_dict(v) for k, v in persona_table["clusters"].items()}
         size = max(personas) + 1
         self.persona_ids = np.array([personas[i].persona_id for i in range(size)])
@@ -78,10 +80,14 @@ class PersonaModel(mlflow.pyfunc.PythonModel):
         )
 
 
-def persona_table(mapping: dict[int, Persona], features: list[str], categorical: list[str]) -> dict:
-    """JSON-able table stored with the model: cluster label -> persona, plus column roles."""
+def persona_table(
+    mapping: dict[int, Persona], features: list[str], categorical: list[str], schema: dict
+) -> dict:
+    """JSON-able table stored with the model: cluster label -> persona, column roles and the
+    schema (ranges, levels) it was trained under, which the scoring API enforces."""
     return {
         "features": features,
         "categorical": categorical,
         "clusters": {str(label): persona.to_dict() for label, persona in mapping.items()},
+        "schema": schema,
     }

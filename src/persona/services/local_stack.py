@@ -2,28 +2,31 @@
 
 Starts the MLflow server and Mage (UI, API triggers, scheduler) in the background with the
 same entry commands their containers run, each in the environment of its service, and keeps
-pid files and logs under PERSONA_HOME so that ``down`` and ``status`` find them again.
+pid files and logs under PERSONA_HOME so that ``down`` and ``status`` find them again. A service
+counts as running only while its process is alive (not a zombie) and its health URL answers;
+``up`` waits for one that is alive but silent (starting or shutting down) to answer or exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from persona.errors import PersonaError
 from persona.logging_setup import configure_logging
-from persona.services.processes import (
-    ServiceProcess,
-    ServiceStartError,
-    start_service,
-    wait_http,
-)
+from persona.services.processes import ServiceProcess, ServiceStartError, start_service
 from persona.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -95,55 +98,183 @@ def _pid_file(settings: Settings, service: LocalService) -> Path:
     return settings.home / "run" / f"{service.name}.pid"
 
 
-def _running_pid(pid_file: Path) -> int | None:
+def _read_pid(pid_file: Path) -> int | None:
     try:
-        pid = int(pid_file.read_text())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
         return None
-    return pid
 
 
-def up(settings: Settings, venvs: Path) -> None:
-    for service in services(settings, venvs):
-        pid_file = _pid_file(settings, service)
-        if (pid := _running_pid(pid_file)) is not None:
-            logger.info("%s already running (pid %d) at %s", service.name, pid, service.url)
+def _group_members(pgid: int) -> int:
+    """Live processes in the process group a service was started as (zombies are dead).
+
+    A service runs in its own session, so its group also holds the workers it forked: a
+    Gunicorn master that died can leave workers that still hold the port for a while.
+    """
+    count = 0
+    for process in psutil.process_iter(["status"]):
+        try:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
+                count += 1
+        except (ProcessLookupError, PermissionError):
             continue
+    return count
+
+
+def _answers(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What the pid file, the process table and the health URL say about one service.
+
+    ``os.kill(pid, 0)`` alone also succeeds for a zombie or a process that is shutting down,
+    which made ``up`` skip a service whose server had exited: a service runs only when its
+    process is alive (not a zombie) and its health URL answers.
+    """
+
+    pid: int | None  # from the pid file
+    alive: bool  # that process exists and is not a zombie
+    members: int  # live processes of its process group (the leader included)
+    answering: bool  # the health URL answers 200
+
+    @property
+    def running(self) -> bool:
+        return self.alive and self.answering
+
+    @property
+    def settled(self) -> bool:
+        """Running, or nothing of it left: neither starting nor shutting down."""
+        return self.running or self.members == 0
+
+    def describe(self) -> str:
+        if self.running:
+            return f"healthy (pid {self.pid})"
+        if self.alive:
+            return f"pid {self.pid} alive but not answering (starting, stopping or hung)"
+        if self.members:
+            return (
+                f"pid {self.pid} exited, {self.members} process(es) of its group still run "
+                "(make local-down stops them)"
+            )
+        if self.answering:
+            return "answering, but not started by make local-up (local-down will not stop it)"
+        if self.pid is not None:
+            return f"stopped (pid {self.pid} exited)"
+        return "stopped"
+
+
+def _processes(pid_file: Path) -> tuple[int | None, bool, int]:
+    """(pid, alive, live group members) of the pid file's service.
+
+    Services are started as session leaders, so a pid that now names a process which leads no
+    session of its own was reused by something else: not ours, and not to be signalled.
+    """
+    pid = _read_pid(pid_file)
+    if pid is None:
+        return None, False, 0
+    try:
+        if os.getsid(pid) != pid:
+            return pid, False, 0
+        alive = psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except (ProcessLookupError, psutil.NoSuchProcess):
+        alive = False
+    return pid, alive, _group_members(pid)
+
+
+def service_state(settings: Settings, service: LocalService) -> ServiceState:
+    """The service's state now (one health probe)."""
+    pid, alive, members = _processes(_pid_file(settings, service))
+    return ServiceState(pid, alive, members, _answers(service.health_url))
+
+
+def _settle(settings: Settings, service: LocalService, poll_s: float = 0.2) -> ServiceState:
+    """Wait until the service runs or is gone, at most its start timeout.
+
+    A live process that does not answer is starting or shutting down: starting a second copy
+    next to it races it for the port, and skipping it leaves no service at all.
+    """
+    state = service_state(settings, service)
+    if state.settled:
+        return state
+    timeout = service.start_timeout_s
+    logger.info(
+        "%s: %s; waiting up to %gs for it to answer or exit",
+        service.name,
+        state.describe(),
+        timeout,
+    )
+    deadline = time.monotonic() + timeout
+    while not state.settled and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        state = service_state(settings, service)
+    if not state.settled:
+        what = "is not answering" if state.alive else "exited but its group is still running"
+        raise ServiceStartError(
+            f"{service.name} pid {state.pid} {what} at {service.health_url} and did not exit "
+            f"in {timeout:g}s; run make local-down"
+        )
+    return state
+
+
+def up(settings: Settings, stack: Sequence[LocalService]) -> None:
+    """Start each service of ``stack`` that is not running; ready on return."""
+    for service in stack:
+        pid_file = _pid_file(settings, service)
+        state = _settle(settings, service)
+        if state.running:
+            logger.info("%s already running (pid %d) at %s", service.name, state.pid, service.url)
+            continue
+        if state.answering:
+            logger.warning(
+                "%s: something not started by make local-up already answers at %s; leaving it",
+                service.name,
+                service.health_url,
+            )
+            continue
+        pid_file.unlink(missing_ok=True)
         started = start(settings, service)
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(started.process.pid))
         logger.info("%s is up at %s", service.name, service.url)
 
 
-def down(settings: Settings, venvs: Path, grace_s: float = 20.0) -> None:
-    for service in reversed(services(settings, venvs)):
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group emptied meanwhile
+        os.killpg(pgid, sig)
+
+
+def down(settings: Settings, stack: Sequence[LocalService], grace_s: float = 20.0) -> None:
+    """Stop each service's whole process group (SIGTERM, SIGKILL after ``grace_s``)."""
+    for service in reversed(stack):
         pid_file = _pid_file(settings, service)
-        pid = _running_pid(pid_file)
-        if pid is None:
+        pid, _alive, members = _processes(pid_file)
+        if pid is None or not members:
             logger.info("%s is not running", service.name)
             pid_file.unlink(missing_ok=True)
             continue
-        os.killpg(pid, signal.SIGTERM)
+        _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and _running_pid(pid_file) is not None:
+        while _group_members(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _running_pid(pid_file) is not None:
-            os.killpg(pid, signal.SIGKILL)
+        if _group_members(pid):
+            _signal_group(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
         logger.info("%s stopped", service.name)
 
 
-def status(settings: Settings, venvs: Path) -> bool:
+def status(settings: Settings, stack: Sequence[LocalService]) -> bool:
+    """Log each service's state; True when every one answers."""
     healthy = True
-    for service in services(settings, venvs):
-        pid = _running_pid(_pid_file(settings, service))
-        try:
-            wait_http(service.health_url, 3)
-            state = "healthy"
-        except ServiceStartError:
-            state, healthy = "not answering", False
-        logger.info("%-6s pid %-7s %s  %s", service.name, pid or "-", state, service.url)
+    for service in stack:
+        state = service_state(settings, service)
+        healthy = healthy and state.answering
+        logger.info("%-12s %-24s %s", service.name, service.url, state.describe())
     return healthy
 
 
@@ -160,11 +291,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
+        stack = services(settings, args.venvs)
         if args.action == "up":
-            up(settings, args.venvs)
+            up(settings, stack)
         elif args.action == "down":
-            down(settings, args.venvs)
-        elif not status(settings, args.venvs):
+            down(settings, stack)
+        elif not status(settings, stack):
             raise SystemExit(1)
     except PersonaError as exc:
         logger.error("%s", exc)

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,28 +25,24 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from persona.adapters.scoring_log import LoggedBatch, ScoringLog
 from persona.data.schema import load_schema
 from persona.logging_setup import configure_logging
-from persona.serving.model_store import ModelStore, registry_loader, spec_for_model
+from persona.serving.contract import InputSpec
+from persona.serving.invocations import invocations, parse_echo, parse_on_invalid
+from persona.serving.model_store import ModelStore, ServedModel, registry_loader, spec_for_model
 from persona.serving.openapi import openapi_document
-from persona.serving.payload import (
-    InputSpec,
-    PayloadError,
-    negotiate,
-    parse_request,
-    render_csv,
-    render_json,
-)
+from persona.serving.peers import WORKERS_DIR_ENV, Peers
+from persona.serving.problems import PayloadError
 from persona.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-BYTES_PER_ROW_LIMIT = 4096  # request bodies above max_batch_rows * this are refused unread
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+RELOAD_WAIT_SECONDS = 60.0  # a worker downloads and compiles the version before it follows
 
 
 class ServiceMetrics:
@@ -65,6 +62,9 @@ class ServiceMetrics:
             registry=r,
         )
         self.rows = Counter("persona_rows_scored", "Customers scored", registry=r)
+        self.flagged = Counter(
+            "persona_rows_flagged", "Rows answered unscored (on_invalid=flag)", registry=r
+        )
         self.errors = Counter("persona_errors", "Failed requests by kind", ["kind"], registry=r)
         self.model_version = Gauge(
             "persona_model_version",
@@ -106,6 +106,24 @@ def _error(status: int, kind: str, message: str, headers: dict[str, str] | None 
     return _json({"error": {"kind": kind, "message": message, "details": []}}, status, headers)
 
 
+def _request_body(limit: int) -> bytes:
+    """The body, at most ``limit`` bytes, else 413 (RequestEntityTooLarge).
+
+    A Content-Length above the limit is refused by Werkzeug before anything is read; a chunked
+    body (no length; the server says the stream ends) is counted while read, since Werkzeug
+    would silently cut it at the limit.
+    """
+    if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return request.get_data(cache=False)
+    stream, parts, size = request.environ["wsgi.input"], [], 0
+    while chunk := stream.read(min(1 << 20, limit + 1 - size)):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge()
+    return b"".join(parts)
+
+
 def _token_ok(expected: str) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, supplied = header.partition(" ")
@@ -124,9 +142,12 @@ def create_app(
             settings.mlflow_tracking_uri,
             settings.model_name,
             settings.model_alias,
-            spec_for_model(schema, settings.max_batch_rows),
+            spec_for_model(schema, settings.max_batch_rows, settings.extra_columns),
         )
-        store = ModelStore(loader, settings.model_poll_seconds)
+        folder = os.environ.get(WORKERS_DIR_ENV)  # set by gunicorn.conf.py for its workers
+        store = ModelStore(
+            loader, settings.model_poll_seconds, peers=Peers(Path(folder)) if folder else None
+        )
     if poll:
         # One check before this worker takes requests, so a worker that accepts connections
         # has its model whenever the registry answers; if it does not, start anyway (503).
@@ -134,7 +155,8 @@ def create_app(
         store.start()
 
     app = Flask("persona.serving")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_batch_rows * BYTES_PER_ROW_LIMIT
+    # Werkzeug refuses a larger Content-Length unread, and cuts a chunked body at the cap.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["persona.store"] = store
     metrics = ServiceMetrics()
     app.extensions["persona.metrics"] = metrics
@@ -166,13 +188,18 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        kind = {413: "too_many_rows", 404: "not_found", 405: "method_not_allowed"}.get(
+        kind = {413: "body_too_large", 404: "not_found", 405: "method_not_allowed"}.get(
             exc.code or 500, "http_error"
         )
         message = exc.description or exc.name
         if exc.code == 413:
-            message = f"request body larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
-        return _error(exc.code or 500, kind, message)
+            message = (
+                f"request body larger than {settings.max_body_bytes} bytes "
+                "(PERSONA_MAX_BODY_BYTES); split the batch"
+            )
+        # Allow (on 405) and the like travel with the error, as HTTP requires.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return _error(exc.code or 500, kind, message, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
@@ -222,25 +249,42 @@ def create_app(
     @app.get("/openapi.json")
     def openapi() -> Response:
         served = store.current
-        spec = served.spec if served else InputSpec.from_schema(schema, settings.max_batch_rows)
+        spec = served.spec
+        if served is None:
+            spec = InputSpec.from_schema(
+                schema, settings.max_batch_rows, extra_columns=settings.extra_columns
+            )
         return _json(openapi_document(spec, auth=bool(settings.api_token)))
 
     @app.post("/predict")
     def predict() -> Response:
         if settings.api_token and not _token_ok(settings.api_token):
             return _error(401, "unauthorized", "a valid bearer token is required", CHALLENGE)
-        served = store.current  # this request keeps this model even if a swap happens now
+        with store.use() as served:  # kept even if a swap happens now; the swap waits for it
+            return _predict(served)
+
+    def _predict(served: ServedModel | None) -> Response:
         if served is None:
             return _error(503, "model_unavailable", store.last_error or "model not loaded yet")
         try:
-            output = negotiate(request.headers.get("Accept"))
-            batch = parse_request(request.get_data(cache=False), request.content_type, served.spec)
+            answer = invocations(
+                served,
+                _request_body(settings.max_body_bytes),
+                request.content_type,
+                request.headers.get("Accept"),
+                parse_on_invalid(
+                    request.args.get("on_invalid") or request.headers.get("X-On-Invalid")
+                ),
+                parse_echo(request.args.get("echo")),
+            )
         except PayloadError as exc:
             g.error_kind = exc.kind
             return _json(exc.to_dict(), exc.status)
-        scores = (batch.ids, *served.score(batch))
-        metrics.rows.inc(batch.n_rows)
-        if scoring_log is not None:
+        metrics.rows.inc(answer.scored.n_rows)
+        if answer.n_flagged:
+            metrics.flagged.inc(answer.n_flagged)
+        if scoring_log is not None and answer.scored.n_rows:
+            batch, scores = answer.scored, answer.scores
             logged = LoggedBatch(
                 datetime.now(UTC),
                 served.name,
@@ -250,16 +294,14 @@ def create_app(
                 batch.numeric,
                 served.spec.categorical,
                 batch.categorical,
+                scores[0],
                 scores[1],
-                scores[2],
             )
             scoring_log.submit(logged)
-        model = {"name": served.name, "version": served.version}
-        if output == "text/csv":
-            body = render_csv(*scores, model, id_column=served.spec.id_column)
-            return Response(body, mimetype="text/csv")
-        body = render_json(*scores, model, id_column=served.spec.id_column)
-        return Response(body, mimetype="application/json")
+        headers = {}
+        if answer.ignored_columns:
+            headers["X-Ignored-Columns"] = ",".join(answer.ignored_columns)
+        return Response(answer.body, mimetype=answer.media_type, headers=headers)
 
     @app.post("/admin/reload")
     def reload() -> Response:
@@ -269,13 +311,21 @@ def create_app(
             return _error(401, "unauthorized", "a valid admin bearer token is required", CHALLENGE)
         ok = store.refresh()
         served = store.current
-        return _json(
-            {
-                "registry_reachable": ok,
-                "error": store.last_error,
-                "version": served.version if served else None,
-            },
-            200 if ok else 503,
-        )
+        body: dict[str, Any] = {
+            "registry_reachable": ok,
+            "error": store.last_error,
+            "version": served.version if served else None,
+        }
+        if ok and served is not None and store.peers is not None:
+            # the other workers follow within a fraction of a second; answer once they have
+            store.peers.publish(served.version)
+            serving = store.peers.wait_for(
+                served.version, settings.scoring_workers, RELOAD_WAIT_SECONDS
+            )
+            body["workers"] = {str(pid): version for pid, version in sorted(serving.items())}
+            if any(version != served.version for version in serving.values()):
+                ok = False
+                body["error"] = f"not every worker serves v{served.version} yet"
+        return _json(body, 200 if ok else 503)
 
     return app

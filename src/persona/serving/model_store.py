@@ -9,11 +9,12 @@ what it has (and says how stale it is), retrying with exponential backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,42 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from persona.data.schema import DatasetSchema
+from persona.data.schema import DatasetSchema, schema_from_dict
 from persona.errors import ModelUnavailableError, PersonaError, UpstreamUnavailableError
 from persona.model.pyfunc import PersonaModel
+from persona.serving.contract import Batch, InputSpec
 from persona.serving.fastpath import CompiledModel
-from persona.serving.payload import Batch, InputSpec
+from persona.serving.peers import Peers
 
 logger = logging.getLogger(__name__)
+
+NO_VERSION = "no version holds the alias yet"
+
+
+class NoVersionYet(ModelUnavailableError):
+    """Nothing holds the alias: expected until the first training, so said once, not per poll."""
+
+
+class InFlight:
+    """Requests still using one model, so a swap can wait until the old model is idle."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._idle:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout_s)
 
 
 @dataclass(frozen=True)
@@ -43,7 +73,9 @@ class ServedModel:
     compiled: CompiledModel | None
     spec: InputSpec
     training_metrics: dict[str, float] = field(default_factory=dict)
+    promoted_by: str | None = None  # "persona", or "outside persona" (e.g. the MLflow UI)
     loaded_at: float = field(default_factory=time.time)
+    in_flight: InFlight = field(default_factory=InFlight, compare=False, repr=False)
 
     def describe(self) -> dict[str, Any]:
         personas = sorted(self.model.personas.values(), key=lambda p: p.persona_id)
@@ -54,6 +86,7 @@ class ServedModel:
             "alias": self.alias,
             "run_id": self.run_id,
             "promoted_at": self.promoted_at,
+            "promoted_by": self.promoted_by,
             "loaded_at": self.loaded_at,
             "fast_path": self.compiled is not None,
             "input": {
@@ -94,30 +127,47 @@ class ServedModel:
         )
 
 
-def spec_for_model(schema: DatasetSchema, max_rows: int) -> Callable[[PersonaModel], InputSpec]:
-    """The request contract of a model: its own feature columns, the schema's id column."""
-    ignored = tuple(c for c in (schema.month_column, schema.truth_column) if c)
+def spec_for_model(
+    schema: DatasetSchema, max_rows: int, extra_columns: str = "reject"
+) -> Callable[[PersonaModel], InputSpec]:
+    """The request contract of a model: its own feature columns under the schema it was trained
+    with (logged with it); ``schema`` serves models logged before they carried one."""
 
     def build(model: PersonaModel) -> InputSpec:
-        categorical = tuple(model.categorical)
-        numeric = tuple(f for f in model.features if f not in categorical)
-        return InputSpec(numeric, categorical, schema.id_column, ignored, max_rows)
+        categorical = list(model.categorical)
+        numeric = [f for f in model.features if f not in categorical]
+        trained = schema_from_dict(model.schema, "model schema") if model.schema else schema
+        return InputSpec.from_schema(trained, max_rows, (numeric, categorical), extra_columns)
 
     return build
 
 
+Resolver = Callable[[str | None], tuple[str, Callable[[], ServedModel]] | None]
+
+
 class ModelStore:
-    """Holds the served model; ``refresh`` is safe to call from any thread."""
+    """Holds the served model; ``refresh`` is safe to call from any thread.
+
+    With ``peers`` (the other Gunicorn workers), a version this worker learns of becomes every
+    worker's target, and a target another worker published is loaded within
+    ``follow_seconds``; a swap is recorded only once no request still uses the old model.
+    """
 
     def __init__(
         self,
-        loader: Callable[[], tuple[str, Callable[[], ServedModel]] | None],
+        loader: Resolver,
         poll_seconds: float,
         max_backoff_seconds: float = 60.0,
+        peers: Peers | None = None,
+        follow_seconds: float = 0.2,
+        drain_seconds: float = 30.0,
     ) -> None:
         self._resolve = loader
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self.peers = peers
+        self.follow_seconds = follow_seconds
+        self.drain_seconds = drain_seconds
         self.current: ServedModel | None = None
         self.last_error: str | None = None
         self.last_success_at: float | None = None
@@ -125,34 +175,69 @@ class ModelStore:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._told_no_version = False
 
-    def refresh(self) -> bool:
-        """Check the alias once; load and swap when it moved. True when the registry answered."""
+    @contextlib.contextmanager
+    def use(self) -> Iterator[ServedModel | None]:
+        """The model for one request, held until the request is answered."""
+        while True:
+            served = self.current
+            if served is None:
+                yield None
+                return
+            with served.in_flight:
+                if self.current is served:  # else a swap came between the read and the count
+                    yield served
+                    return
+
+    def refresh(self, version: str | None = None) -> bool:
+        """Check the alias (or load ``version``); swap when it differs. True when MLflow answered."""
         with self._lock:
+            asked_at = time.time()
             try:
-                resolved = self._resolve()
+                resolved = self._resolve(version)
                 if resolved is None:
-                    raise ModelUnavailableError("no version holds the alias yet")
-                version, build = resolved
-                if self.current is None or self.current.version != version:
-                    started = time.perf_counter()
-                    fresh = build()
-                    previous = self.current.version if self.current else None
-                    self.current = fresh
-                    logger.info(
-                        "serving %s v%s (was %s), loaded in %.2fs",
-                        fresh.name,
-                        fresh.version,
-                        f"v{previous}" if previous else "nothing",
-                        time.perf_counter() - started,
-                    )
+                    raise NoVersionYet(NO_VERSION)
+                found, build = resolved
+                if self.current is None or self.current.version != found:
+                    self._swap(build, asked_at if version is None else None)
+                elif self.peers is not None:
+                    self.peers.record(found)
             except PersonaError as exc:
-                self.last_error = str(exc)
-                logger.warning("model check failed: %s", exc)
+                self._failed(exc)
                 return False
             self.last_error = None
             self.last_success_at = time.time()
             return True
+
+    def _swap(self, build: Callable[[], ServedModel], asked_at: float | None) -> None:
+        """Serve a new version; ``asked_at``: when the alias named it (None: a peer did)."""
+        started = time.perf_counter()
+        fresh = build()
+        previous = self.current
+        self.current = fresh
+        logger.info(
+            "serving %s v%s (was %s), loaded in %.2fs",
+            fresh.name,
+            fresh.version,
+            f"v{previous.version}" if previous else "nothing",
+            time.perf_counter() - started,
+        )
+        if previous is not None and not previous.in_flight.wait_idle(self.drain_seconds):
+            logger.warning("requests on v%s still running after the swap", previous.version)
+        if self.peers is not None:
+            self.peers.record(fresh.version)
+            if asked_at is not None:
+                self.peers.publish(fresh.version, learned_at=asked_at)
+
+    def _failed(self, exc: PersonaError) -> None:
+        self.last_error = str(exc)
+        if not isinstance(exc, NoVersionYet):
+            logger.warning("model check failed: %s", exc)
+            self._told_no_version = False
+        elif not self._told_no_version:  # expected until the first training: say it once
+            logger.info("%s; serving 503 until one is promoted", exc)
+            self._told_no_version = True
 
     def staleness_seconds(self) -> float | None:
         """Seconds since the registry last answered (None before it ever did)."""
@@ -170,27 +255,36 @@ class ModelStore:
         self._stopped.set()
         self._wake.set()
 
+    def _follow_peers(self) -> None:
+        target = self.peers.target() if self.peers is not None else None
+        if target is not None and (self.current is None or self.current.version != target):
+            self.refresh(target)
+
     def _run(self) -> None:
         backoff = 1.0
-        if self.current is not None:  # loaded already: the next check is one interval away
-            self._wake.wait(self.poll_seconds)
-            self._wake.clear()
+        next_poll = time.monotonic() + (self.poll_seconds if self.current is not None else 0.0)
         while not self._stopped.is_set():
-            ok = self.refresh()
-            if ok:
-                backoff = 1.0
-                wait = self.poll_seconds
+            now = time.monotonic()
+            if now >= next_poll or self._wake.is_set():
+                self._wake.clear()
+                if self.refresh():
+                    backoff, wait = 1.0, self.poll_seconds
+                else:
+                    wait = min(backoff, self.max_backoff_seconds, max(self.poll_seconds, 1.0))
+                    backoff *= 2
+                next_poll = time.monotonic() + wait
             else:
-                wait = min(backoff, self.max_backoff_seconds, max(self.poll_seconds, 1.0))
-                backoff *= 2
-            self._wake.wait(wait)
-            self._wake.clear()
+                self._follow_peers()
+            tick = next_poll - time.monotonic()
+            if self.peers is not None:
+                tick = min(tick, self.follow_seconds)
+            self._wake.wait(max(tick, 0.0))
 
 
 def registry_loader(
     tracking_uri: str, name: str, alias: str, spec_for: Callable[[PersonaModel], InputSpec]
-) -> Callable[[], tuple[str, Callable[[], ServedModel]] | None]:
-    """Resolve the alias over HTTP; the returned builder downloads and compiles that version."""
+) -> Resolver:
+    """Resolve the alias (or a version) over HTTP; the builder downloads and compiles it."""
     import os
 
     # MLflow's client retries a dead server for minutes; the poller has its own backoff.
@@ -201,16 +295,24 @@ def registry_loader(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from persona.adapters import mlflow_registry
+
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)  # else models:/ URIs resolve against a local default
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    def resolve() -> tuple[str, Callable[[], ServedModel]] | None:
+    def resolve(wanted: str | None = None) -> tuple[str, Callable[[], ServedModel]] | None:
         try:
-            version = client.get_model_version_by_alias(name, alias)
+            if wanted is None:
+                version = client.get_model_version_by_alias(name, alias)
+            else:
+                version = client.get_model_version(name, wanted)
         except MlflowException as exc:
             if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
-                return None
+                raise NoVersionYet(
+                    f"no version of {name} holds @{alias} yet: train one (make train) or "
+                    f"promote one (make promote VERSION=N)"
+                ) from None
             raise UpstreamUnavailableError(f"MLflow at {tracking_uri}: {exc.message}") from None
         except Exception as exc:  # noqa: BLE001 - connection errors come in many types
             raise UpstreamUnavailableError(
@@ -233,6 +335,9 @@ def registry_loader(
                     f"could not download {name} v{version.version}: {exc}"
                 ) from None
             model = loaded.unwrap_python_model()
+            # when this version got the alias: our own history; a move made elsewhere (the
+            # MLflow UI) has no time, and is said to come from outside
+            promotion = mlflow_registry.promotion_info(client, name, alias, str(version.version))
             try:
                 compiled = CompiledModel.from_persona_model(model)
             except ModelUnavailableError as exc:
@@ -243,7 +348,8 @@ def registry_loader(
                 version=str(version.version),
                 run_id=version.run_id or "",
                 alias=alias,
-                promoted_at=(version.tags or {}).get("promoted_at"),
+                promoted_at=promotion["promoted_at"],
+                promoted_by=promotion["promoted_by"],
                 model=model,
                 compiled=compiled,
                 spec=spec_for(model),

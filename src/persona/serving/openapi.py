@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from persona.serving.payload import InputSpec
+from persona.serving.contract import InputSpec
+from persona.serving.invocations import ON_INVALID
 
 ERROR = {
     "type": "object",
@@ -20,17 +21,42 @@ ERROR = {
                     "type": "array",
                     "items": {
                         "type": "object",
+                        "required": ["kind", "field", "rows", "count", "expected", "got"],
                         "properties": {
-                            "field": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "field": {
+                                "type": "string",
+                                "nullable": True,
+                                "description": "The column, header or parameter; null for the "
+                                "batch as a whole.",
+                            },
                             "rows": {"type": "array", "items": {"type": "integer"}},
                             "count": {"type": "integer"},
                             "expected": {"type": "string"},
                             "got": {"type": "string"},
+                            "rule": {"type": "string"},
                         },
                     },
                 },
             },
         }
+    },
+}
+
+
+NOT_READY = {
+    "type": "object",
+    "required": ["ready", "reason"],
+    "properties": {"ready": {"type": "boolean"}, "reason": {"type": "string"}},
+}
+RELOAD = {
+    "type": "object",
+    "required": ["registry_reachable", "error", "version"],
+    "properties": {
+        "registry_reachable": {"type": "boolean"},
+        "error": {"type": "string", "nullable": True},
+        "version": {"type": "string", "nullable": True},
+        "workers": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
 
@@ -41,7 +67,7 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
         401: "Missing or wrong bearer token",
         403: "Admin endpoints are disabled (no admin token configured)",
         406: "Unsupported Accept",
-        413: "More rows (or bytes) than the configured limit",
+        413: "More rows (PERSONA_MAX_BATCH_ROWS) or bytes (PERSONA_MAX_BODY_BYTES) than allowed",
         415: "Unsupported Content-Type",
         503: "No model loaded yet, or the registry did not answer",
     }
@@ -63,18 +89,56 @@ def openapi_document(spec: InputSpec, auth: bool) -> dict[str, Any]:
         "required": ["persona_id", "persona_name", "confidence", "distance"],
         "properties": {
             **(
-                {spec.id_column: {"oneOf": [{"type": "string"}, {"type": "integer"}]}}
+                {
+                    spec.id_column: {
+                        "oneOf": [{"type": "string"}, {"type": "integer"}],
+                        "nullable": True,
+                    }
+                }
                 if spec.id_column
                 else {}
             ),
-            "persona_id": {"type": "integer"},
-            "persona_name": {"type": "string"},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "distance": {"type": "number", "minimum": 0},
+            "persona_id": {"type": "integer", "nullable": True},
+            "persona_name": {"type": "string", "nullable": True},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
+            "distance": {"type": "number", "minimum": 0, "nullable": True},
+            "problems": {
+                "type": "array",
+                "description": "With on_invalid=flag: the rules this row breaks (then the "
+                "persona fields are null).",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "rule", "kind"],
+                    "properties": {
+                        "field": {"type": "string"},
+                        "rule": {"type": "string"},
+                        "kind": {"type": "string"},
+                    },
+                },
+            },
         },
+        "description": "Columns named in echo follow the prediction fields.",
     }
     predict: dict[str, Any] = {
         "summary": "Persona of each customer in a batch",
+        "parameters": [
+            {
+                "name": "on_invalid",
+                "in": "query",
+                "required": False,
+                "description": "reject (default): a row that breaks the data contract fails the "
+                "request with 400; flag: every row is answered, invalid ones unscored with "
+                "their problems. The X-On-Invalid header does the same.",
+                "schema": {"type": "string", "enum": list(ON_INVALID)},
+            },
+            {
+                "name": "echo",
+                "in": "query",
+                "required": False,
+                "description": "Comma-separated input columns to copy onto each prediction.",
+                "schema": {"type": "string"},
+            },
+        ],
         "requestBody": {
             "required": True,
             "content": {
@@ -121,6 +185,11 @@ def openapi_document(spec: InputSpec, auth: bool) -> dict[str, Any]:
                                     },
                                 },
                                 "n_rows": {"type": "integer"},
+                                "ignored_columns": {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                    "description": "Columns sent that are not model inputs.",
+                                },
                                 "predictions": {"type": "array", "items": prediction},
                             },
                         }
@@ -147,7 +216,13 @@ def openapi_document(spec: InputSpec, auth: bool) -> dict[str, Any]:
             "/ready": {
                 "get": {
                     "summary": "A model is loaded (and how stale the registry view is)",
-                    "responses": {**simple, **_error_responses(503)},
+                    "responses": {
+                        **simple,
+                        "503": {
+                            "description": "No model yet, and why",
+                            "content": {"application/json": {"schema": NOT_READY}},
+                        },
+                    },
                 }
             },
             "/model": {
@@ -171,7 +246,18 @@ def openapi_document(spec: InputSpec, auth: bool) -> dict[str, Any]:
                 "post": {
                     "summary": "Check the registry alias now",
                     "security": [{"bearer": []}],
-                    "responses": {**simple, **_error_responses(401, 403, 503)},
+                    "responses": {
+                        "200": {
+                            "description": "Every worker serves the version the alias names",
+                            "content": {"application/json": {"schema": RELOAD}},
+                        },
+                        "503": {
+                            "description": "The registry did not answer, or a worker did not "
+                            "follow in time",
+                            "content": {"application/json": {"schema": RELOAD}},
+                        },
+                        **_error_responses(401, 403),
+                    },
                 }
             },
         },

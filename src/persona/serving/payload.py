@@ -1,10 +1,10 @@
-"""Request and response bodies of the batch scoring API: pure, fast, strict.
+"""Request bodies of the batch scoring API: pure, fast, strict.
 
 This is the service's hot path, so values are checked by whole columns (one ``set(map(type, ...))``
 and one ``numpy`` conversion per column) and rows are only scanned one by one when a column is
-already known to be wrong, to name the offending rows. Nothing is silently dropped or coerced:
-every problem becomes a :class:`PayloadError` whose details name the field, the rows (0-based
-position in the batch), what was expected and what was got.
+already known to be wrong, to name the offending rows. Nothing is silently dropped or coerced: a
+malformed request is a :class:`PayloadError`, and a value of the wrong type is a ``RowProblem``
+of the batch (the API refuses the batch or flags those rows, as the client asked).
 """
 
 from __future__ import annotations
@@ -12,20 +12,23 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from itertools import islice, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
 
-from persona.data.schema import DatasetSchema
-from persona.errors import ConfigurationError, InvalidInputError
+from persona.serving.contract import Batch, InputSpec
+from persona.serving.problems import (
+    PayloadError,
+    RowProblem,
+    detail,
+    fail,
+    json_type,
+    problem,
+)
 
 try:  # orjson is several times faster; the json module keeps the code working without it
     import orjson
@@ -39,10 +42,6 @@ except ImportError:  # pragma: no cover - exercised only where msgspec is absent
 
 JSON = "application/json"
 CSV = "text/csv"
-MAX_ROWS_REPORTED = 5  # row indexes listed per detail; "count" always has the total
-MAX_DETAILS_IN_MESSAGE = 5
-PREDICTION_COLUMNS = ("persona_id", "persona_name", "confidence", "distance")
-CSV_MODEL_COLUMNS = ("model_name", "model_version")
 
 _NoneType = type(None)
 _NUMBER = frozenset({int, float})
@@ -54,217 +53,6 @@ _NAN_TEXT = frozenset({"nan", "+nan", "-nan"})
 _INF_TEXT = frozenset({"inf", "infinity"})
 _UTF8 = frozenset({"utf-8", "utf8"})
 _SPLIT_KEYS = frozenset({"columns", "data", "index"})
-
-
-# --------------------------------------------------------------------------------------- errors
-
-
-class PayloadError(InvalidInputError):
-    """A request the service refuses; ``to_dict`` is the JSON error body, ``status`` its code."""
-
-    def __init__(
-        self,
-        kind: str,
-        message: str,
-        details: Sequence[dict[str, Any]] = (),
-        status: int = 400,
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.details = list(details)
-        self.status = status
-
-    def to_dict(self) -> dict[str, Any]:
-        """The error body clients get: one kind to branch on, details to fix the batch."""
-        return {"error": {"kind": self.kind, "message": self.message, "details": self.details}}
-
-
-def _detail(
-    kind: str,
-    field: str | None,
-    rows: Iterable[int],
-    count: int,
-    expected: Any,
-    got: Any,
-    **extra: Any,
-) -> dict[str, Any]:
-    """One finding; ``rows`` is cut to the first few, ``count`` keeps the total."""
-    first = [int(i) for i in islice(rows, MAX_ROWS_REPORTED)]
-    return {
-        "kind": kind,
-        "field": field,
-        "rows": first,
-        "count": int(count),
-        "expected": expected,
-        "got": got,
-        **extra,
-    }
-
-
-def _describe(detail: dict[str, Any]) -> str:
-    where = f"{detail['field']!r}" if detail["field"] is not None else "batch"
-    rows = ""
-    if detail["rows"]:
-        more = ", ..." if detail["count"] > len(detail["rows"]) else ""
-        noun = "row" if detail["count"] == 1 else "rows"
-        rows = f" ({detail['count']} {noun}: {', '.join(map(str, detail['rows']))}{more})"
-    return f"{where}{rows}: expected {detail['expected']}, got {detail['got']}"
-
-
-def _fail(
-    kind: str, title: str, details: Sequence[dict[str, Any]], status: int = 400
-) -> PayloadError:
-    shown = "; ".join(_describe(d) for d in details[:MAX_DETAILS_IN_MESSAGE])
-    if len(details) > MAX_DETAILS_IN_MESSAGE:
-        shown += f"; and {len(details) - MAX_DETAILS_IN_MESSAGE} more"
-    return PayloadError(kind, f"{title}: {shown}" if shown else title, details, status)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _example(value: Any) -> Any:
-    """A JSON-safe, short sample of an offending value (containers are named, not echoed)."""
-    if isinstance(value, str):
-        return value if len(value) <= 40 else value[:37] + "..."
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return _json_type(value)
-
-
-# ----------------------------------------------------------------------------------------- spec
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """The request contract of the served model: which columns a customer record carries."""
-
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    id_column: str | None = "customer_id"
-    ignored: tuple[str, ...] = ()  # accepted and dropped (e.g. snapshot_month, true_persona)
-    max_rows: int = 100_000
-    nullable: bool = True  # may feature values be null/missing? (the model imputes)
-
-    def __post_init__(self) -> None:
-        names = [*self.numeric, *self.categorical, *self.ignored]
-        if self.id_column:
-            names.append(self.id_column)
-        repeated = sorted(name for name, n in Counter(names).items() if n > 1)
-        if repeated:
-            raise ConfigurationError(f"input spec: columns listed in two roles: {repeated}")
-        if not self.numeric and not self.categorical:
-            raise ConfigurationError("input spec: no feature columns")
-        if self.max_rows < 1:
-            raise ConfigurationError(f"input spec: max_rows must be >= 1, got {self.max_rows}")
-
-    @classmethod
-    def from_schema(cls, schema: DatasetSchema, max_rows: int) -> InputSpec:
-        """The contract of a dataset schema; its month and truth columns are accepted, dropped."""
-        ignored = tuple(c for c in (schema.month_column, schema.truth_column) if c)
-        return cls(
-            numeric=tuple(schema.numeric),
-            categorical=tuple(schema.categorical),
-            id_column=schema.id_column,
-            ignored=ignored,
-            max_rows=max_rows,
-        )
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return (*self.numeric, *self.categorical)
-
-    @cached_property
-    def records_decoder(self) -> Any:
-        """A msgspec decoder that accepts only a valid records batch of this contract, or None.
-
-        It is an accelerator, not a validator of record: whatever it refuses is parsed again by
-        the general path, which names every problem.
-        """
-        if msgspec is None:
-            return None
-        unset = msgspec.UnsetType
-        number = float | None | unset if self.nullable else float | unset
-        text = str | None | unset if self.nullable else str | unset
-        fields: list[tuple[str, Any, Any]] = [(n, number, msgspec.UNSET) for n in self.numeric]
-        fields += [(n, text, msgspec.UNSET) for n in self.categorical]
-        if self.id_column:
-            fields.append((self.id_column, int | str | unset, msgspec.UNSET))
-        fields += [(n, Any, msgspec.UNSET) for n in self.ignored]
-        # Struct attribute names must be identifiers; a contract that has others stays general.
-        if not all(name.isidentifier() for name, _, _ in fields):
-            return None
-        record = msgspec.defstruct("Record", fields, forbid_unknown_fields=True, gc=False)
-        if "customers" in self.known:  # then {"customers": ...} is a columnar body
-            return msgspec.json.Decoder(list[record])
-        wrapper = msgspec.defstruct(
-            "Customers", [("customers", list[record])], forbid_unknown_fields=True
-        )
-        return msgspec.json.Decoder(list[record] | wrapper)
-
-    @cached_property
-    def known(self) -> frozenset[str]:
-        """Every column a request may carry."""
-        extra = (self.id_column,) if self.id_column else ()
-        return frozenset((*self.features, *self.ignored, *extra))
-
-    def json_schema(self) -> dict[str, Any]:
-        """JSON Schema (OpenAPI 3.0 dialect) of one customer record, for the API document."""
-        null = {"nullable": True} if self.nullable else {}
-        properties: dict[str, Any] = {}
-        if self.id_column:
-            properties[self.id_column] = {
-                "oneOf": [{"type": "string"}, {"type": "integer"}],
-                "description": "Optional customer id, echoed in the response as given.",
-            }
-        for name in self.numeric:
-            properties[name] = {"type": "number", **null}
-        for name in self.categorical:
-            properties[name] = {"type": "string", **null}
-        for name in self.ignored:
-            properties[name] = {"description": "Accepted and ignored."}
-        schema: dict[str, Any] = {
-            "type": "object",
-            "title": "Customer",
-            "properties": properties,
-            "additionalProperties": False,
-        }
-        if not self.nullable:
-            schema["required"] = list(self.features)  # OpenAPI 3.0: never an empty list
-        else:
-            schema["description"] = (
-                "Every feature column must be present in the batch; a value may be null or "
-                "absent from a record, and the model imputes it."
-            )
-        return schema
-
-
-@dataclass(frozen=True, eq=False)
-class Batch:
-    """A validated batch, in the arrays the model consumes."""
-
-    ids: list | None  # echoed ids (None when the client sent none)
-    numeric: np.ndarray  # (n, len(spec.numeric)) float64, NaN = missing, order of spec.numeric
-    categorical: list[np.ndarray]  # one object array of str/None per spec.categorical column
-    n_rows: int
 
 
 # ------------------------------------------------------------------------------------- requests
@@ -286,7 +74,7 @@ def parse_request(body: bytes, content_type: str | None, spec: InputSpec) -> Bat
     if media in (JSON, CSV) and (charset is None or charset in _UTF8):
         return parse_json(body, spec) if media == JSON else parse_csv(body, spec)
     got = content_type if content_type else "no Content-Type"
-    detail = _detail(
+    found = detail(
         "unsupported_media_type",
         "Content-Type",
         (),
@@ -294,23 +82,23 @@ def parse_request(body: bytes, content_type: str | None, spec: InputSpec) -> Bat
         "application/json or text/csv (charset utf-8 if given)",
         got,
     )
-    raise _fail("unsupported_media_type", "unsupported request body type", [detail], 415)
+    raise fail("unsupported_media_type", "unsupported request body type", [found], 415)
 
 
 def _empty(layout: str) -> PayloadError:
-    detail = _detail("empty_batch", None, (), 0, "at least one customer", f"0 rows ({layout})")
-    return _fail("empty_batch", "the batch is empty", [detail])
+    found = detail("empty_batch", None, (), 0, "at least one customer", f"0 rows ({layout})")
+    return fail("empty_batch", "the batch is empty", [found])
 
 
 def _check_size(n: int, spec: InputSpec, layout: str) -> None:
     if n == 0:
         raise _empty(layout)
     if n > spec.max_rows:
-        detail = _detail("too_many_rows", None, (), n, f"at most {spec.max_rows} rows", f"{n} rows")
-        raise _fail(
+        found = detail("too_many_rows", None, (), n, f"at most {spec.max_rows} rows", f"{n} rows")
+        raise fail(
             "too_many_rows",
             f"the batch has {n} rows; the limit is {spec.max_rows} per request, split it",
-            [detail],
+            [found],
             413,
         )
 
@@ -321,7 +109,7 @@ def _check_columns(
     spec: InputSpec,
     rows_with: Callable[[str], list[int]] | None = None,
 ) -> set[str]:
-    """Every feature column present, no column the service does not know; returns the present."""
+    """Every feature column present; no unknown column unless the contract ignores them."""
     present = set(present)
     details = []
     everyone = range(n)
@@ -329,12 +117,13 @@ def _check_columns(
         if name not in present:
             role = "numeric" if name in spec.numeric else "categorical"
             details.append(
-                _detail("missing_columns", name, everyone, n, f"{role} feature column", "absent")
+                detail("missing_columns", name, everyone, n, f"{role} feature column", "absent")
             )
-    for name in sorted(present - spec.known):
+    unknown = sorted(present - spec.known) if spec.extra_columns == "reject" else []
+    for name in unknown:
         rows = rows_with(name) if rows_with else everyone
         details.append(
-            _detail(
+            detail(
                 "unknown_columns",
                 name,
                 rows,
@@ -345,7 +134,6 @@ def _check_columns(
         )
     if details:
         missing = [d["field"] for d in details if d["kind"] == "missing_columns"]
-        unknown = [d["field"] for d in details if d["kind"] == "unknown_columns"]
         parts = []
         if missing:
             parts.append(f"missing feature columns {missing}")
@@ -363,15 +151,34 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _invalid_encoding(body: bytes) -> PayloadError:
+    """A body that is not UTF-8, with the byte offset of the first bad byte."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        got, position = f"byte 0x{body[exc.start]:02x} ({exc.reason})", exc.start
+    else:  # pragma: no cover - callers only come here after a decode error
+        got, position = "text the decoder refused", 0
+    found = detail("invalid_encoding", None, (), 0, "UTF-8 text", got, position=position)
+    return fail("invalid_encoding", f"body is not valid UTF-8 at byte {position}", [found])
+
+
 def _load_json(body: bytes) -> Any:
     if body[:3] == b"\xef\xbb\xbf":
         body = body[3:]
+    if orjson is None:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _invalid_encoding(body) from None
     try:
         if orjson is not None:
             return orjson.loads(body)
         return json.loads(body, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:  # orjson.JSONDecodeError is a subclass
-        detail = _detail(
+        if "UTF-8" in exc.msg or "utf-8" in exc.msg:
+            raise _invalid_encoding(body) from None
+        found = detail(
             "malformed_json",
             None,
             (),
@@ -383,10 +190,10 @@ def _load_json(body: bytes) -> Any:
             position=exc.pos,
         )
         message = f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        raise PayloadError("malformed_json", message, [detail]) from None
+        raise PayloadError("malformed_json", message, [found]) from None
     except ValueError as exc:  # invalid UTF-8 or NaN/Infinity without orjson
-        detail = _detail("malformed_json", None, (), 0, "valid JSON", str(exc))
-        raise PayloadError("malformed_json", f"body is not valid JSON: {exc}", [detail]) from None
+        found = detail("malformed_json", None, (), 0, "valid JSON", str(exc))
+        raise PayloadError("malformed_json", f"body is not valid JSON: {exc}", [found]) from None
 
 
 def parse_json(body: bytes, spec: InputSpec) -> Batch:
@@ -400,10 +207,10 @@ def parse_json(body: bytes, spec: InputSpec) -> Batch:
     if isinstance(doc, list):
         return _from_records(doc, spec)
     if not isinstance(doc, dict):
-        detail = _detail(
-            "invalid_layout", None, (), 0, "an array of records or an object", _json_type(doc)
+        found = detail(
+            "invalid_layout", None, (), 0, "an array of records or an object", json_type(doc)
         )
-        raise _fail("invalid_layout", "unrecognised JSON body", [detail])
+        raise fail("invalid_layout", "unrecognised JSON body", [found])
     if len(doc) == 1:
         ((key, value),) = doc.items()
         if key in ("customers", "dataframe_records") and key not in spec.known:
@@ -435,6 +242,8 @@ def _typed_records(body: bytes, spec: InputSpec) -> Batch | None:
         records = decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
+    except UnicodeDecodeError:
+        raise _invalid_encoding(body) from None
     if not isinstance(records, list):
         records = records.customers
     n = len(records)
@@ -464,15 +273,27 @@ def _typed_records(body: bytes, spec: InputSpec) -> Batch | None:
             ids = None
     if not (np.isfinite(numeric) if not spec.nullable else ~np.isinf(numeric)).all():
         return None  # 1e999 decodes to infinity; the general path reports it
-    return Batch(ids=ids, numeric=numeric, categorical=categorical, n_rows=n)
+    passthrough = {}
+    for name in spec.ignored:
+        values = list(map(attrgetter(name), records))
+        if values.count(unset) != n:
+            passthrough[name] = [None if v is unset else v for v in values]
+    return Batch(
+        ids=ids,
+        numeric=numeric,
+        categorical=categorical,
+        n_rows=n,
+        ignored_columns=tuple(sorted(passthrough)),
+        passthrough=passthrough,
+    )
 
 
 def _layout_error(field: str, expected: str, value: Any) -> PayloadError:
-    got = _json_type(value)
+    got = json_type(value)
     if isinstance(value, dict):
         got = f"object with keys {sorted(value)[:10]}"
-    detail = _detail("invalid_layout", field, (), 0, expected, got)
-    return _fail("invalid_layout", "unrecognised JSON body", [detail])
+    found = detail("invalid_layout", field, (), 0, expected, got)
+    return fail("invalid_layout", "unrecognised JSON body", [found])
 
 
 def _records_must_be(records: list, wanted: type, expected: str, layout: str) -> None:
@@ -480,9 +301,9 @@ def _records_must_be(records: list, wanted: type, expected: str, layout: str) ->
     if set(map(type, records)) == {wanted}:
         return
     bad = [i for i, r in enumerate(records) if type(r) is not wanted]
-    got = ", ".join(sorted({_json_type(records[i]) for i in bad}))
-    detail = _detail("invalid_record", None, bad, len(bad), expected, got)
-    raise _fail("invalid_record", f"{layout}: every row must be {expected}", [detail])
+    got = ", ".join(sorted({json_type(records[i]) for i in bad}))
+    found = detail("invalid_record", None, bad, len(bad), expected, got)
+    raise fail("invalid_record", f"{layout}: every row must be {expected}", [found])
 
 
 def _from_records(records: list, spec: InputSpec) -> Batch:
@@ -496,12 +317,33 @@ def _from_records(records: list, spec: InputSpec) -> Batch:
         def column(name: str) -> Sequence:
             return list(map(itemgetter(name), records))
 
-    else:  # an absent key is a missing value
+    else:  # an absent id is a problem of its row, an absent feature one of the request
+        _every_record_has_the_features(records, spec)
 
         def column(name: str) -> Sequence:
             return [r.get(name) for r in records]
 
     return _assemble(n, keys, column, spec)
+
+
+def _every_record_has_the_features(records: list, spec: InputSpec) -> None:
+    """The published contract requires each feature in each record (null when missing)."""
+    details = []
+    for name in spec.features:
+        absent = [i for i, r in enumerate(records) if name not in r]
+        if absent:
+            details.append(
+                detail(
+                    "missing_columns",
+                    name,
+                    absent,
+                    len(absent),
+                    "the key in every record (null for a missing value)",
+                    "absent",
+                )
+            )
+    if details:
+        raise fail("missing_columns", "records lack feature keys", details)
 
 
 def _from_split(doc: dict, spec: InputSpec) -> Batch:
@@ -517,7 +359,7 @@ def _from_split(doc: dict, spec: InputSpec) -> Batch:
     if set(map(len, data)) != {width}:
         bad = [i for i, row in enumerate(data) if len(row) != width]
         lengths = sorted({len(data[i]) for i in bad})
-        detail = _detail(
+        found = detail(
             "ragged_rows",
             None,
             bad,
@@ -525,7 +367,7 @@ def _from_split(doc: dict, spec: InputSpec) -> Batch:
             f"{width} values per row (one per column)",
             f"rows of {', '.join(map(str, lengths))} values",
         )
-        raise _fail("ragged_rows", "split rows must match the columns", [detail])
+        raise fail("ragged_rows", "split rows must match the columns", [found])
     present = _check_columns(columns, len(data), spec)
     position = {name: i for i, name in enumerate(columns)}
 
@@ -539,7 +381,7 @@ def _check_unique(columns: Sequence[str]) -> None:
     repeated = sorted(name for name, n in Counter(columns).items() if n > 1)
     if repeated:
         details = [
-            _detail(
+            detail(
                 "duplicate_columns",
                 name,
                 (),
@@ -549,7 +391,7 @@ def _check_unique(columns: Sequence[str]) -> None:
             )
             for name in repeated
         ]
-        raise _fail("duplicate_columns", "columns appear more than once", details)
+        raise fail("duplicate_columns", "columns appear more than once", details)
 
 
 def _from_columnar(doc: dict, spec: InputSpec) -> Batch:
@@ -558,13 +400,13 @@ def _from_columnar(doc: dict, spec: InputSpec) -> Batch:
     not_arrays = [name for name, values in doc.items() if not isinstance(values, list)]
     if not_arrays:
         details = [
-            _detail(
+            detail(
                 "invalid_layout",
                 name,
                 (),
                 0,
                 "an array of values (columnar layout)",
-                _json_type(doc[name]),
+                json_type(doc[name]),
             )
             for name in not_arrays
         ]
@@ -572,12 +414,12 @@ def _from_columnar(doc: dict, spec: InputSpec) -> Batch:
             "an object must be columnar ({column: [values]}), split ({columns, data}) or "
             '{"customers": [records]}; to score one customer send [record]'
         )
-        raise _fail("invalid_layout", title, details)
+        raise fail("invalid_layout", title, details)
     lengths = Counter(map(len, doc.values()))
     if len(lengths) > 1:
         common = lengths.most_common(1)[0][0]
         details = [
-            _detail(
+            detail(
                 "ragged_rows",
                 name,
                 (),
@@ -588,7 +430,7 @@ def _from_columnar(doc: dict, spec: InputSpec) -> Batch:
             for name, values in doc.items()
             if len(values) != common
         ]
-        raise _fail("ragged_rows", "columns have different lengths", details)
+        raise fail("ragged_rows", "columns have different lengths", details)
     n = next(iter(lengths))
     _check_size(n, spec, "columnar")
     present = _check_columns(doc, n, spec)
@@ -596,29 +438,39 @@ def _from_columnar(doc: dict, spec: InputSpec) -> Batch:
 
 
 def _bad_values(
-    name: str, values: Sequence, allowed: frozenset, expected: str, details: list[dict]
-) -> None:
-    """Report the values of a column whose type set is wrong: wrong types, then nulls."""
+    name: str, values: Sequence, allowed: frozenset, expected: str, found: list[RowProblem]
+) -> list[int]:
+    """Report the values of a column whose type set is wrong: wrong types, then nulls.
+
+    Returns the rows reported, whose values the batch then holds as missing.
+    """
     wrong = [i for i, v in enumerate(values) if type(v) not in allowed and v is not None]
     if wrong:
-        got = ", ".join(sorted({_json_type(values[i]) for i in wrong}))
-        example = _example(values[wrong[0]])
-        details.append(
-            _detail("invalid_type", name, wrong, len(wrong), expected, got, example=example)
+        got = ", ".join(sorted({json_type(values[i]) for i in wrong}))
+        found.append(
+            problem("invalid_type", name, wrong, expected, got, f"type: {expected}", values)
         )
+    nulls: list[int] = []
     if _NoneType not in allowed:
         nulls = [i for i, v in enumerate(values) if v is None]
         if nulls:
-            details.append(_detail("null_not_allowed", name, nulls, len(nulls), expected, "null"))
+            found.append(problem("null_not_allowed", name, nulls, expected, "null", "not null"))
+    return wrong + nulls
 
 
 def _assemble(
-    n: int, present: set[str], column: Callable[[str], Sequence], spec: InputSpec
+    n: int,
+    present: set[str],
+    column: Callable[[str], Sequence],
+    spec: InputSpec,
+    passthrough: Callable[[str], list] | None = None,
 ) -> Batch:
-    """Checked arrays from Python values (JSON layouts); a column is scanned only if it is wrong."""
-    details: list[dict[str, Any]] = []
+    """Arrays from Python values (JSON layouts); a column is scanned only if it is wrong.
+
+    A value of the wrong type becomes a missing value in the arrays and a problem of its row.
+    """
+    found: list[RowProblem] = []
     numeric = np.empty((n, len(spec.numeric)), dtype=np.float64)
-    broken: set[int] = set()
     allowed = _NUMBER_OR_NULL if spec.nullable else _NUMBER
     expected = "number or null" if spec.nullable else "number"
     for j, name in enumerate(spec.numeric):
@@ -629,20 +481,20 @@ def _assemble(
                 continue
             except (OverflowError, ValueError, TypeError):
                 huge = [i for i, v in enumerate(values) if type(v) is int and _overflows(v)]
-                details.append(
-                    _detail(
+                found.append(
+                    problem(
                         "invalid_type",
                         name,
                         huge,
-                        len(huge),
                         "a number within float64 range",
                         "integer too large",
+                        "a number within float64 range",
                     )
                 )
         else:
-            _bad_values(name, values, allowed, expected, details)
-        broken.add(j)
-    _check_numeric(numeric, broken, spec, details)
+            _bad_values(name, values, allowed, expected, found)
+        numeric[:, j] = [_float_or_nan(v) for v in values]
+    _check_numeric(numeric, spec, found)
 
     allowed = _STRING_OR_NULL if spec.nullable else frozenset({str})
     expected = "string or null" if spec.nullable else "string"
@@ -650,20 +502,38 @@ def _assemble(
     for name in spec.categorical:
         values = column(name)
         array = np.empty(n, dtype=object)
-        if set(map(type, values)) <= allowed:
-            array[:] = values
-        else:
-            _bad_values(name, values, allowed, expected, details)
+        array[:] = values
+        if not set(map(type, values)) <= allowed:
+            array[_bad_values(name, values, allowed, expected, found)] = None
         categorical.append(array)
 
     ids = None
     if spec.id_column and spec.id_column in present:
         values = column(spec.id_column)
-        if not set(map(type, values)) <= _ID:
-            _bad_values(spec.id_column, values, _ID, "string or integer", details)
         ids = list(values)
-    _raise_values(details)
-    return Batch(ids=ids, numeric=numeric, categorical=categorical, n_rows=n)
+        if not set(map(type, values)) <= _ID:
+            for i in _bad_values(spec.id_column, values, _ID, "string or integer", found):
+                ids[i] = None
+    ignored = tuple(sorted(present - spec.known.difference(spec.ignored)))
+    return Batch(
+        ids=ids,
+        numeric=numeric,
+        categorical=categorical,
+        n_rows=n,
+        problems=tuple(found),
+        ignored_columns=ignored,
+        passthrough={c: (passthrough or column)(c) for c in ignored},
+    )
+
+
+def _float_or_nan(value: Any) -> float:
+    """A number of a column being reported: anything that is not a finite float is missing."""
+    if type(value) in _NUMBER:
+        try:
+            return float(value)
+        except OverflowError:
+            return np.nan
+    return np.nan
 
 
 def _overflows(value: int) -> bool:
@@ -674,54 +544,43 @@ def _overflows(value: int) -> bool:
     return False
 
 
-def _check_numeric(
-    numeric: np.ndarray, broken: set[int], spec: InputSpec, details: list[dict]
-) -> None:
-    """Infinity is never a feature value; NaN (missing) only when the spec is nullable."""
+def _check_numeric(numeric: np.ndarray, spec: InputSpec, found: list[RowProblem]) -> None:
+    """Infinity is never a feature value (it is then missing); NaN only when nullable."""
     bad = ~np.isfinite(numeric) if not spec.nullable else np.isinf(numeric)
     if not bad.any():
         return
     for j in np.flatnonzero(bad.any(axis=0)):
-        if j in broken:
-            continue
         name = spec.numeric[j]
         column = numeric[:, j]
         infinite = np.flatnonzero(np.isinf(column))
         if infinite.size:
-            details.append(
-                _detail(
+            found.append(
+                problem(
                     "invalid_type",
                     name,
                     infinite,
-                    infinite.size,
                     "a finite number",
                     "infinity",
-                    example=repr(float(column[infinite[0]])),
+                    "a finite number",
+                    [repr(float(v)) for v in column],
                 )
             )
+            column[infinite] = np.nan
         if not spec.nullable:
             missing = np.flatnonzero(np.isnan(column))
+            missing = np.setdiff1d(missing, infinite)
             if missing.size:
-                details.append(
-                    _detail("null_not_allowed", name, missing, missing.size, "number", "null")
+                found.append(
+                    problem("null_not_allowed", name, missing, "number", "null", "not null")
                 )
-
-
-def _raise_values(details: list[dict[str, Any]]) -> None:
-    if not details:
-        return
-    kinds = {d["kind"] for d in details}
-    kind = "invalid_type" if "invalid_type" in kinds else "null_not_allowed"
-    title = "invalid values" if kind == "invalid_type" else "values may not be null"
-    raise _fail(kind, title, details)
 
 
 # ------------------------------------------------------------------------------------------ CSV
 
 
 def _malformed_csv(message: str, **where: Any) -> PayloadError:
-    detail = _detail("malformed_csv", None, (), 0, "CSV with a header row", message, **where)
-    return PayloadError("malformed_csv", f"body is not valid CSV: {message}", [detail])
+    found = detail("malformed_csv", None, (), 0, "CSV with a header row", message, **where)
+    return PayloadError("malformed_csv", f"body is not valid CSV: {message}", [found])
 
 
 def parse_csv(body: bytes, spec: InputSpec) -> Batch:
@@ -734,8 +593,8 @@ def parse_csv(body: bytes, spec: InputSpec) -> Batch:
         body = body[3:]
     try:
         text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _malformed_csv(f"not UTF-8: {exc.reason}", position=exc.start) from None
+    except UnicodeDecodeError:
+        raise _invalid_encoding(body) from None
     try:
         header = next(csv.reader(io.StringIO(text), strict=True))
     except (csv.Error, StopIteration) as exc:
@@ -773,7 +632,7 @@ def parse_csv(body: bytes, spec: InputSpec) -> Batch:
         )
     n = len(frame)
     if n > spec.max_rows:
-        detail = _detail(
+        found = detail(
             "too_many_rows",
             None,
             (),
@@ -781,10 +640,10 @@ def parse_csv(body: bytes, spec: InputSpec) -> Batch:
             f"at most {spec.max_rows} rows",
             f"more than {spec.max_rows} rows (reading stopped there)",
         )
-        raise _fail(
+        raise fail(
             "too_many_rows",
             f"the batch has more than {spec.max_rows} rows, the limit per request; split it",
-            [detail],
+            [found],
             413,
         )
     if n == 0:
@@ -793,24 +652,30 @@ def parse_csv(body: bytes, spec: InputSpec) -> Batch:
     if len(header) > 1 and ('"' in text or text.count(",") != (len(header) - 1) * (n + 1)):
         _raise_ragged_csv(text, len(header))
     present = _check_columns(header, n, spec)
-    details: list[dict[str, Any]] = []
-    broken: set[int] = set()
+    found: list[RowProblem] = []
     if numbers_ok:
         matrix = frame[list(spec.numeric)].to_numpy(dtype=np.float64)
     else:
         matrix = np.empty((n, len(spec.numeric)), dtype=np.float64)
         for j, name in enumerate(spec.numeric):
-            if not _csv_numbers(name, frame[name].to_numpy(), matrix[:, j], details):
-                broken.add(j)
-    _check_numeric(matrix, broken, spec, details)
+            _csv_numbers(name, frame[name].to_numpy(), matrix[:, j], found)
+    _check_numeric(matrix, spec, found)
     categorical = [
-        _csv_text(frame, name, spec.nullable, "string", details) for name in spec.categorical
+        _csv_text(frame, name, spec.nullable, "string", found) for name in spec.categorical
     ]
     ids = None
     if spec.id_column and spec.id_column in present:
-        ids = _csv_text(frame, spec.id_column, False, "string or integer", details).tolist()
-    _raise_values(details)
-    return Batch(ids=ids, numeric=matrix, categorical=categorical, n_rows=n)
+        ids = _csv_text(frame, spec.id_column, False, "string or integer", found).tolist()
+    ignored = tuple(sorted(present - spec.known.difference(spec.ignored)))
+    return Batch(
+        ids=ids,
+        numeric=matrix,
+        categorical=categorical,
+        n_rows=n,
+        problems=tuple(found),
+        ignored_columns=ignored,
+        passthrough={c: _csv_text(frame, c, True, "", []).tolist() for c in ignored},
+    )
 
 
 def _booleans_read_as_numbers(text: str, frame: Any, numeric: Sequence[str]) -> bool:
@@ -841,7 +706,7 @@ def _raise_ragged_csv(text: str, width: int) -> None:
     except csv.Error as exc:
         raise _malformed_csv(f"line {rows.line_num}: {exc}", line=rows.line_num) from None
     if bad:
-        detail = _detail(
+        found = detail(
             "ragged_rows",
             None,
             bad,
@@ -849,10 +714,10 @@ def _raise_ragged_csv(text: str, width: int) -> None:
             f"{width} fields per row (one per header column)",
             f"rows of {', '.join(map(str, sorted(lengths)))} fields",
         )
-        raise _fail("ragged_rows", "CSV rows must match the header", [detail])
+        raise fail("ragged_rows", "CSV rows must match the header", [found])
 
 
-def _csv_numbers(name: str, cells: np.ndarray, out: np.ndarray, details: list[dict]) -> bool:
+def _csv_numbers(name: str, cells: np.ndarray, out: np.ndarray, found: list[RowProblem]) -> None:
     """Slow path, only after pandas refused a column: every cell is a float, empty or nan."""
     wrong = []
     for i, cell in enumerate(cells):
@@ -862,23 +727,20 @@ def _csv_numbers(name: str, cells: np.ndarray, out: np.ndarray, details: list[di
         elif _FLOAT_TEXT.fullmatch(text) or text.lower().lstrip("+-") in _INF_TEXT:
             out[i] = float(text)  # infinity is refused by _check_numeric, as on the fast path
         else:
+            out[i] = np.nan
             wrong.append(i)
     if wrong:
-        details.append(
-            _detail(
-                "invalid_type",
-                name,
-                wrong,
-                len(wrong),
-                "a number (decimal text) or an empty cell",
-                "text that is not a number",
-                example=_example(cells[wrong[0]]),
+        expected = "a number (decimal text) or an empty cell"
+        found.append(
+            problem(
+                "invalid_type", name, wrong, expected, "text that is not a number", expected, cells
             )
         )
-    return not wrong
 
 
-def _csv_text(frame: Any, name: str, nullable: bool, expected: str, details: list) -> np.ndarray:
+def _csv_text(
+    frame: Any, name: str, nullable: bool, expected: str, found: list[RowProblem]
+) -> np.ndarray:
     """An object column with None for empty cells (pandas gives NaN, or "" without NA parsing)."""
     series = frame[name]
     array = series.to_numpy(dtype=object, copy=True)
@@ -887,8 +749,8 @@ def _csv_text(frame: Any, name: str, nullable: bool, expected: str, details: lis
         array[missing] = None
         if not nullable:
             rows = np.flatnonzero(missing)
-            details.append(
-                _detail("null_not_allowed", name, rows, rows.size, expected, "empty cell")
+            found.append(
+                problem("null_not_allowed", name, rows, expected, "empty cell", "not null")
             )
     return array
 
@@ -926,144 +788,6 @@ def negotiate(accept: str | None) -> str:
         if q > 0 and (best is None or rank > best):
             best, choice = rank, offer
     if choice is None:
-        detail = _detail("not_acceptable", "Accept", (), 0, "application/json or text/csv", accept)
-        raise _fail("not_acceptable", "no acceptable response type", [detail], 406)
+        found = detail("not_acceptable", "Accept", (), 0, "application/json or text/csv", accept)
+        raise fail("not_acceptable", "no acceptable response type", [found], 406)
     return choice
-
-
-def _list(values: Any) -> list:
-    return values.tolist() if isinstance(values, np.ndarray) else list(values)
-
-
-def _floats(values: Any) -> list:
-    """Plain floats; NaN and infinity become null so every JSON encoder writes valid JSON."""
-    array = np.asarray(values, dtype=np.float64)
-    out = array.tolist()
-    if not np.isfinite(array).all():
-        out = [v if math.isfinite(v) else None for v in out]
-    return out
-
-
-def _columns(
-    ids: Any, persona_id: Any, persona_name: Any, confidence: Any, distance: Any
-) -> tuple[list | None, list, list, list, list]:
-    columns = (_list(persona_id), _list(persona_name), _floats(confidence), _floats(distance))
-    id_list = None if ids is None else _list(ids)
-    lengths = {len(c) for c in columns} | ({len(id_list)} if id_list is not None else set())
-    if len(lengths) > 1:
-        raise ValueError(f"prediction columns differ in length: {sorted(lengths)}")
-    return (id_list, *columns)
-
-
-def render_json(
-    ids: Any,
-    persona_id: Any,
-    persona_name: Any,
-    confidence: Any,
-    distance: Any,
-    model: dict,
-    *,
-    id_column: str = "customer_id",
-) -> bytes:
-    """``{"model", "n_rows", "predictions": [...]}``; the id key only when ids were sent."""
-    id_list, pid, name, conf, dist = _columns(ids, persona_id, persona_name, confidence, distance)
-    row_type = _prediction_struct(None if id_list is None else id_column)
-    if row_type is not None:  # one C-level struct per row instead of a dict per row
-        columns = (pid, name, conf, dist) if id_list is None else (id_list, pid, name, conf, dist)
-        predictions = list(map(row_type, *columns))
-        return _ENCODER.encode({"model": model, "n_rows": len(pid), "predictions": predictions})
-    if id_list is None:
-        predictions = [
-            {"persona_id": p, "persona_name": m, "confidence": c, "distance": d}
-            for p, m, c, d in zip(pid, name, conf, dist, strict=True)
-        ]
-    else:
-        predictions = [
-            {id_column: i, "persona_id": p, "persona_name": m, "confidence": c, "distance": d}
-            for i, p, m, c, d in zip(id_list, pid, name, conf, dist, strict=True)
-        ]
-    doc = {"model": model, "n_rows": len(pid), "predictions": predictions}
-    if orjson is not None:
-        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-    return json.dumps(doc, separators=(",", ":"), default=_json_default).encode()
-
-
-@lru_cache(maxsize=8)
-def _prediction_struct(id_column: str | None) -> Any:
-    """A msgspec row type whose fields keep the response's key order; None without msgspec."""
-    if msgspec is None or (id_column is not None and not id_column.isidentifier()):
-        return None
-    fields: list[tuple[str, Any]] = [(name, Any) for name in PREDICTION_COLUMNS]
-    if id_column is not None:
-        fields.insert(0, (id_column, Any))
-    return msgspec.defstruct("Prediction", fields, gc=False)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-_ENCODER = msgspec.json.Encoder(enc_hook=_json_default) if msgspec is not None else None
-
-
-def render_csv(
-    ids: Any,
-    persona_id: Any,
-    persona_name: Any,
-    confidence: Any,
-    distance: Any,
-    model: dict,
-    *,
-    id_column: str = "customer_id",
-) -> bytes:
-    """One row per customer, with the model's name and version so a saved file stays traceable."""
-    _columns(ids, persona_id, persona_name, confidence, distance)  # equal lengths
-    n = len(persona_id)
-    columns = [
-        _number_cells(persona_id),
-        _text_cells(persona_name),
-        _number_cells(confidence),
-        _number_cells(distance),
-        repeat(_text_cells([model.get("name")])[0], n),
-        repeat(_text_cells([model.get("version")])[0], n),
-    ]
-    header = [*PREDICTION_COLUMNS, *CSV_MODEL_COLUMNS]
-    if ids is not None:
-        columns.insert(0, _text_cells(ids))
-        header.insert(0, id_column)
-    lines = [",".join(_text_cells(header)), *map(",".join, zip(*columns, strict=True)), ""]
-    return "\n".join(lines).encode()
-
-
-_CSV_SPECIAL = re.compile(r'[",\r\n]')
-
-
-def _text_cells(values: Any) -> list[str]:
-    """CSV cells of text (or ids): None is empty, quoting only where a cell needs it."""
-    values = _list(values)
-    if set(map(type, values)) != {str}:
-        values = ["" if v is None else str(v) for v in values]
-    if not _CSV_SPECIAL.search("".join(values)):
-        return values
-    return [f'"{v.replace(chr(34), chr(34) * 2)}"' if _CSV_SPECIAL.search(v) else v for v in values]
-
-
-def _number_cells(values: Any) -> list[str]:
-    """CSV cells of numbers, shortest round-trip text; NaN is an empty cell.
-
-    Formatting floats one by one in Python dominates a CSV response, so orjson formats the
-    whole column at once (about 10x faster than ``repr``).
-    """
-    array = np.ascontiguousarray(values)
-    if array.dtype.kind not in "iuf" or array.size == 0:
-        return _text_cells(array.tolist())
-    if orjson is not None and array.dtype.kind == "f":
-        array = array.astype(np.float64, copy=False)
-    if orjson is not None and array.dtype in (np.float64, np.int64):
-        text = orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-        return text[1:-1].replace("null", "").split(",")
-    if array.dtype.kind == "f":
-        return ["" if v is None else repr(v) for v in _floats(array)]
-    return [str(v) for v in array.tolist()]

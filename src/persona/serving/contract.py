@@ -1,0 +1,265 @@
+"""The request contract of the served model, and the row-level rules every request must meet.
+
+The contract is the model's own: its feature columns, and the ranges, levels and text limits of
+the dataset schema it was trained under (``persona.data.rules``, the rules data validation
+applies to a table before training). So a value that could never have been trained on (an age
+of -500, a channel "fax") is refused or flagged here by the same rule, under the same name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from persona.data.rules import (
+    MAX_TEXT_CHARS,
+    AtLeast,
+    AtMost,
+    IntegerValued,
+    OneOf,
+    Rule,
+    categorical_rules,
+    id_rules,
+    numeric_rules,
+)
+from persona.data.schema import DatasetSchema
+from persona.errors import ConfigurationError
+from persona.serving.problems import RowProblem, problem
+
+try:  # a typed decoder checks a valid records batch in C, in half the time of orjson + checks
+    import msgspec
+except ImportError:  # pragma: no cover - exercised only where msgspec is absent
+    msgspec = None  # type: ignore[assignment]
+
+EXTRA_COLUMNS = ("reject", "ignore")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Which columns a customer record carries, and the rules their values follow."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    id_column: str | None = "customer_id"
+    ignored: tuple[str, ...] = ()  # accepted and dropped (month, truth, passthrough columns)
+    max_rows: int = 100_000
+    nullable: bool = True  # may feature values be null? (the model imputes)
+    numeric_rules: tuple[tuple[Rule, ...], ...] = ()  # per numeric column; () = none
+    categorical_rules: tuple[tuple[Rule, ...], ...] = ()  # per categorical column
+    extra_columns: str = "reject"  # "ignore": any other column is accepted and reported
+
+    def __post_init__(self) -> None:
+        names = [*self.numeric, *self.categorical, *self.ignored]
+        if self.id_column:
+            names.append(self.id_column)
+        repeated = sorted(name for name, n in Counter(names).items() if n > 1)
+        if repeated:
+            raise ConfigurationError(f"input spec: columns listed in two roles: {repeated}")
+        if not self.numeric and not self.categorical:
+            raise ConfigurationError("input spec: no feature columns")
+        if self.max_rows < 1:
+            raise ConfigurationError(f"input spec: max_rows must be >= 1, got {self.max_rows}")
+        if self.extra_columns not in EXTRA_COLUMNS:
+            raise ConfigurationError(
+                f"extra columns must be one of {list(EXTRA_COLUMNS)}, got {self.extra_columns!r}"
+            )
+        if self.numeric_rules and len(self.numeric_rules) != len(self.numeric):
+            raise ConfigurationError("input spec: one rule tuple per numeric column")
+        if self.categorical_rules and len(self.categorical_rules) != len(self.categorical):
+            raise ConfigurationError("input spec: one rule tuple per categorical column")
+
+    @classmethod
+    def from_schema(
+        cls,
+        schema: DatasetSchema,
+        max_rows: int,
+        features: tuple[list[str], list[str]] | None = None,
+        extra_columns: str = "reject",
+    ) -> InputSpec:
+        """The contract of a dataset schema, for the given (numeric, categorical) model inputs.
+
+        Schema columns the model does not use, the month, truth and passthrough columns are
+        accepted and ignored; every input the schema describes carries the schema's rules.
+        """
+        numeric, categorical = features or (list(schema.numeric), list(schema.categorical))
+        used = {*numeric, *categorical, schema.id_column}
+        candidates = (
+            schema.month_column,
+            schema.truth_column,
+            *schema.features,
+            *schema.passthrough,
+        )
+        ignored = tuple(dict.fromkeys(c for c in candidates if c and c not in used))
+        return cls(
+            numeric=tuple(numeric),
+            categorical=tuple(categorical),
+            id_column=schema.id_column,
+            ignored=ignored,
+            max_rows=max_rows,
+            numeric_rules=tuple(
+                numeric_rules(schema, n) if n in schema.numeric else () for n in numeric
+            ),
+            categorical_rules=tuple(
+                categorical_rules(schema, n) if n in schema.categorical else () for n in categorical
+            ),
+            extra_columns=extra_columns,
+        )
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical)
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        """Every column a request may carry by name."""
+        extra = (self.id_column,) if self.id_column else ()
+        return frozenset((*self.features, *self.ignored, *extra))
+
+    @cached_property
+    def records_decoder(self) -> Any:
+        """A msgspec decoder that accepts only a valid records batch of this contract, or None.
+
+        It is an accelerator, not a validator of record: whatever it refuses is parsed again by
+        the general path, which names every problem.
+        """
+        if msgspec is None:
+            return None
+        unset = msgspec.UnsetType
+        number = float | None | unset if self.nullable else float | unset
+        text = str | None | unset if self.nullable else str | unset
+        fields: list[tuple[str, Any, Any]] = [(n, number, msgspec.UNSET) for n in self.numeric]
+        fields += [(n, text, msgspec.UNSET) for n in self.categorical]
+        if self.id_column:
+            fields.append((self.id_column, int | str | unset, msgspec.UNSET))
+        fields += [(n, Any, msgspec.UNSET) for n in self.ignored]
+        # Struct attribute names must be identifiers; a contract that has others stays general.
+        if not all(name.isidentifier() for name, _, _ in fields):
+            return None
+        record = msgspec.defstruct("Record", fields, forbid_unknown_fields=True, gc=False)
+        if "customers" in self.known:  # then {"customers": ...} is a columnar body
+            return msgspec.json.Decoder(list[record])
+        wrapper = msgspec.defstruct(
+            "Customers", [("customers", list[record])], forbid_unknown_fields=True
+        )
+        return msgspec.json.Decoder(list[record] | wrapper)
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON Schema (OpenAPI 3.0 dialect) of one customer record, for the API document."""
+        properties: dict[str, Any] = {}
+        if self.id_column:
+            properties[self.id_column] = {
+                "oneOf": [
+                    {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS},
+                    {"type": "integer"},
+                ],
+                "description": "Optional customer id (in every record or in none), echoed as "
+                "given.",
+            }
+        numeric_rules = self.numeric_rules or ((),) * len(self.numeric)
+        for name, rules in zip(self.numeric, numeric_rules, strict=True):
+            properties[name] = {"type": "number", **_number_keywords(rules), **self._null()}
+        categorical_rules = self.categorical_rules or ((),) * len(self.categorical)
+        for name, rules in zip(self.categorical, categorical_rules, strict=True):
+            properties[name] = {"type": "string", **_text_keywords(rules, self.nullable)}
+            properties[name].update(self._null())
+        for name in self.ignored:
+            properties[name] = {"description": "Accepted and ignored (reported in the answer)."}
+        schema: dict[str, Any] = {
+            "type": "object",
+            "title": "Customer",
+            "properties": properties,
+            "required": list(self.features),
+            "additionalProperties": self.extra_columns == "ignore",
+        }
+        if self.nullable:
+            schema["description"] = (
+                "Every record carries every feature; null is a missing value, which the model "
+                "imputes."
+            )
+        return schema
+
+    def _null(self) -> dict[str, Any]:
+        return {"nullable": True} if self.nullable else {}
+
+
+def _number_keywords(rules: tuple[Rule, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for rule in rules:
+        if isinstance(rule, AtLeast):
+            out["minimum"] = rule.bound
+        elif isinstance(rule, AtMost):
+            out["maximum"] = rule.bound
+        elif isinstance(rule, IntegerValued):
+            out["multipleOf"] = 1
+    return out
+
+
+def _text_keywords(rules: tuple[Rule, ...], nullable: bool) -> dict[str, Any]:
+    for rule in rules:
+        if isinstance(rule, OneOf):
+            levels: list[Any] = sorted(rule.levels)
+            return {"enum": [*levels, None] if nullable else levels}
+    return {"maxLength": MAX_TEXT_CHARS}
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """A parsed batch, in the arrays the model consumes, with what its rows got wrong."""
+
+    ids: list | None  # echoed ids (None when the client sent none)
+    numeric: np.ndarray  # (n, len(spec.numeric)) float64, NaN = missing, order of spec.numeric
+    categorical: list[np.ndarray]  # one object array of str/None per spec.categorical column
+    n_rows: int
+    problems: tuple[RowProblem, ...] = ()  # values of the wrong type; rules come later
+    ignored_columns: tuple[str, ...] = ()  # columns sent that are not model inputs
+    passthrough: dict[str, list] = field(default_factory=dict)  # ignored columns' values
+
+    def subset(self, rows: np.ndarray) -> Batch:
+        """The rows at these positions (for scoring the valid rows of a flagged batch)."""
+        ids = None if self.ids is None else [self.ids[i] for i in rows.tolist()]
+        return Batch(ids, self.numeric[rows], [c[rows] for c in self.categorical], int(rows.size))
+
+
+def check_rows(batch: Batch, spec: InputSpec) -> list[RowProblem]:
+    """Every value that breaks a rule of the contract (missing values never do).
+
+    Vectorised per column, so a valid batch costs a few numpy comparisons and one set per
+    categorical column.
+    """
+    found: list[RowProblem] = []
+    for j, rules in enumerate(spec.numeric_rules):
+        column = None
+        for rule in rules:
+            if column is None:
+                column = batch.numeric[:, j]
+            _add(found, rule, spec.numeric[j], column)
+    for j, rules in enumerate(spec.categorical_rules):
+        for rule in rules:
+            _add(found, rule, spec.categorical[j], batch.categorical[j])
+    if spec.id_column and batch.ids is not None:
+        ids = np.empty(batch.n_rows, dtype=object)
+        ids[:] = batch.ids
+        for rule in id_rules():
+            _add(found, rule, spec.id_column, ids)
+    return found
+
+
+def _add(found: list[RowProblem], rule: Rule, name: str, values: np.ndarray) -> None:
+    broken = rule.broken(values)
+    if broken.any():
+        rows = np.flatnonzero(broken)
+        value = values[rows[0]]
+        got = _shown(value)
+        found.append(problem("invalid_value", name, rows, rule.expected, got, rule.name, values))
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, float | np.floating):
+        return f"{float(value):g}"
+    return repr(value)
