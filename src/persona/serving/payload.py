@@ -463,7 +463,6 @@ def _assemble(
     present: set[str],
     column: Callable[[str], Sequence],
     spec: InputSpec,
-    passthrough: Callable[[str], list] | None = None,
 ) -> Batch:
     """Arrays from Python values (JSON layouts); a column is scanned only if it is wrong.
 
@@ -514,7 +513,7 @@ def _assemble(
         if not set(map(type, values)) <= _ID:
             for i in _bad_values(spec.id_column, values, _ID, "string or integer", found):
                 ids[i] = None
-    ignored = tuple(sorted(present - spec.known.difference(spec.ignored)))
+    ignored = _ignored(present, spec)
     return Batch(
         ids=ids,
         numeric=numeric,
@@ -522,8 +521,13 @@ def _assemble(
         n_rows=n,
         problems=tuple(found),
         ignored_columns=ignored,
-        passthrough={c: (passthrough or column)(c) for c in ignored},
+        passthrough={c: list(column(c)) for c in ignored},
     )
+
+
+def _ignored(present: set[str], spec: InputSpec) -> tuple[str, ...]:
+    """The columns sent that the model does not take (declared ones, or any when allowed)."""
+    return tuple(sorted(present - spec.known.difference(spec.ignored)))
 
 
 def _float_or_nan(value: Any) -> float:
@@ -666,7 +670,7 @@ def parse_csv(body: bytes, spec: InputSpec) -> Batch:
     ids = None
     if spec.id_column and spec.id_column in present:
         ids = _csv_text(frame, spec.id_column, False, "string or integer", found).tolist()
-    ignored = tuple(sorted(present - spec.known.difference(spec.ignored)))
+    ignored = _ignored(present, spec)
     return Batch(
         ids=ids,
         numeric=matrix,
