@@ -115,7 +115,12 @@ VARIABLES: dict[str, _Var] = {
     ),
     "scoring_workers": _Var("PERSONA_SCORING_WORKERS", "2", int, "Gunicorn worker processes."),
     "scoring_threads": _Var("PERSONA_SCORING_THREADS", "4", int, "Threads per Gunicorn worker."),
-    "model_alias": _Var("PERSONA_MODEL_ALIAS", "production", str, "Registry alias the API serves."),
+    "model_alias": _Var(
+        "PERSONA_MODEL_ALIAS",
+        "production",
+        str,
+        "Registry alias training promotes to, monitoring checks and the API serves.",
+    ),
     "model_poll_seconds": _Var(
         "PERSONA_MODEL_POLL_SECONDS", "30", float, "How often each worker checks the alias."
     ),

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
@@ -141,6 +142,54 @@ def test_a_month_missing_from_the_table_is_a_clear_error(trained, pg_url):
             context, monitor.MonitorRequest.from_variables({"month": "2031-01"})
         )
     assert len(monitor.load_current_step(context, _table_request("2026-01"))) == 600
+
+
+def test_a_configured_alias_is_the_reference_and_what_a_retrained_model_takes(
+    mlflow_server, pg_url, tmp_path
+):
+    """PERSONA_MODEL_ALIAS=live: monitor checks @live's reference and a promotion moves @live."""
+    raw = yaml.safe_load(FAST_PARAMS.read_text())
+    raw["promotion"]["margin"] = -1.0  # the retrained model is promoted whatever it scores
+    params = tmp_path / "params_always.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    model = f"persona-monitor-live-{uuid.uuid4().hex[:8]}"
+    env = {
+        "PERSONA_HOME": str(tmp_path / "home"),
+        "PERSONA_CATALOGUE": str(ROOT / "00_create_data/personas.yaml"),
+        "PERSONA_SCHEMA": str(ROOT / "00_create_data/schema.yaml"),
+        "PERSONA_PARAMS": str(params),
+        "PERSONA_DRIFT_CONFIG": str(ROOT / "04_monitoring/drift.yaml"),
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "PERSONA_MODEL_NAME": model,
+        "MLFLOW_EXPERIMENT_NAME": model,
+        "PERSONA_MODEL_ALIAS": "live",
+    }
+    first = train.run_training(
+        train.TrainingContext.from_settings(load_settings(environ=env)),
+        train.DataRequest(source="synthetic", rows=5000, seed=11),
+    )
+    assert (first["version"], first["alias"]) == ("1", "live")
+    with TelegramStub() as stub:
+        notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
+        context = _context(env, pg_url, notifier)
+        assert context.alias == "live"
+        outcome = monitor.run_monitoring(
+            context, _request(month="2026-04", scenario="channel_shift", retrain="true")
+        )
+        assert outcome["decision"] == monitor.RETRAIN
+        retrained = outcome["retrained"]
+        assert (retrained["version"], retrained["alias"], retrained["promoted"]) == (
+            "2",
+            "live",
+            True,
+        )
+        (message,) = stub.messages
+        assert "promoted to production (@live)" in message["text"]
+    (run,) = _runs(pg_url)
+    assert (run["model_version"], run["new_model_version"], run["promoted"]) == ("1", "2", True)
+    assert dict(MlflowClient(mlflow_server.url).get_registered_model(model).aliases) == {
+        "live": "2"
+    }
 
 
 def _table_request(month: str) -> monitor.MonitorRequest:

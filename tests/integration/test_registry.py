@@ -126,6 +126,48 @@ def test_worse_challenger_leaves_production_and_rollback_restores(settings_for, 
     assert "replaced nothing; cannot roll back" in caplog.text
 
 
+def test_a_configured_alias_is_the_one_training_promotes_compares_and_rolls_back(
+    settings_for, monkeypatch
+):
+    """PERSONA_MODEL_ALIAS=live: training, champion/challenger and rollback all use @live."""
+    monkeypatch.setenv("PERSONA_MODEL_ALIAS", "live")
+    settings = settings_for()
+    assert settings.model_alias == "live"
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    name = settings.model_name
+
+    def aliases() -> dict[str, str]:
+        return dict(client.get_registered_model(name).aliases)
+
+    first = train(settings, seed=1, rows=3000)
+    assert (first["version"], first["alias"]) == ("1", "live")
+    assert aliases() == {"live": "1"}
+    assert client.get_model_version(name, "1").tags["decision"] == "live"
+
+    # a second training compares against @live: its labels are scored, the worse one waits
+    worse = train(settings_for("params_worse.yaml"), seed=2, rows=3000)
+    assert worse["alias"] == "challenger" and worse["production_score"] is not None
+    assert worse["challenger_score"] < worse["production_score"]
+    assert aliases() == {"live": "1", "challenger": "2"}
+    assert client.get_run(worse["run_id"]).data.tags["persona.naming_reference"] == "@live v1"
+
+    forced = train(settings.with_overrides(params_path=_always_promote(settings_for)), seed=3)
+    assert (forced["alias"], forced["previous_production"]) == ("live", "1")
+    assert aliases() == {"live": "3", "challenger": "2"}
+
+    # `persona model rollback` moves @live back, and @production never existed
+    assert main(["model", "rollback"]) == 0
+    assert aliases() == {"live": "1", "challenger": "2"}
+    assert "rolled_back_at" in client.get_model_version(name, "3").tags
+    tags = client.get_registered_model(name).tags
+    assert "persona.alias_history.live" in tags
+    assert "persona.alias_history.production" not in tags
+    assert all(
+        "previous_production" not in v.tags
+        for v in client.search_model_versions(f"name = '{name}'")
+    )
+
+
 def test_cli_train_answers_json_only_on_stdout(settings_for, capsys, monkeypatch):
     settings_for()  # sets the tracking URI and a fresh model name in the environment
     monkeypatch.setenv("PERSONA_PARAMS", str(FIXTURES / "params_fast.yaml"))
@@ -175,7 +217,7 @@ def registry(settings_for):
                 name="model", python_model=_Constant(), pip_requirements=["mlflow"]
             )
         return mlflow_registry.register(
-            client, settings.model_name, info.model_uri, promote, reason, {}
+            client, settings.model_name, info.model_uri, promote, reason, {}, alias="production"
         ).version
 
     return SimpleNamespace(client=client, name=settings.model_name, add=add)

@@ -56,6 +56,12 @@ def test_drift_alert_names_model_window_share_columns_action_and_report():
     assert '<a href="https://reports.example.com/drift/2026-03.html">' in alert.text
 
 
+def test_drift_alert_names_the_alias_a_promoted_version_took():
+    visible = telegram_html_text(_drift(alias="live").text)
+    assert "version 7 promoted to production (@live)" in visible
+    assert "@" not in telegram_html_text(_drift(alias="live", promoted=False).text)
+
+
 @pytest.mark.parametrize(
     ("action", "expected"),
     [

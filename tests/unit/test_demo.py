@@ -162,7 +162,7 @@ def test_pick_drift_run_takes_the_newest_run_of_this_window_and_model():
     assert demo.pick_drift_run(runs.iloc[0:0], "2026-03", "m", since) is None
 
 
-def _report(**monitored) -> demo.DemoReport:
+def _report(alias: str = "production", **monitored) -> demo.DemoReport:
     urls = demo.StackUrls(
         mage="http://127.0.0.1:6789",
         mlflow="http://127.0.0.1:5000",
@@ -185,10 +185,11 @@ def _report(**monitored) -> demo.DemoReport:
     }
     return demo.DemoReport(
         model_name="persona-segmentation",
+        alias=alias,
         urls=urls,
         data=demo.DataResult(("2026-01", "2026-02", "2026-03"), 5000, "mix_shift", "customers"),
         trained=demo.TrainResult(
-            ("2026-01", "2026-02"), "2", "production", "no production model", "2", "v1: gone"
+            ("2026-01", "2026-02"), "2", alias, "no production model", "2", "v1: gone"
         ),
         scored=demo.ScoreResult("2026-02", 500, {"Savers": 300, "Spenders": 200}, ("2",), 4.0),
         monitored=demo.MonitorResult(**fields),
@@ -212,6 +213,13 @@ def test_summary_names_the_four_urls_the_numbers_and_how_to_stop():
     assert "v3 promoted to @production" in text
     assert "Telegram is not configured" in text
     assert "make local-down" in text
+
+
+def test_summary_names_the_configured_alias():
+    text = demo.format_summary(_report(alias="live"))
+    assert "registry @live taken off v1: gone" in text
+    assert "v3 promoted to @live" in text and "v2 -> @live" in text
+    assert "@production" not in text
 
 
 def test_summary_when_the_retrained_model_stays_challenger_or_nothing_drifted():

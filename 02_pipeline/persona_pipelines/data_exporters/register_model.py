@@ -6,5 +6,5 @@ from persona.orchestration import blocks
 
 @data_exporter
 def register_model(selection, frame, *args, **kwargs):
-    """Champion/challenger on held-out rows; moves @production or @challenger."""
+    """Champion/challenger on held-out rows; moves PERSONA_MODEL_ALIAS or @challenger."""
     return blocks.register_model(selection, frame, kwargs)

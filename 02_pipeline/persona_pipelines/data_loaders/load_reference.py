@@ -6,5 +6,5 @@ from persona.orchestration import blocks
 
 @data_loader
 def load_reference(*args, **kwargs):
-    """The reference sample stored with the model that holds @production."""
+    """The reference sample stored with the version holding PERSONA_MODEL_ALIAS."""
     return blocks.load_reference(kwargs)

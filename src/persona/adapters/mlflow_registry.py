@@ -36,7 +36,8 @@ from persona.errors import (
 
 logger = logging.getLogger(__name__)
 
-PRODUCTION = "production"
+# The alias the API serves and training promotes to is configured (settings.model_alias,
+# PERSONA_MODEL_ALIAS) and passed in by every caller; only the challenger alias is fixed.
 CHALLENGER = "challenger"
 # One registered-model tag per alias: a JSON list of the last HISTORY_LENGTH moves we made.
 HISTORY_TAG_PREFIX = "persona.alias_history."
@@ -120,8 +121,8 @@ def log_pyfunc_model(
     return info.model_uri
 
 
-def production_version(client: MlflowClient, name: str, alias: str = PRODUCTION):
-    """The version holding the production (or another) alias, or None."""
+def production_version(client: MlflowClient, name: str, alias: str):
+    """The version holding ``alias`` (the served one, or the challenger), or None."""
     try:
         return client.get_model_version_by_alias(name, alias)
     except (RestException, MlflowException) as exc:
@@ -144,23 +145,30 @@ def register(
     promote: bool,
     reason: str,
     tags: Mapping[str, Any],
+    *,
+    alias: str,
 ) -> RegisteredVersion:
-    """Register the winner and move the production or challenger alias, recording why."""
+    """Register the winner and move ``alias`` (on promotion) or the challenger alias, with why.
+
+    ``alias`` is the served alias (settings.model_alias) that a promotion moves.
+    """
+    if alias == CHALLENGER:
+        raise PersonaError(f"the served alias cannot be @{CHALLENGER}: training sets it on losers")
     try:
         client.get_registered_model(name)
     except (RestException, MlflowException):
         client.create_registered_model(name, description="Customer persona segmentation models.")
-    current = production_version(client, name)
+    current = production_version(client, name, alias)
     version = str(mlflow.register_model(model_uri, name).version)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
-    alias = PRODUCTION if promote else CHALLENGER
-    holder = current if promote else production_version(client, name, alias)
+    moved = alias if promote else CHALLENGER
+    holder = current if promote else production_version(client, name, moved)
     replaced = holder.version if holder is not None else None
     entry = _move_alias(
         client,
         name,
-        alias,
+        moved,
         version,
         action=REGISTER,
         reason=reason,
@@ -171,7 +179,7 @@ def register(
     return RegisteredVersion(
         name,
         version,
-        alias,
+        moved,
         reason,
         replaced if promote else None,
         promoted_at=entry["at"] if promote else None,
@@ -182,7 +190,7 @@ def promote(
     client: MlflowClient,
     name: str,
     version: str | int,
-    alias: str = PRODUCTION,
+    alias: str,
     reason: str | None = None,
 ) -> RegisteredVersion:
     """Move the alias to a chosen version by hand, tagged and recorded like an automatic one."""
@@ -211,7 +219,7 @@ def promote(
 
 
 def rollback(
-    client: MlflowClient, name: str, alias: str = PRODUCTION, to: str | int | None = None
+    client: MlflowClient, name: str, alias: str, to: str | int | None = None
 ) -> RegisteredVersion:
     """Move the alias back to the version it replaced, whoever moved it last.
 

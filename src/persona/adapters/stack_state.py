@@ -51,14 +51,14 @@ class ProductionArtifacts:
 
 
 def production_artifacts(
-    client: MlflowClient, name: str, reference_folder: str
+    client: MlflowClient, name: str, alias: str, reference_folder: str
 ) -> ProductionArtifacts | None:
-    """List the production model and its drift reference (None when no version holds it).
+    """List the model holding ``alias`` and its drift reference (None when no version does).
 
     Artifacts live wherever the server that logged them stored them, so a registry shared by
     several checkouts can name a version whose files this server cannot reach.
     """
-    version = mlflow_registry.production_version(client, name)
+    version = mlflow_registry.production_version(client, name, alias)
     if version is None:
         return None
     model_files: list[str] = []
@@ -82,12 +82,14 @@ def production_artifacts(
     )
 
 
-def retire_production(client: MlflowClient, name: str, version: str, reason: str) -> None:
-    """Take the production alias off a version nothing can load; tags on it say when and why."""
-    client.delete_registered_model_alias(name, mlflow_registry.PRODUCTION)
+def retire_production(
+    client: MlflowClient, name: str, alias: str, version: str, reason: str
+) -> None:
+    """Take the served alias off a version nothing can load; tags on it say when and why."""
+    client.delete_registered_model_alias(name, alias)
     client.set_model_version_tag(name, version, "retired_at", datetime.now(UTC).isoformat())
     client.set_model_version_tag(name, version, "retired_reason", reason)
-    logger.warning("took @%s off %s v%s: %s", mlflow_registry.PRODUCTION, name, version, reason)
+    logger.warning("took @%s off %s v%s: %s", alias, name, version, reason)
 
 
 @dataclass(frozen=True)

@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
             import mlflow
 
             mlflow.set_tracking_uri(tracking_uri)
-            uri = f"models:/{name}@production"
+            uri = f"models:/{name}@{bench_settings.model_alias}"
             pyfunc = mlflow.pyfunc.load_model(uri)
             catalogue = load_catalogue(settings.catalogue_path)
             frame = generate_snapshot(catalogue, max(sizes), "2026-02", seed=3, progress=False)
@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
                     {
                         **env,
                         "PERSONA_MODEL_NAME": name,
+                        "PERSONA_MODEL_ALIAS": bench_settings.model_alias,
                         "PERSONA_SCORING_PORT": str(port),
                         "PERSONA_SCORING_WORKERS": "2",
                         "PERSONA_MAX_BATCH_ROWS": str(max(sizes)),

@@ -255,7 +255,7 @@ class TrainResult:
     alias: str
     reason: str
     production_version: str
-    retired: str | None = None  # "v3: why" when a broken @production was taken off first
+    retired: str | None = None  # "v3: why" when a broken served version was taken off first
 
 
 @dataclass(frozen=True)
@@ -285,6 +285,7 @@ class MonitorResult:
 @dataclass(frozen=True)
 class DemoReport:
     model_name: str
+    alias: str  # the registry alias the API serves (settings.model_alias)
     urls: StackUrls
     data: DataResult
     trained: TrainResult
@@ -294,7 +295,7 @@ class DemoReport:
 
     @property
     def production_version(self) -> str:
-        """Who holds @production at the end: the retrained version if it was promoted."""
+        """Who holds the served alias at the end: the retrained version if it was promoted."""
         if self.monitored.promoted and self.monitored.new_version:
             return self.monitored.new_version
         return self.trained.production_version
@@ -325,7 +326,7 @@ def format_summary(report: DemoReport) -> str:
         f"{data.months[0]}, {data.months[1]} (no drift), {data.months[2]} ({data.scenario})",
     ]
     if trained.retired:
-        lines.append(f"  registry @production taken off {trained.retired}")
+        lines.append(f"  registry @{report.alias} taken off {trained.retired}")
     lines += [
         f"  train    Mage `train` on {', '.join(trained.months)}: {name} v{trained.version} "
         f"-> @{trained.alias} ({trained.reason})",
@@ -339,7 +340,7 @@ def format_summary(report: DemoReport) -> str:
         + ("drift" if mon.dataset_drift else "no drift"),
     ]
     if mon.new_version:
-        promoted = "promoted to @production" if mon.promoted else "not promoted"
+        promoted = f"promoted to @{report.alias}" if mon.promoted else "not promoted"
         lines.append(
             f"           retrained: v{mon.new_version} {promoted}"
             + (f" ({mon.reason})" if mon.reason else "")
@@ -405,16 +406,18 @@ def _check_stack(settings: Settings, urls: StackUrls) -> None:
         stack_state.require_answer(service, url)
 
 
-def _retire_broken_production(settings: Settings, client) -> str | None:
-    """A @production version this server cannot load would break train, serve and monitor."""
-    listed = stack_state.production_artifacts(client, settings.model_name, train.REFERENCE_FOLDER)
+def _retire_broken_production(settings: Settings, client, alias: str) -> str | None:
+    """A served version this server cannot load would break train, serve and monitor."""
+    listed = stack_state.production_artifacts(
+        client, settings.model_name, alias, train.REFERENCE_FOLDER
+    )
     if listed is None:
         return None
     problem = production_problem(listed, train.REFERENCE_ARTIFACT)
     if problem is None:
         return None
     reason = f"{problem}; probably logged by another checkout sharing this registry database"
-    stack_state.retire_production(client, settings.model_name, listed.version, reason)
+    stack_state.retire_production(client, settings.model_name, alias, listed.version, reason)
     return f"v{listed.version}: {reason}"
 
 
@@ -443,7 +446,9 @@ def _run(settings: Settings, pipeline: str, variables: dict[str, str], timeout_s
         raise PersonaError(f"Mage pipeline {pipeline}: {outcome.failure_text()}")
 
 
-def _train(settings: Settings, client, request: DemoRequest, retired: str | None) -> TrainResult:
+def _train(
+    settings: Settings, client, request: DemoRequest, retired: str | None, alias: str
+) -> TrainResult:
     name = settings.model_name
     before = {v.version for v in stack_state.model_versions(client, name)}
     variables = {"months": ",".join(request.train_months), "seed": str(request.seed)}
@@ -451,9 +456,9 @@ def _train(settings: Settings, client, request: DemoRequest, retired: str | None
     fresh = newest_version(stack_state.model_versions(client, name), before)
     if fresh is None:
         raise PersonaError(f"the train pipeline completed but registered no new version of {name}")
-    production = mlflow_registry.production_version(client, name)
+    production = mlflow_registry.production_version(client, name, alias)
     if production is None:
-        raise ModelUnavailableError(f"after training, no version of {name} holds @production")
+        raise ModelUnavailableError(f"after training, no version of {name} holds @{alias}")
     return TrainResult(
         months=request.train_months,
         version=fresh.version,
@@ -464,7 +469,9 @@ def _train(settings: Settings, client, request: DemoRequest, retired: str | None
     )
 
 
-def _serve(settings: Settings, version: str, request: DemoRequest, clock, sleep) -> float:
+def _serve(
+    settings: Settings, alias: str, version: str, request: DemoRequest, clock, sleep
+) -> float:
     try:
         return wait_for_served_version(
             lambda: stack_state.read_ready(settings.scoring_url),
@@ -476,7 +483,7 @@ def _serve(settings: Settings, version: str, request: DemoRequest, clock, sleep)
         )
     except ModelUnavailableError as exc:
         raise ModelUnavailableError(
-            f"{exc}; the API follows @production every PERSONA_MODEL_POLL_SECONDS "
+            f"{exc}; the API follows @{alias} every PERSONA_MODEL_POLL_SECONDS "
             f"({settings.model_poll_seconds:g} s): see {settings.home / 'logs' / 'scoring.log'}"
         ) from None
 
@@ -551,7 +558,7 @@ def run_demo(
     with steps.step("stack", "MLflow, Mage, the scoring API and the Evidently UI answer"):
         _check_stack(settings, urls)
         client = mlflow_registry.connect(settings.mlflow_tracking_uri)
-        retired = _retire_broken_production(settings, client)
+        retired = _retire_broken_production(settings, client, context.alias)
     with steps.step(
         "data",
         f"{request.rows} synthetic customers for each of {', '.join(request.months)} "
@@ -559,13 +566,22 @@ def run_demo(
     ):
         data = _generate(context, request)
     with steps.step("train", f"Mage pipeline `train` on {', '.join(request.train_months)}"):
-        trained = _train(settings, client, request, retired)
-    with steps.step("serve", f"the scoring API picks up @production v{trained.production_version}"):
-        waited = _serve(settings, trained.production_version, request, clock, sleep)
+        trained = _train(settings, client, request, retired, context.alias)
+    with steps.step(
+        "serve", f"the scoring API picks up @{context.alias} v{trained.production_version}"
+    ):
+        waited = _serve(settings, context.alias, trained.production_version, request, clock, sleep)
     with steps.step("score", f"{request.sample_rows} customers of {request.score_month} over HTTP"):
         scored = _score(context, request, trained.production_version, waited)
     with steps.step("monitor", f"Mage pipeline `monitor` on {request.drifted_month}"):
         monitored = _monitor(settings, client, request)
     return DemoReport(
-        settings.model_name, urls, data, trained, scored, monitored, dict(steps.seconds)
+        settings.model_name,
+        context.alias,
+        urls,
+        data,
+        trained,
+        scored,
+        monitored,
+        dict(steps.seconds),
     )

@@ -129,6 +129,11 @@ class MonitorContext:
         )
 
     @property
+    def alias(self) -> str:
+        """The served alias: its model is the reference, a retrained winner may take it."""
+        return self.training.alias
+
+    @property
     def workdir(self) -> Path:
         path = self.settings.home / "monitoring"
         path.mkdir(parents=True, exist_ok=True)
@@ -141,13 +146,14 @@ class MonitorContext:
 
 
 def load_reference_step(context: MonitorContext) -> dict[str, Any]:
-    """The production model's own reference sample, fetched to a local file for the next step."""
+    """The served model's own reference sample, fetched to a local file for the next step."""
     settings = context.settings
     client = mlflow_registry.connect(settings.mlflow_tracking_uri, settings.mlflow_experiment)
-    production = mlflow_registry.production_version(client, settings.model_name)
+    production = mlflow_registry.production_version(client, settings.model_name, context.alias)
     if production is None:
         raise ModelUnavailableError(
-            f"no version of {settings.model_name!r} holds @production; run the train pipeline first"
+            f"no version of {settings.model_name!r} holds @{context.alias}; "
+            "run the train pipeline first"
         )
     folder = context.workdir / f"reference-v{production.version}"
     path = mlflow_registry.download_artifact(production.run_id, train.REFERENCE_ARTIFACT, folder)
@@ -291,7 +297,7 @@ def retrain_step(
     search = train.search_step(training, frame, progress=False)
     selection = train.select_step(training, search, frame)
     registration = train.register_step(training, selection, frame)
-    promoted = registration["alias"] == mlflow_registry.PRODUCTION
+    promoted = registration["alias"] == context.alias
     drift_store.update_run(
         context.engine,
         drift["run_id"],
@@ -303,7 +309,7 @@ def retrain_step(
         "retrained on %d rows: v%s %s",
         len(frame),
         registration["version"],
-        "promoted" if promoted else f"kept as @{registration['alias']}",
+        f"promoted to @{context.alias}" if promoted else f"kept as @{registration['alias']}",
     )
     return {
         "version": registration["version"],
@@ -364,6 +370,7 @@ def alert_step(
                 "retraining is switched off for this run" if retrained is None else None
             ),
             report_link=link,
+            alias=context.alias,
         )
     outcome = context.notifier.send(alert)
     drift_store.update_run(context.engine, drift["run_id"], alert_status=outcome.status)

@@ -98,6 +98,7 @@ class TrainingContext:
     schema: DatasetSchema
     params: SearchParams
     catalogue: Catalogue | None
+    alias: str  # the registry alias a promotion moves and the API serves (model_alias)
     reference_rows: int = 20_000
 
     @classmethod
@@ -110,7 +111,14 @@ class TrainingContext:
         if settings.catalogue_path.exists():
             catalogue = load_catalogue(settings.catalogue_path)
         reference_rows = load_drift_config(settings.drift_config_path).reference_sample_rows
-        return cls(settings, schema, params, catalogue, reference_rows)
+        return cls(
+            settings,
+            schema,
+            params,
+            catalogue,
+            alias=settings.model_alias,
+            reference_rows=reference_rows,
+        )
 
     @property
     def catalogue_matches_schema(self) -> bool:
@@ -228,9 +236,10 @@ def search_step(
 
 
 def _production_references(context: TrainingContext, client) -> tuple[list[Persona], str | None]:
-    current = mlflow_registry.production_version(client, context.settings.model_name)
+    name = context.settings.model_name
+    current = mlflow_registry.production_version(client, name, context.alias)
     if current is not None:
-        model = mlflow_registry.load_model(f"models:/{context.settings.model_name}@production")
+        model = mlflow_registry.load_model(f"models:/{name}@{context.alias}")
         personas = {p.name: p for p in model.unwrap_python_model().personas.values()}
         return list(personas.values()), current.version
     if context.catalogue_matches_schema:
@@ -271,7 +280,7 @@ def select_step(
             {
                 "persona.winner": winner.name,
                 "persona.naming_reference": (
-                    f"production v{reference_version}"
+                    f"@{context.alias} v{reference_version}"
                     if reference_version
                     else ("catalogue" if references else "none")
                 ),
@@ -318,12 +327,18 @@ def register_step(
     challenger = mlflow_registry.load_model(selection["model_uri"])
     challenger_labels = challenger.predict(holdout)["persona_id"].to_numpy()
     production_labels = None
-    if mlflow_registry.production_version(client, settings.model_name) is not None:
-        production = mlflow_registry.load_model(f"models:/{settings.model_name}@production")
+    if mlflow_registry.production_version(client, settings.model_name, context.alias) is not None:
+        production = mlflow_registry.load_model(f"models:/{settings.model_name}@{context.alias}")
         production_labels = production.predict(holdout)["persona_id"].to_numpy()
     estimator = challenger.unwrap_python_model().estimator
     decision = decide_promotion(
-        estimator, challenger_labels, production_labels, holdout, schema, params
+        estimator,
+        challenger_labels,
+        production_labels,
+        holdout,
+        schema,
+        params,
+        alias=context.alias,
     )
     registered = mlflow_registry.register(
         client,
@@ -338,7 +353,9 @@ def register_step(
             "production_score": (
                 "" if decision.production_score is None else round(decision.production_score, 5)
             ),
+            "promotion_metric": params.promotion_metric,
         },
+        alias=context.alias,
     )
     with mlflow.start_run(run_id=selection["run_id"]):
         mlflow.log_metric("holdout_challenger_score", decision.challenger_score)

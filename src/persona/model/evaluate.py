@@ -16,7 +16,7 @@ from persona.model.preprocess import prepare_features
 @dataclass(frozen=True)
 class PromotionDecision:
     promote: bool
-    alias: str
+    alias: str  # the served alias when promoted, else the challenger alias
     reason: str
     challenger_score: float
     production_score: float | None
@@ -38,8 +38,10 @@ def decide_promotion(
     holdout: pd.DataFrame,
     schema: DatasetSchema,
     params: SearchParams,
+    *,
+    alias: str,
 ) -> PromotionDecision:
-    """Promote when nothing is in production or the challenger wins by the margin.
+    """Promote to ``alias`` when nothing holds it or the challenger wins by the margin.
 
     Both labellings are scored in the challenger's preprocessed space, so the comparison is
     about the partitions, not about which preprocessing was used.
@@ -47,7 +49,7 @@ def decide_promotion(
     space = challenger_estimator[:-1].transform(prepare_features(holdout, schema))
     challenger = holdout_score(space, challenger_labels, params)
     if production_labels is None:
-        return PromotionDecision(True, "production", "no model in production", challenger, None)
+        return PromotionDecision(True, alias, "no model in production", challenger, None)
     production = holdout_score(space, np.asarray(production_labels), params)
     margin = params.promotion_margin
     if np.isnan(production) or challenger >= production + margin:
@@ -55,7 +57,7 @@ def decide_promotion(
             f"challenger {params.promotion_metric} {challenger:.4f} >= production "
             f"{production:.4f} + margin {margin}"
         )
-        return PromotionDecision(True, "production", reason, challenger, production)
+        return PromotionDecision(True, alias, reason, challenger, production)
     reason = (
         f"challenger {params.promotion_metric} {challenger:.4f} < production {production:.4f} "
         f"+ margin {margin}"

@@ -54,6 +54,7 @@ def drift_alert(
     not_retrained_reason: str | None = None,
     report_link: str | None = None,
     n_columns: int | None = None,
+    alias: str | None = None,
 ) -> Alert:
     """The alert for a window whose share of drifted columns reached the threshold.
 
@@ -61,7 +62,7 @@ def drift_alert(
     ``(name, method, score)`` tuples or :class:`DriftedColumn`, shown in the order given (the
     caller knows whether high or low scores mean drift). The action: ``new_version`` (with
     ``promoted`` and an optional ``promotion_note``) when a model was retrained, else
-    ``not_retrained_reason``.
+    ``not_retrained_reason``. ``alias``: the registry alias a promoted version took.
     """
     columns = [_column(item) for item in drifted_columns]
     counted = f"{len(columns)} of {n_columns}" if n_columns is not None else f"{len(columns)}"
@@ -73,7 +74,7 @@ def drift_alert(
         "",
         f"<b>Drifted columns ({counted}):</b>",
     ]
-    action = _action(new_version, promoted, promotion_note, not_retrained_reason)
+    action = _action(new_version, promoted, promotion_note, not_retrained_reason, alias)
     tail = ["", f"<b>Action:</b> {action}"]
     if report_link:
         tail.append(f"<b>Report:</b> {_report(report_link)}")
@@ -188,6 +189,7 @@ def _action(
     promoted: bool | None,
     note: str | None,
     not_retrained_reason: str | None,
+    alias: str | None = None,
 ) -> str:
     if version is None:
         if not_retrained_reason:
@@ -196,6 +198,8 @@ def _action(
     shown = f"<b>{_clip(version, _VERSION)}</b>"
     if promoted:
         text = f"retrained, version {shown} promoted to production"
+        if alias:
+            text += f" (@{_clip(alias, _VERSION)})"
     else:
         text = f"retrained, version {shown} registered but <b>not</b> promoted"
     if note:
