@@ -11,6 +11,8 @@ from persona.config_files import read_yaml
 from persona.errors import ConfigurationError
 
 FAMILIES = ("kmeans", "minibatch_kmeans", "gaussian_mixture")
+# The clustering metrics selection.metric and promotion.metric accept, and their direction.
+HIGHER_IS_BETTER = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False}
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,14 @@ def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> SearchPa
     )
     if not 0 < params.holdout_fraction < 0.9:
         raise ConfigurationError(f"{source}: split.holdout_fraction must be in (0, 0.9)")
-    if params.selection_metric not in {"silhouette", "calinski_harabasz", "davies_bouldin"}:
-        raise ConfigurationError(f"{source}: selection.metric {params.selection_metric!r} unknown")
+    for key, value in (
+        ("selection.metric", params.selection_metric),
+        ("promotion.metric", params.promotion_metric),
+    ):
+        if value not in HIGHER_IS_BETTER:
+            raise ConfigurationError(
+                f"{source}: {key} {value!r} unknown; choose one of {', '.join(HIGHER_IS_BETTER)}"
+            )
     return params
 
 

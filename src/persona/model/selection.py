@@ -6,10 +6,8 @@ import math
 from collections.abc import Sequence
 
 from persona.errors import PersonaError
-from persona.model.params import SearchParams
+from persona.model.params import HIGHER_IS_BETTER, SearchParams
 from persona.model.search import FAMILY_ORDER, Candidate
-
-HIGHER_IS_BETTER = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False}
 
 
 def _usable(value: float | None) -> bool:
