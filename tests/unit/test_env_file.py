@@ -55,7 +55,7 @@ def test_dotenv_in_the_working_directory_fills_what_the_environment_does_not_set
     monkeypatch.delenv(ENV_FILE)
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text(
-        "PERSONA_MODEL_NAME=from-file\nTELEGRAM_CHAT_ID=from-file\nPERSONA_MODEL_ALIAS=\n"
+        "PERSONA_MODEL_NAME=from-file\nTELEGRAM_CHAT_ID=from-file\nPERSONA_MODEL_ALIAS=\n"  # pragma: allowlist secret
     )
     monkeypatch.setenv("TELEGRAM_CHAT_ID", "from-env")
     settings = load_settings()
