@@ -32,6 +32,9 @@ preload_app = False  # each worker loads and polls the model itself
 timeout = 120
 graceful_timeout = 30
 keepalive = 5
+# gunicorn 27 opens a control socket at one fixed path per user; several servers (the local
+# stack, tests, benchmarks) would share it. Nothing here uses it: signals stop the server.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
