@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from persona.adapters import drift_store, evidently_report, mlflow_registry, scoring_log
 from persona.adapters.database import make_engine
 from persona.adapters.telegram import TelegramNotifier
+from persona.data.months import previous_month
 from persona.data.validation import require_valid
 from persona.errors import ConfigurationError, ModelUnavailableError
 from persona.flows import train
@@ -83,12 +84,6 @@ class MonitorRequest:
         months = ",".join(self.data.months) or "2026-01"
         suffix = f" (synthetic, {self.data.scenario})" if self.data.source == "synthetic" else ""
         return months + suffix
-
-
-def previous_month(today: datetime) -> str:
-    """The month that has just ended: what a schedule on the 2nd of a month should check."""
-    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
-    return f"{year:04d}-{month:02d}"
 
 
 def _days(value: Any) -> float:
