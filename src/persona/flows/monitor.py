@@ -24,6 +24,7 @@ from persona.adapters.telegram import TelegramNotifier
 from persona.data.months import previous_month
 from persona.data.validation import require_valid
 from persona.errors import ConfigurationError, ModelUnavailableError
+from persona.flags import parse_bool
 from persona.flows import train
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, load_drift_config
@@ -64,11 +65,9 @@ class MonitorRequest:
             raise ConfigurationError("monitor needs the variable 'month' (YYYY-MM) for a table")
         return cls(
             data=data,
-            retrain=train.run_flag(variables.get("retrain")),
-            all_clear_alert=(
-                None
-                if variables.get("all_clear_alert") in (None, "")
-                else train.run_flag(variables["all_clear_alert"])
+            retrain=train.run_flag(variables, "retrain"),
+            all_clear_alert=parse_bool(  # absent: the drift config decides
+                variables.get("all_clear_alert"), "run variable 'all_clear_alert'"
             ),
             days=_days(variables.get("days")),
         )
