@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from persona.entry import run_entry
 from persona.errors import PersonaError
-from persona.logging_setup import configure_logging
-from persona.settings import Settings, env_example_lines, load_settings
+from persona.settings import Settings, env_example_lines
 
 logger = logging.getLogger("persona.cli")
 
@@ -336,21 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = load_settings()
-        configure_logging(settings.log_level)
+
+    def body(settings: Settings) -> int:
         result = args.handler(args, settings)
-    except PersonaError as exc:
-        logger.error("%s", exc)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        logger.error("interrupted")
-        return 130
-    if result is not None:
-        _emit(result)
-    if isinstance(result, dict) and result.get("failed_rows"):
-        return 1  # partial success: the summary names the customers that were not scored
-    return 0
+        if result is not None:
+            _emit(result)
+        if isinstance(result, dict) and result.get("failed_rows"):
+            return 1  # partial success: the summary names the customers that were not scored
+        return 0
+
+    return run_entry(body, logger)
 
 
 if __name__ == "__main__":

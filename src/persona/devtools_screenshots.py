@@ -29,7 +29,7 @@ from persona.adapters.chromium import (
     cells_present_js,
     find_chromium,
 )
-from persona.errors import ConfigurationError, PersonaError, UpstreamUnavailableError
+from persona.errors import ConfigurationError, UpstreamUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -279,8 +279,8 @@ def take_screenshots(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from persona.logging_setup import configure_logging
-    from persona.settings import load_settings
+    from persona.entry import run_entry
+    from persona.settings import Settings
 
     parser = argparse.ArgumentParser(
         prog="python -m persona.devtools_screenshots",
@@ -297,9 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=900)
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds per page")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-        configure_logging(settings.log_level)
+
+    def body(settings: Settings) -> None:
         base_url = args.url or mage_base_url(settings.mage_host, settings.mage_port)
         owner = owner_credentials(os.environ)
         credentials = Credentials(args.email or owner.email, args.password or owner.password)
@@ -307,11 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = take_screenshots(
             base_url, args.out, credentials, args.chromium, args.width, args.height, args.timeout
         )
-    except PersonaError as exc:
-        logger.error("%s", exc)
-        return exc.exit_code
-    logger.info("%d screenshots in %s (%.0fs)", len(written), args.out, time.monotonic() - started)
-    return 0
+        elapsed = time.monotonic() - started
+        logger.info("%d screenshots in %s (%.0fs)", len(written), args.out, elapsed)
+
+    return run_entry(body, logger)
 
 
 if __name__ == "__main__":

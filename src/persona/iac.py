@@ -220,8 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Writes the updated ``KEY=value`` lines to stdout; errors are logged and mapped to the
     PersonaError exit codes, with no traceback.
     """
-    from persona.logging_setup import configure_logging
-    from persona.settings import load_settings
+    from persona.entry import guarded
 
     parser = argparse.ArgumentParser(prog="python -m persona.iac")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +233,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--template", type=Path, default=None, help="used when the env file is absent"
     )
     args = parser.parse_args(argv)
+    return guarded(lambda: _tf_env(args), logger)
+
+
+def _tf_env(args: argparse.Namespace) -> None:
+    from persona.logging_setup import configure_logging
+    from persona.settings import load_settings
+
     try:
         level = load_settings().log_level
     except PersonaError:
@@ -242,11 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         updates = env_updates_from_outputs(_read_outputs(args.outputs_json))
         merge_env_file(args.env_file, updates, args.template)
-    except (PersonaError, OSError) as exc:
-        logger.error("%s", exc)
-        return exc.exit_code if isinstance(exc, PersonaError) else 1
+    except OSError as exc:  # an unreadable outputs file or .env: exit 1, one line
+        raise PersonaError(str(exc)) from None
     sys.stdout.write("".join(f"{key}={value}\n" for key, value in updates.items()))
-    return 0
 
 
 if __name__ == "__main__":

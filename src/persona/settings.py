@@ -17,6 +17,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from persona.errors import ConfigurationError
+from persona.flags import parse_bool
 
 
 @dataclass(frozen=True)
@@ -300,10 +301,6 @@ class Settings:
         return load_settings(environ={}, base=self, overrides=overrides)
 
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
 def _convert(name: str, var: _Var, raw: str) -> Any:
     if var.kind is int:
         try:
@@ -311,10 +308,7 @@ def _convert(name: str, var: _Var, raw: str) -> Any:
         except ValueError:
             raise ConfigurationError(f"{var.env} must be an integer, got {raw!r}") from None
     if var.kind is bool:
-        lowered = raw.strip().lower()
-        if lowered in _TRUE or lowered in _FALSE:
-            return lowered in _TRUE
-        raise ConfigurationError(f"{var.env} must be true or false, got {raw!r}")
+        return parse_bool(raw, var.env, default=False)
     if var.kind is float:
         try:
             return float(raw)

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -31,10 +32,9 @@ from persona.bench.common import throwaway_database
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import DatasetSchema, load_schema
-from persona.errors import PersonaError
-from persona.logging_setup import configure_logging
+from persona.entry import exit_entry
 from persona.monitoring.drift import DriftConfig, feature_columns, load_drift_config
-from persona.settings import load_settings
+from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def render(timings: list[SizeTiming]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(
         prog="persona.bench.monitor", description=__doc__.splitlines()[0]
     )
@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--scenario", default="none", help="drift scenario of the current month")
     args = parser.parse_args(argv)
-    settings = load_settings()
-    configure_logging(settings.log_level)
+    exit_entry(lambda settings: _bench(args, settings), logger)
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     schema = load_schema(settings.schema_path)
     catalogue = load_catalogue(settings.catalogue_path)
@@ -152,31 +154,25 @@ def main(argv: list[str] | None = None) -> None:
         catalogue, config.reference_sample_rows, "2026-01", seed=1, progress=False
     )
     timings = []
-    try:
-        with (
-            throwaway_database(args.postgres, "persona_bench_monitor") as url,
-            tempfile.TemporaryDirectory(prefix="persona-bench-monitor-") as scratch,
-        ):
-            engine = database.make_engine(url)
-            # Warm-up (imports Evidently, compiles its code paths); not timed.
-            warm = generate_snapshot(catalogue, 2_000, "2025-12", seed=2, progress=False)
-            evidently_report.run_drift_report(reference, warm, schema, config)
-            for index, rows in enumerate(sizes):
-                month = f"2026-{index + 2:02d}"
-                current = generate_snapshot(
-                    catalogue, rows, month, seed=3, scenario=args.scenario, progress=False
-                )
-                database.upsert_frame(engine, TABLE, current, schema, progress=False)
-                logger.info("timing %d current rows", rows)
-                timing = time_size(
-                    rows, reference, engine, TABLE, schema, config, Path(scratch), month
-                )
-                logger.info("%s", timing.to_dict())
-                timings.append(timing)
-            engine.dispose()
-    except PersonaError as exc:
-        logger.error("%s", exc)
-        raise SystemExit(exc.exit_code) from None
+    with (
+        throwaway_database(args.postgres, "persona_bench_monitor") as url,
+        tempfile.TemporaryDirectory(prefix="persona-bench-monitor-") as scratch,
+    ):
+        engine = database.make_engine(url)
+        # Warm-up (imports Evidently, compiles its code paths); not timed.
+        warm = generate_snapshot(catalogue, 2_000, "2025-12", seed=2, progress=False)
+        evidently_report.run_drift_report(reference, warm, schema, config)
+        for index, rows in enumerate(sizes):
+            month = f"2026-{index + 2:02d}"
+            current = generate_snapshot(
+                catalogue, rows, month, seed=3, scenario=args.scenario, progress=False
+            )
+            database.upsert_frame(engine, TABLE, current, schema, progress=False)
+            logger.info("timing %d current rows", rows)
+            timing = time_size(rows, reference, engine, TABLE, schema, config, Path(scratch), month)
+            logger.info("%s", timing.to_dict())
+            timings.append(timing)
+        engine.dispose()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = settings.home / "bench" / f"monitor-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

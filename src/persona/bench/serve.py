@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import requests
 import yaml
@@ -38,11 +39,11 @@ from persona.bench.common import (
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
+from persona.entry import exit_entry
 from persona.errors import PersonaError
 from persona.flows import train
-from persona.logging_setup import configure_logging
 from persona.services.processes import ServiceProcess, free_port, start_service, wait_http
-from persona.settings import load_settings
+from persona.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ def ratios(measurements: list[Measurement]) -> dict[str, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(
         prog="persona.bench.serve", description=__doc__.splitlines()[0]
     )
@@ -253,8 +254,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     add_server_arguments(parser)
     args = parser.parse_args(argv)
-    settings = load_settings()
-    configure_logging(settings.log_level)
+    exit_entry(lambda settings: _bench(args, settings), logger)
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     name = f"bench-serve-{uuid.uuid4().hex[:6]}"
@@ -379,9 +382,6 @@ def main(argv: list[str] | None = None) -> None:
                         )
                         measurements.append(_record("mlflow-new-conn", payload, rows, 1, wall, lat))
             rss = worker_rss_mb(ours.process.pid)
-    except PersonaError as exc:
-        logger.error("%s", exc)
-        raise SystemExit(exc.exit_code) from None
     finally:
         for process in processes:
             process.stop()

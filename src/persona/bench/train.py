@@ -18,18 +18,19 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from persona.bench.common import add_server_arguments, tracking_server
 from persona.data.generator import generate_snapshot
-from persona.errors import ConfigurationError, PersonaError
+from persona.entry import exit_entry
+from persona.errors import ConfigurationError
 from persona.flows import train
-from persona.logging_setup import configure_logging
 from persona.model.preprocess import build_preprocessor, prepare_features
 from persona.model.search import fit_sample
-from persona.settings import load_settings
+from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +140,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> NoReturn:
     args = parse_args(argv)
-    settings = load_settings()
-    configure_logging(settings.log_level)
+    exit_entry(lambda settings: _bench(args, settings), logger)
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> None:
     try:
         sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -159,9 +162,8 @@ def main(argv: list[str] | None = None) -> None:
             # would otherwise be charged to the first size.
             time_size(context, 2_000, args.seed)
             timings = [time_size(context, rows, args.seed) for rows in sizes]
-    except (PersonaError, ValueError) as exc:
-        logger.error("%s", exc)
-        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    except ValueError as exc:  # e.g. --sizes that are not integers: a configuration error
+        raise ConfigurationError(str(exc)) from None
     out = settings.home / "bench" / f"train-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

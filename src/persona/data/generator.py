@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 
 from persona.data.catalogue import Catalogue, PersonaSpec
 from persona.data.catalogue import _persona as parse_persona
+from persona.data.months import check_month
 from persona.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -29,12 +29,6 @@ SCENARIOS = ("none", "income_inflation", "mix_shift", "new_persona", "channel_sh
 def _month_seed(seed: int, month: str, scenario: str) -> int:
     digest = hashlib.sha256(f"{seed}|{month}|{scenario}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
-
-
-def _check_month(month: str) -> str:
-    if not isinstance(month, str) or not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-        raise ConfigurationError(f"month must look like YYYY-MM, got {month!r}")
-    return month
 
 
 def scenario_personas(catalogue: Catalogue, scenario: str) -> list[PersonaSpec]:
@@ -88,7 +82,7 @@ def generate_snapshot(
         raise ConfigurationError(f"n_rows must be positive, got {n_rows}")
     if not 0 <= missing_rate < 1:
         raise ConfigurationError(f"missing_rate must be in [0, 1), got {missing_rate}")
-    month = _check_month(month)
+    month = check_month(month)
     schema = catalogue.schema
     personas = scenario_personas(catalogue, scenario)
     shares = np.array([p.share for p in personas])

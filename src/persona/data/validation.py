@@ -13,13 +13,13 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from persona.data.months import MONTH_PATTERN
 from persona.data.rules import Rule, categorical_rules, id_rules, numeric_rules
 from persona.data.schema import DatasetSchema
 from persona.errors import DataValidationError
 
 logger = logging.getLogger(__name__)
 
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 EXAMPLES = 3
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 from persona.adapters import database, drift_store, mlflow_registry, stack_state
 from persona.adapters.stack_state import ProductionArtifacts, VersionInfo
 from persona.data.generator import SCENARIOS, generate_snapshot
+from persona.data.months import is_month, next_month
 from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
 from persona.flows import train
 from persona.flows.score import score_frame
@@ -33,7 +34,6 @@ from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 STEPS = ("stack", "data", "train", "serve", "score", "monitor")
 DRIFT_SCENARIOS = tuple(s for s in SCENARIOS if s != "none")
 
@@ -41,15 +41,10 @@ DRIFT_SCENARIOS = tuple(s for s in SCENARIOS if s != "none")
 # ----------------------------------------------------------------------------- pure: request
 
 
-def next_month(month: str) -> str:
-    year, number = int(month[:4]), int(month[5:])
-    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
-
-
 def parse_months(text: str) -> tuple[str, str, str]:
     """Three YYYY-MM months (space or comma separated), or one: the first of three in a row."""
     months = [m for m in re.split(r"[\s,]+", text.strip()) if m]
-    bad = [m for m in months if not _MONTH.fullmatch(m)]
+    bad = [m for m in months if not is_month(m)]
     if bad or len(months) not in (1, 3):
         raise ConfigurationError(
             f"MONTHS must be three months YYYY-MM (the third gets the drift) or one first month, "

@@ -21,8 +21,10 @@ import pyarrow.parquet as pq
 from persona.adapters import drift_store, evidently_report, mlflow_registry, scoring_log
 from persona.adapters.database import make_engine
 from persona.adapters.telegram import TelegramNotifier
+from persona.data.months import previous_month
 from persona.data.validation import require_valid
 from persona.errors import ConfigurationError, ModelUnavailableError
+from persona.flags import parse_bool
 from persona.flows import train
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, load_drift_config
@@ -63,11 +65,9 @@ class MonitorRequest:
             raise ConfigurationError("monitor needs the variable 'month' (YYYY-MM) for a table")
         return cls(
             data=data,
-            retrain=train.run_flag(variables.get("retrain")),
-            all_clear_alert=(
-                None
-                if variables.get("all_clear_alert") in (None, "")
-                else train.run_flag(variables["all_clear_alert"])
+            retrain=train.run_flag(variables, "retrain"),
+            all_clear_alert=parse_bool(  # absent: the drift config decides
+                variables.get("all_clear_alert"), "run variable 'all_clear_alert'"
             ),
             days=_days(variables.get("days")),
         )
@@ -83,12 +83,6 @@ class MonitorRequest:
         months = ",".join(self.data.months) or "2026-01"
         suffix = f" (synthetic, {self.data.scenario})" if self.data.source == "synthetic" else ""
         return months + suffix
-
-
-def previous_month(today: datetime) -> str:
-    """The month that has just ended: what a schedule on the 2nd of a month should check."""
-    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
-    return f"{year:04d}-{month:02d}"
 
 
 def _days(value: Any) -> float:

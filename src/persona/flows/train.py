@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -24,6 +25,7 @@ from persona.data.generator import generate_snapshot
 from persona.data.schema import DatasetSchema, load_schema
 from persona.data.validation import require_valid
 from persona.errors import ConfigurationError
+from persona.flags import parse_bool
 from persona.model.build import build_persona_model
 from persona.model.evaluate import decide_promotion
 from persona.model.naming import Persona, catalogue_personas
@@ -54,11 +56,13 @@ def reference_sample(
     return sample[columns].reset_index(drop=True)
 
 
-def run_flag(value: Any, default: bool = True) -> bool:
-    """A yes/no run variable, as text from the CLI/API or a bool from the Mage UI."""
-    if value in (None, ""):
-        return default
-    return str(value).strip().lower() not in {"false", "0", "no", "off"}
+def run_flag(variables: Mapping[str, Any], name: str, default: bool = True) -> bool:
+    """The yes/no run variable ``name``: text from the CLI/API or a bool from the Mage UI.
+
+    Absent or blank is ``default``; a word other than true/false/1/0/yes/no/on/off fails
+    naming the variable (``parse_bool``), so ``retrain=ture`` is refused, not taken as true.
+    """
+    return parse_bool(variables.get(name), f"run variable {name!r}", default)
 
 
 @dataclass(frozen=True)

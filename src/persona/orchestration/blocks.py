@@ -60,7 +60,7 @@ def json_safe(value: Any) -> Any:
 
 
 def registration_enabled(variables: dict[str, Any]) -> bool:
-    return train.run_flag(variables.get("register"))
+    return train.run_flag(variables, "register")
 
 
 def load_customers(variables: dict[str, Any]) -> pd.DataFrame:

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import NoReturn
 
 from persona.adapters.evidently_report import ui_command
-from persona.logging_setup import configure_logging
-from persona.settings import load_settings
+from persona.entry import exit_entry
+from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def main() -> None:
-    settings = load_settings()
-    configure_logging(settings.log_level)
+def _serve(settings: Settings) -> None:
     workspace = settings.evidently_workspace_path
     workspace.mkdir(parents=True, exist_ok=True)
     command = ui_command(workspace, settings.evidently_host, settings.evidently_port)
     os.environ.setdefault("DO_NOT_TRACK", "1")  # no usage telemetry from an air-gapped stack
     logger.info("starting the Evidently UI: %s", " ".join(command))
     os.execv(command[0], command)
+
+
+def main() -> NoReturn:
+    exit_entry(_serve, logger)
 
 
 if __name__ == "__main__":

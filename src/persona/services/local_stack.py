@@ -21,13 +21,13 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import psutil
 
-from persona.errors import PersonaError
-from persona.logging_setup import configure_logging
+from persona.entry import exit_entry
 from persona.services.processes import ServiceProcess, ServiceStartError, start_service
-from persona.settings import Settings, load_settings
+from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def status(settings: Settings, stack: Sequence[LocalService]) -> bool:
     return healthy
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(prog="persona.services.local_stack", description=__doc__)
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument(
@@ -288,19 +288,18 @@ def main(argv: list[str] | None = None) -> None:
         help="folder holding the per-service environments (default: this one's parent)",
     )
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-        configure_logging(settings.log_level)
+
+    def body(settings: Settings) -> int:
         stack = services(settings, args.venvs)
         if args.action == "up":
             up(settings, stack)
         elif args.action == "down":
             down(settings, stack)
         elif not status(settings, stack):
-            raise SystemExit(1)
-    except PersonaError as exc:
-        logger.error("%s", exc)
-        raise SystemExit(exc.exit_code) from None
+            return 1
+        return 0
+
+    exit_entry(body, logger)
 
 
 if __name__ == "__main__":

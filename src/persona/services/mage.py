@@ -10,39 +10,33 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from persona.adapters.postgres_admin import ensure_database
-from persona.errors import PersonaError
-from persona.logging_setup import configure_logging
+from persona.entry import exit_entry
 from persona.orchestration import mage_runner
-from persona.settings import load_settings
+from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def main() -> None:
-    try:
-        settings = load_settings()
-        configure_logging(settings.log_level)
-        settings.home.mkdir(parents=True, exist_ok=True)
-        ensure_database(settings.mage_db_url)
-        os.environ.update(mage_runner.mage_environment(settings))  # Mage reads them at import
-        project = settings.mage_project_path
-        mage_runner.open_project(project)
-        for pipeline, trigger, schedule_id in mage_runner.sync_api_triggers(
-            project, settings.trigger_token
-        ):
-            logger.info(
-                "API trigger %s of %s: POST http://%s:%s/api/pipeline_schedules/%s/pipeline_runs/<token>",
-                trigger,
-                pipeline,
-                settings.mage_host,
-                settings.mage_port,
-                schedule_id,
-            )
-    except PersonaError as exc:
-        logger.error("%s", exc)
-        raise SystemExit(exc.exit_code) from None
+def _serve(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_database(settings.mage_db_url)
+    os.environ.update(mage_runner.mage_environment(settings))  # Mage reads them at import
+    project = settings.mage_project_path
+    mage_runner.open_project(project)
+    for pipeline, trigger, schedule_id in mage_runner.sync_api_triggers(
+        project, settings.trigger_token
+    ):
+        logger.info(
+            "API trigger %s of %s: POST http://%s:%s/api/pipeline_schedules/%s/pipeline_runs/<token>",
+            trigger,
+            pipeline,
+            settings.mage_host,
+            settings.mage_port,
+            schedule_id,
+        )
     mage = str(Path(sys.executable).with_name("mage"))
     command = [
         mage,
@@ -55,6 +49,10 @@ def main() -> None:
     ]
     logger.info("starting Mage: %s", " ".join(command))
     os.execv(mage, command)
+
+
+def main() -> NoReturn:
+    exit_entry(_serve, logger)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from persona.adapters.postgres_admin import ensure_database
-from persona.errors import PersonaError
-from persona.logging_setup import configure_logging
-from persona.settings import Settings, load_settings
+from persona.entry import exit_entry
+from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -57,19 +57,17 @@ def allowed_hosts(extra: str) -> str:
     return ",".join(dict.fromkeys(name for name in names if name))
 
 
-def main() -> None:
-    try:
-        settings = load_settings()
-        configure_logging(settings.log_level)
-        settings.home.mkdir(parents=True, exist_ok=True)
-        ensure_database(settings.backend_store_uri)
-    except PersonaError as exc:
-        logger.error("%s", exc)
-        raise SystemExit(exc.exit_code) from None
+def _serve(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_database(settings.backend_store_uri)
     os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     command = server_command(settings)
     logger.info("starting MLflow server: %s", " ".join(command))
     os.execv(command[0], command)
+
+
+def main() -> NoReturn:
+    exit_entry(_serve, logger)
 
 
 if __name__ == "__main__":
