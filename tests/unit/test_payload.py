@@ -12,9 +12,11 @@ import pytest
 
 from persona.data.schema import load_schema
 from persona.errors import ConfigurationError, InvalidInputError
-from persona.serving import payload
+from persona.serving import payload, payload_json
 from persona.serving.contract import Batch, InputSpec
-from persona.serving.payload import negotiate, parse_csv, parse_json, parse_request
+from persona.serving.payload import negotiate, parse_request
+from persona.serving.payload_csv import parse_csv
+from persona.serving.payload_json import parse_json
 from persona.serving.problems import PayloadError, rejection
 from persona.serving.render import render_csv, render_json
 
@@ -336,7 +338,7 @@ def test_refusals_name_field_rows_expected_and_got(
 
 def test_big_integers_never_become_features(monkeypatch):
     """orjson reads integers past 64 bits as floats; the json module keeps them and we refuse."""
-    monkeypatch.setattr(payload, "orjson", None)
+    monkeypatch.setattr(payload_json, "orjson", None)
     error = raises(parse_json, with_(0, income=10**400))
     assert error.kind == "invalid_type"
     assert error.details[0]["field"] == "income" and error.details[0]["rows"] == [0]
@@ -520,7 +522,7 @@ def test_request_to_response_round_trip():
 
 
 def test_json_module_fallback_behaves_the_same(monkeypatch):
-    monkeypatch.setattr(payload, "orjson", None)
+    monkeypatch.setattr(payload_json, "orjson", None)
     for body in LAYOUTS.values():
         assert_expected_batch(parse_json(body, SPEC))
     assert raises(parse_json, b'[{"age": NaN}]').kind == "malformed_json"
@@ -604,7 +606,7 @@ _VALID_RECORD = st.fixed_dictionaries(
 
 def _general(body: bytes, spec: InputSpec) -> Batch | PayloadError:
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(payload, "_typed_records", lambda body, spec: None)
+        patched.setattr(payload_json, "_typed_records", lambda body, spec: None)
         return _outcome(body, spec)
 
 
@@ -639,7 +641,7 @@ def test_typed_decoder_agrees_with_the_general_parser(records, wrapped, strict):
 
 
 def test_typed_decoder_takes_a_valid_batch_and_declines_an_absent_key():
-    assert payload._typed_records(LAYOUTS["records"], SPEC) is not None
-    assert payload._typed_records(LAYOUTS["customers"], SPEC) is not None
+    assert payload_json._typed_records(LAYOUTS["records"], SPEC) is not None
+    assert payload_json._typed_records(LAYOUTS["customers"], SPEC) is not None
     absent = dumps([RECORDS[0], {"customer_id": "C2", "income": 2, "channel": None}])
-    assert payload._typed_records(absent, SPEC) is None
+    assert payload_json._typed_records(absent, SPEC) is None

@@ -154,7 +154,7 @@ def measure_in_process(pyfunc, frame, rows: int) -> list[Measurement]:
     """The pyfunc on a DataFrame, and the service's fast path on arrays parsed from JSON."""
     from persona.serving.fastpath import CompiledModel
     from persona.serving.model_store import spec_for_model
-    from persona.serving.payload import parse_json
+    from persona.serving.payload_json import parse_json
 
     head = frame.head(rows)
     model = pyfunc.unwrap_python_model()
