@@ -25,7 +25,8 @@ class Rule:
     name: str
     expected: str  # the rule in words, for error details
 
-    def broken(self, values: np.ndarray) -> np.ndarray:
+    def broken(self, values: np.ndarray | list) -> np.ndarray:
+        """One flag per value; ``values`` is an array, or a list (ids as sent)."""
         raise NotImplementedError
 
 
@@ -59,7 +60,7 @@ class OneOf(Rule):
 
     def broken(self, values: np.ndarray) -> np.ndarray:
         levels = self.levels
-        present = [v for v in set(values.tolist()) if not _missing(v)]
+        present = [v for v in set(_as_list(values)) if not _missing(v)]
         if all(v in levels for v in present):  # the common case: one pass over a set
             return np.zeros(len(values), dtype=bool)
         return np.fromiter(
@@ -70,7 +71,7 @@ class OneOf(Rule):
 @dataclass(frozen=True)
 class NonEmpty(Rule):
     def broken(self, values: np.ndarray) -> np.ndarray:
-        if "" not in values.tolist():  # the common case, at C speed
+        if "" not in _as_list(values):  # the common case, at C speed
             return np.zeros(len(values), dtype=bool)
         return np.fromiter((v == "" for v in values), dtype=bool, count=len(values))
 
@@ -81,7 +82,7 @@ class MaxLength(Rule):
 
     def broken(self, values: np.ndarray) -> np.ndarray:
         limit = self.limit
-        texts = values.tolist()
+        texts = _as_list(values)
         if set(map(type, texts)) != {str}:
             texts = [v for v in texts if type(v) is str]
         if max(map(len, texts), default=0) <= limit:  # the common case, at C speed
@@ -89,6 +90,11 @@ class MaxLength(Rule):
         return np.fromiter(
             (isinstance(v, str) and len(v) > limit for v in values), dtype=bool, count=len(values)
         )
+
+
+def _as_list(values: np.ndarray | list) -> list:
+    """Python values, for the set and ``in`` checks that run at C speed on a list."""
+    return values if isinstance(values, list) else values.tolist()
 
 
 def _missing(value: object) -> bool:

@@ -9,6 +9,7 @@ of -500, a channel "fax") is refused or flagged here by the same rule, under the
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -182,6 +183,37 @@ class InputSpec:
             )
         return schema
 
+    @cached_property
+    def _numeric_limits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The numeric rules as arrays: lower and upper bounds, whole-number columns."""
+        low = np.full(len(self.numeric), -np.inf)
+        high = np.full(len(self.numeric), np.inf)
+        whole = []
+        for j, rules in enumerate(self.numeric_rules):
+            for rule in rules:
+                if isinstance(rule, AtLeast):
+                    low[j] = max(low[j], rule.bound)
+                elif isinstance(rule, AtMost):
+                    high[j] = min(high[j], rule.bound)
+                elif isinstance(rule, IntegerValued):
+                    whole.append(j)
+                else:  # a rule kind the arrays do not express: always check the column
+                    low[j] = np.nan
+        return low, high, np.array(whole, dtype=np.intp)
+
+    def suspicious_numeric(self, numeric: np.ndarray) -> np.ndarray:
+        """Numeric columns where some value may break a rule (one pass over the whole batch;
+        the rules then name the rows of those columns only)."""
+        if not self.numeric_rules:
+            return np.empty(0, dtype=np.intp)
+        low, high, whole = self._numeric_limits
+        with np.errstate(invalid="ignore"):
+            suspicious = ((numeric < low) | (numeric > high)).any(axis=0) | np.isnan(low)
+            if whole.size:
+                part = numeric[:, whole]
+                suspicious[whole] |= (np.isfinite(part) & (part != np.trunc(part))).any(axis=0)
+        return np.flatnonzero(suspicious)
+
     def _null(self) -> dict[str, Any]:
         return {"nullable": True} if self.nullable else {}
 
@@ -216,7 +248,8 @@ class Batch:
     n_rows: int
     problems: tuple[RowProblem, ...] = ()  # values of the wrong type; rules come later
     ignored_columns: tuple[str, ...] = ()  # columns sent that are not model inputs
-    passthrough: dict[str, list] = field(default_factory=dict)  # ignored columns' values
+    # The values of an ignored column as sent (None where absent), read only when echoed.
+    read_ignored: Callable[[str], list] = field(default=lambda name: [], repr=False)
 
     def subset(self, rows: np.ndarray) -> Batch:
         """The rows at these positions (for scoring the valid rows of a flagged batch)."""
@@ -231,24 +264,19 @@ def check_rows(batch: Batch, spec: InputSpec) -> list[RowProblem]:
     categorical column.
     """
     found: list[RowProblem] = []
-    for j, rules in enumerate(spec.numeric_rules):
-        column = None
-        for rule in rules:
-            if column is None:
-                column = batch.numeric[:, j]
-            _add(found, rule, spec.numeric[j], column)
+    for j in spec.suspicious_numeric(batch.numeric):
+        for rule in spec.numeric_rules[j]:
+            _add(found, rule, spec.numeric[j], batch.numeric[:, j])
     for j, rules in enumerate(spec.categorical_rules):
         for rule in rules:
             _add(found, rule, spec.categorical[j], batch.categorical[j])
     if spec.id_column and batch.ids is not None:
-        ids = np.empty(batch.n_rows, dtype=object)
-        ids[:] = batch.ids
         for rule in id_rules():
-            _add(found, rule, spec.id_column, ids)
+            _add(found, rule, spec.id_column, batch.ids)
     return found
 
 
-def _add(found: list[RowProblem], rule: Rule, name: str, values: np.ndarray) -> None:
+def _add(found: list[RowProblem], rule: Rule, name: str, values: np.ndarray | list) -> None:
     broken = rule.broken(values)
     if broken.any():
         rows = np.flatnonzero(broken)

@@ -127,15 +127,15 @@ def invocations(
 def _echo_columns(batch: Batch, spec, echo: Sequence[str]) -> dict[str, list]:
     out: dict[str, list] = {}
     for name in echo:
-        if name in batch.passthrough:
-            out[name] = batch.passthrough[name]
+        if name in batch.ignored_columns:
+            out[name] = batch.read_ignored(name)
         elif name in spec.numeric:
             column = batch.numeric[:, spec.numeric.index(name)]
             out[name] = [None if v != v else v for v in column.tolist()]
         elif name in spec.categorical:
             out[name] = batch.categorical[spec.categorical.index(name)].tolist()
         else:
-            sent = sorted({*spec.features, *batch.passthrough})
+            sent = sorted({*spec.features, *batch.ignored_columns})
             raise _parameter_error("echo", f"columns of this request, e.g. {sent}", repr(name))
     return out
 

@@ -126,7 +126,7 @@ def parse_csv(body: bytes, spec: InputSpec) -> Batch:
         n_rows=n,
         problems=tuple(found),
         ignored_columns=ignored,
-        passthrough={c: _csv_text(frame, c, True, "", []).tolist() for c in ignored},
+        read_ignored=lambda name: _csv_text(frame, name, True, "", []).tolist(),
     )
 
 

@@ -159,19 +159,27 @@ def _typed_records(body: bytes, spec: InputSpec) -> Batch | None:
             ids = None
     if not (np.isfinite(numeric) if not spec.nullable else ~np.isinf(numeric)).all():
         return None  # 1e999 decodes to infinity; the general path reports it
-    passthrough = {}
-    for name in spec.ignored:
-        values = list(map(attrgetter(name), records))
-        if values.count(unset) != n:
-            passthrough[name] = [None if v is unset else v for v in values]
+    ignored = tuple(sorted(name for name in spec.ignored if _sent(name, records)))
+
+    def read_ignored(name: str) -> list:
+        return [None if v is unset else v for v in map(attrgetter(name), records)]
+
     return Batch(
         ids=ids,
         numeric=numeric,
         categorical=categorical,
         n_rows=n,
-        ignored_columns=tuple(sorted(passthrough)),
-        passthrough=passthrough,
+        ignored_columns=ignored,
+        read_ignored=read_ignored,
     )
+
+
+def _sent(name: str, records: list) -> bool:
+    """Does any record carry this (ignored) key? The first record usually tells."""
+    getter = attrgetter(name)
+    if getter(records[0]) is not msgspec.UNSET:
+        return True
+    return list(map(getter, records)).count(msgspec.UNSET) != len(records)
 
 
 def _layout_error(field: str, expected: str, value: Any) -> PayloadError:
@@ -390,7 +398,7 @@ def _assemble(
         n_rows=n,
         problems=tuple(found),
         ignored_columns=ignored,
-        passthrough={c: list(column(c)) for c in ignored},
+        read_ignored=lambda name: list(column(name)),
     )
 
 
