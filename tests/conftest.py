@@ -7,6 +7,7 @@ reason, and the run's header says which tools were found and what they gate.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -161,6 +162,16 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
         lines.append(f"{tool.name} missing: {verb} {len(gated)} test(s) [install: {tool.install}]")
         lines += [f"  {nodeid}" for nodeid in gated]
     return lines
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging_handler() -> Iterator[None]:
+    """Entry points add our log handler once per process, bound to the stderr of the moment;
+    in-process calls in tests bind it to a captured stream that closes with the test."""
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_persona", False)]:
+        root.removeHandler(handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
