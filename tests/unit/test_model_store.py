@@ -7,7 +7,7 @@ import time
 import pytest
 
 from persona.errors import UpstreamUnavailableError
-from persona.serving.model_store import InFlight, ModelStore
+from persona.serving.model_store import InFlight, ModelStore, NoVersionYet
 
 
 class Registry:
@@ -20,7 +20,7 @@ class Registry:
         if not self.up:
             raise UpstreamUnavailableError("MLflow at http://registry did not answer")
         if self.version is None:
-            return None
+            raise NoVersionYet("no version holds the alias yet")
         version = self.version if wanted is None else wanted
         return version, lambda: self.build(version)
 

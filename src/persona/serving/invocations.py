@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from persona.serving.contract import Batch, check_rows
+from persona.serving.contract import Batch, InputSpec, check_rows
 from persona.serving.model_store import ServedModel
 from persona.serving.payload import CSV, negotiate, parse_request
 from persona.serving.problems import (
@@ -35,7 +35,6 @@ class Answer:
 
     body: bytes
     media_type: str
-    n_rows: int
     scored: Batch  # the scored rows (all of them unless some were flagged)
     scores: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # of the scored rows
     ignored_columns: tuple[str, ...]
@@ -116,7 +115,6 @@ def invocations(
     return Answer(
         rendered,
         output,
-        n,
         scored,
         scores,
         batch.ignored_columns,
@@ -124,7 +122,7 @@ def invocations(
     )
 
 
-def _echo_columns(batch: Batch, spec, echo: Sequence[str]) -> dict[str, list]:
+def _echo_columns(batch: Batch, spec: InputSpec, echo: Sequence[str]) -> dict[str, list]:
     out: dict[str, list] = {}
     for name in echo:
         if name in batch.ignored_columns:

@@ -31,8 +31,6 @@ from persona.serving.peers import Peers
 
 logger = logging.getLogger(__name__)
 
-NO_VERSION = "no version holds the alias yet"
-
 
 class NoVersionYet(ModelUnavailableError):
     """Nothing holds the alias: expected until the first training, so said once, not per poll."""
@@ -142,7 +140,9 @@ def spec_for_model(
     return build
 
 
-Resolver = Callable[[str | None], tuple[str, Callable[[], ServedModel]] | None]
+# (version or None for the alias) -> (the version found, a builder of its ServedModel);
+# raises NoVersionYet when nothing holds the alias, UpstreamUnavailableError when MLflow is down.
+Resolver = Callable[[str | None], tuple[str, Callable[[], ServedModel]]]
 
 
 class ModelStore:
@@ -195,10 +195,7 @@ class ModelStore:
         with self._lock:
             asked_at = time.time()
             try:
-                resolved = self._resolve(version)
-                if resolved is None:
-                    raise NoVersionYet(NO_VERSION)
-                found, build = resolved
+                found, build = self._resolve(version)
                 if self.current is None or self.current.version != found:
                     self._swap(build, asked_at if version is None else None)
                 elif self.peers is not None:
@@ -301,7 +298,7 @@ def registry_loader(
     mlflow.set_registry_uri(tracking_uri)  # else models:/ URIs resolve against a local default
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    def resolve(wanted: str | None = None) -> tuple[str, Callable[[], ServedModel]] | None:
+    def resolve(wanted: str | None = None) -> tuple[str, Callable[[], ServedModel]]:
         try:
             if wanted is None:
                 version = client.get_model_version_by_alias(name, alias)
