@@ -7,6 +7,7 @@ prints results as JSON; no stack traces for expected failures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -22,6 +23,8 @@ logger = logging.getLogger("persona.cli")
 
 
 def _emit(result: Any) -> None:
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = dataclasses.asdict(result)
     sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
 
 
@@ -87,20 +90,19 @@ def _data_ingest(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.flows.train import DataRequest, TrainingContext, run_training
+    from persona.composition import training_context
+    from persona.flows.train import DataRequest, run_training
 
-    context = TrainingContext.from_settings(settings, seed=args.seed)
-    request = DataRequest.from_variables(vars(args))
-    return run_training(context, request)
+    context = training_context(settings, seed=args.seed)
+    return run_training(context, DataRequest.from_variables(vars(args)))
 
 
 def _monitor(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.flows.monitor import MonitorContext, MonitorRequest, run_monitoring
+    from persona.composition import monitor_context
+    from persona.flows.monitor import MonitorRequest, run_monitoring
 
     variables = {k: v for k, v in vars(args).items() if k not in {"handler", "command"}}
-    return run_monitoring(
-        MonitorContext.from_settings(settings), MonitorRequest.from_variables(variables)
-    )
+    return run_monitoring(monitor_context(settings), MonitorRequest.from_variables(variables))
 
 
 def _score(args: argparse.Namespace, settings: Settings) -> Any:
@@ -135,6 +137,7 @@ def _score(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.composition import demo_stack, training_context
     from persona.flows.demo import DemoRequest, format_summary, run_demo
     from persona.monitoring.drift import load_drift_config
 
@@ -148,7 +151,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> Any:
         # The API checks the alias every poll interval, then downloads and compiles the model.
         serve_timeout_s=args.serve_timeout or 2 * settings.model_poll_seconds + 60,
     )
-    sys.stdout.write(format_summary(run_demo(settings, request)) + "\n")
+    report = run_demo(demo_stack(settings), training_context(settings, seed=args.seed), request)
+    sys.stdout.write(format_summary(report) + "\n")
     return None
 
 

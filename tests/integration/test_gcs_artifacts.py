@@ -7,9 +7,10 @@ import pytest
 from conftest import start_mlflow_server
 from google.cloud import storage
 
+from persona.composition import training_context
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
-from persona.flows.train import DataRequest, TrainingContext, run_training
+from persona.flows.train import DataRequest, run_training
 from persona.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,11 +33,11 @@ def test_model_artifacts_land_in_the_bucket_and_load_back(gcs_mlflow, project_en
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
     settings = load_settings(overrides={"params_path": ROOT / "tests/fixtures/params_fast.yaml"})
     result = run_training(
-        TrainingContext.from_settings(settings),
+        training_context(settings),
         DataRequest(source="synthetic", rows=3000),
         progress=False,
     )
-    assert result["alias"] == "production"
+    assert result.alias == "production"
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
     client = storage.Client(project="test")

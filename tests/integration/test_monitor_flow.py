@@ -14,11 +14,11 @@ import yaml
 from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
+from persona import composition
 from persona.adapters import drift_store
 from persona.adapters.telegram import TelegramNotifier
 from persona.errors import InvalidInputError
 from persona.flows import monitor, train
-from persona.monitoring.drift import load_drift_config
 from persona.services.processes import free_port
 from persona.settings import load_settings
 from persona.testing.telegram_stub import TelegramStub
@@ -42,19 +42,14 @@ def trained(mlflow_server, make_database, tmp_path_factory) -> dict[str, str]:
         "PERSONA_MODEL_NAME": model,
         "MLFLOW_EXPERIMENT_NAME": model,
     }
-    context = train.TrainingContext.from_settings(load_settings(environ=env))
+    context = composition.training_context(load_settings(environ=env))
     train.run_training(context, train.DataRequest(source="synthetic", rows=5000, seed=11))
     return env
 
 
 def _context(env: dict[str, str], database: str, notifier: TelegramNotifier):
     settings = load_settings(environ={**env, "PERSONA_DATABASE_URL": database})
-    return monitor.MonitorContext(
-        settings=settings,
-        config=load_drift_config(settings.drift_config_path),
-        training=train.TrainingContext.from_settings(settings),
-        notifier=notifier,
-    )
+    return composition.monitor_context(settings, notifier=notifier)
 
 
 def _request(**variables) -> monitor.MonitorRequest:
@@ -80,7 +75,7 @@ def test_drift_without_retraining_alerts_with_the_drifted_columns(trained, pg_ur
             context, _request(month="2026-04", scenario="channel_shift", retrain="false")
         )
 
-        assert outcome["decision"] == monitor.DRIFT_NO_RETRAIN and outcome["retrained"] is None
+        assert outcome.decision == monitor.DRIFT_NO_RETRAIN and outcome.retrained is None
         assert _versions(trained) == before
         (message,) = stub.messages
         assert message["chat_id"] == CHAT and "channel" in message["text"]
@@ -93,7 +88,7 @@ def test_drift_without_retraining_alerts_with_the_drifted_columns(trained, pg_ur
     columns = drift_store.read_columns(sa.create_engine(pg_url), run["run_id"])
     assert set(columns["column_name"]) == set(context.training.schema.features)
     assert columns.set_index("column_name").loc["channel", "drifted"]
-    workspace = context.settings.evidently_workspace_path
+    workspace = context.reports.workspace_dir
     assert workspace.is_dir() and any(workspace.iterdir())
 
 
@@ -104,7 +99,7 @@ def test_too_little_data_is_said_and_nothing_is_retrained(trained, pg_url):
             _context(trained, pg_url, notifier),
             _request(month="2026-05", rows=100, scenario="income_inflation"),
         )
-        assert outcome["decision"] == monitor.INSUFFICIENT_DATA
+        assert outcome.decision == monitor.INSUFFICIENT_DATA
         assert "100" in stub.messages[0]["text"]
     (run,) = _runs(pg_url)
     assert not run["enough_data"] and run["action"] == monitor.INSUFFICIENT_DATA
@@ -115,16 +110,16 @@ def test_telegram_down_or_unconfigured_never_fails_the_run(trained, pg_url):
     closed = f"http://127.0.0.1:{free_port()}/bot"
     down = TelegramNotifier(TOKEN, CHAT, base_url=closed, retries=1, backoff=0.01, timeout=2)
     outcome = monitor.run_monitoring(_context(trained, pg_url, down), _request(month="2026-06"))
-    assert outcome["decision"] == monitor.NO_DRIFT and outcome["alert"]["status"] == "failed"
+    assert outcome.decision == monitor.NO_DRIFT and outcome.alert.status == "failed"
 
     quiet = TelegramNotifier(None, None)
     outcome = monitor.run_monitoring(_context(trained, pg_url, quiet), _request(month="2026-07"))
-    assert outcome["alert"]["status"] == "disabled"
+    assert outcome.alert.status == "disabled"
 
     skipped = monitor.run_monitoring(
         _context(trained, pg_url, quiet), _request(month="2026-08", all_clear_alert="false")
     )
-    assert skipped["alert"]["status"] == "skipped"
+    assert skipped.alert.status == "skipped"
     statuses = {r["data_window"].split()[0]: r["alert_status"] for r in _runs(pg_url)}
     assert statuses == {"2026-06": "failed", "2026-07": "disabled", "2026-08": "skipped"}
 
@@ -136,7 +131,8 @@ def test_a_month_missing_from_the_table_is_a_clear_error(trained, pg_url):
     context = _context(trained, pg_url, TelegramNotifier(None, None))
     frame = generate_snapshot(context.training.catalogue, 600, "2026-01", progress=False)
     engine = database.make_engine(pg_url)
-    database.upsert_frame(engine, context.settings.customers_table, frame, context.training.schema)
+    table = context.training.customers.table
+    database.upsert_frame(engine, table, frame, context.training.schema)
     with pytest.raises(InvalidInputError, match=r"2031-01"):
         monitor.load_current_step(
             context, monitor.MonitorRequest.from_variables({"month": "2031-01"})
@@ -165,10 +161,10 @@ def test_a_configured_alias_is_the_reference_and_what_a_retrained_model_takes(
         "PERSONA_MODEL_ALIAS": "live",
     }
     first = train.run_training(
-        train.TrainingContext.from_settings(load_settings(environ=env)),
+        composition.training_context(load_settings(environ=env)),
         train.DataRequest(source="synthetic", rows=5000, seed=11),
     )
-    assert (first["version"], first["alias"]) == ("1", "live")
+    assert (first.version, first.alias) == ("1", "live")
     with TelegramStub() as stub:
         notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
         context = _context(env, pg_url, notifier)
@@ -176,9 +172,9 @@ def test_a_configured_alias_is_the_reference_and_what_a_retrained_model_takes(
         outcome = monitor.run_monitoring(
             context, _request(month="2026-04", scenario="channel_shift", retrain="true")
         )
-        assert outcome["decision"] == monitor.RETRAIN
-        retrained = outcome["retrained"]
-        assert (retrained["version"], retrained["alias"], retrained["promoted"]) == (
+        assert outcome.decision == monitor.RETRAIN
+        retrained = outcome.retrained
+        assert (retrained.version, retrained.alias, retrained.promoted) == (
             "2",
             "live",
             True,

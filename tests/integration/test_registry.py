@@ -16,11 +16,12 @@ from sklearn.metrics import adjusted_rand_score
 
 from persona.adapters import mlflow_registry
 from persona.cli import main
+from persona.composition import training_context
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
 from persona.errors import InvalidInputError
-from persona.flows.train import DataRequest, TrainingContext, run_training
+from persona.flows.train import DataRequest, run_training
 from persona.model.preprocess import prepare_features
 from persona.model.pyfunc import load_estimator
 from persona.settings import load_settings
@@ -45,7 +46,7 @@ def settings_for(project_env, mlflow_server, monkeypatch):
 
 def train(settings, seed=1, rows=4000):
     return run_training(
-        TrainingContext.from_settings(settings),
+        training_context(settings),
         DataRequest(source="synthetic", rows=rows, seed=seed),
         progress=False,
     )
@@ -54,13 +55,13 @@ def train(settings, seed=1, rows=4000):
 def test_train_register_alias_load_same_predictions(settings_for):
     settings = settings_for()
     result = train(settings)
-    assert (result["version"], result["alias"]) == ("1", "production")
-    assert result["reason"] == "no model in production"
+    assert (result.version, result.alias) == ("1", "production")
+    assert result.reason == "no model in production"
     client = MlflowClient(settings.mlflow_tracking_uri)
     version = client.get_model_version_by_alias(settings.model_name, "production")
     assert (
         version.tags["decision"] == "production"
-        and version.tags["training_run_id"] == result["run_id"]
+        and version.tags["training_run_id"] == result.run_id
     )
 
     served = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@production")
@@ -72,21 +73,21 @@ def test_train_register_alias_load_same_predictions(settings_for):
     pd.testing.assert_frame_equal(
         from_registry.reset_index(drop=True), in_process.reset_index(drop=True)
     )
-    assert set(from_registry.persona_name) <= set(result["personas"])
+    assert set(from_registry.persona_name) <= set(result.personas)
     # ... and the registry serves the very estimator the search fitted: its cluster labels
     # and the served persona ids are the same partition of these customers.
-    fitted = load_estimator(settings.home / "runs" / result["run_id"] / f"{result['winner']}.skops")
+    fitted = load_estimator(settings.home / "runs" / result.run_id / f"{result.winner}.skops")
     fitted_labels = fitted.predict(prepare_features(customers, load_schema(settings.schema_path)))
     assert adjusted_rand_score(fitted_labels, from_registry.persona_id) == 1.0
     assert list(from_registry.columns) == ["persona_id", "persona_name", "confidence", "distance"]
 
     # the parent run has one nested run per candidate, and the profile artifacts
-    run = client.get_run(result["run_id"])
+    run = client.get_run(result.run_id)
     children = client.search_runs(
-        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{result['run_id']}'"
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
     )
     assert len(children) == 5
-    artifacts = {a.path for a in client.list_artifacts(result["run_id"], "profile")}
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "profile")}
     assert {
         "profile/persona_profile.png",
         "profile/persona_profile.csv",
@@ -101,15 +102,15 @@ def test_train_register_alias_load_same_predictions(settings_for):
 def test_worse_challenger_leaves_production_and_rollback_restores(settings_for, caplog):
     first = train(settings_for())
     worse = train(settings_for("params_worse.yaml"), seed=2)
-    assert worse["alias"] == "challenger"
-    assert worse["challenger_score"] < worse["production_score"]
+    assert worse.alias == "challenger"
+    assert worse.challenger_score < worse.production_score
     client = MlflowClient(settings_for().mlflow_tracking_uri)
     name = settings_for().model_name
-    assert client.get_model_version_by_alias(name, "production").version == first["version"]
-    assert client.get_model_version_by_alias(name, "challenger").version == worse["version"]
+    assert client.get_model_version_by_alias(name, "production").version == first.version
+    assert client.get_model_version_by_alias(name, "challenger").version == worse.version
     assert (
         "challenger silhouette"
-        in client.get_model_version(name, worse["version"]).tags["decision_reason"]
+        in client.get_model_version(name, worse.version).tags["decision_reason"]
     )
 
     # force a promotion (margin -1), then roll it back from the CLI
@@ -117,10 +118,10 @@ def test_worse_challenger_leaves_production_and_rollback_restores(settings_for, 
         settings_for("params_fast.yaml").with_overrides(params_path=_always_promote(settings_for)),
         seed=3,
     )
-    assert forced["alias"] == "production" and forced["previous_production"] == first["version"]
+    assert forced.alias == "production" and forced.previous_production == first.version
     assert main(["model", "rollback"]) == 0
-    assert client.get_model_version_by_alias(name, "production").version == first["version"]
-    assert "rolled_back_at" in client.get_model_version(name, forced["version"]).tags
+    assert client.get_model_version_by_alias(name, "production").version == first.version
+    assert "rolled_back_at" in client.get_model_version(name, forced.version).tags
     # nothing older to go back to: a clear error, not a traceback
     assert main(["model", "rollback"]) == 1
     assert "replaced nothing; cannot roll back" in caplog.text
@@ -140,19 +141,19 @@ def test_a_configured_alias_is_the_one_training_promotes_compares_and_rolls_back
         return dict(client.get_registered_model(name).aliases)
 
     first = train(settings, seed=1, rows=3000)
-    assert (first["version"], first["alias"]) == ("1", "live")
+    assert (first.version, first.alias) == ("1", "live")
     assert aliases() == {"live": "1"}
     assert client.get_model_version(name, "1").tags["decision"] == "live"
 
     # a second training compares against @live: its labels are scored, the worse one waits
     worse = train(settings_for("params_worse.yaml"), seed=2, rows=3000)
-    assert worse["alias"] == "challenger" and worse["production_score"] is not None
-    assert worse["challenger_score"] < worse["production_score"]
+    assert worse.alias == "challenger" and worse.production_score is not None
+    assert worse.challenger_score < worse.production_score
     assert aliases() == {"live": "1", "challenger": "2"}
-    assert client.get_run(worse["run_id"]).data.tags["persona.naming_reference"] == "@live v1"
+    assert client.get_run(worse.run_id).data.tags["persona.naming_reference"] == "@live v1"
 
     forced = train(settings.with_overrides(params_path=_always_promote(settings_for)), seed=3)
-    assert (forced["alias"], forced["previous_production"]) == ("live", "1")
+    assert (forced.alias, forced.previous_production) == ("live", "1")
     assert aliases() == {"live": "3", "challenger": "2"}
 
     # `persona model rollback` moves @live back, and @production never existed

@@ -27,9 +27,10 @@ import requests
 from conftest import ROOT, VENVS, start_mlflow_server
 from mlflow.tracking import MlflowClient
 
+from persona.composition import training_context
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
-from persona.flows.train import DataRequest, TrainingContext, run_training
+from persona.flows.train import DataRequest, run_training
 from persona.services.processes import ServiceProcess, free_port, start_service, wait_http
 from persona.settings import load_settings
 
@@ -62,7 +63,7 @@ def registry(tmp_path_factory, make_database):
                 }
             )
             run_training(
-                TrainingContext.from_settings(settings),
+                training_context(settings),
                 DataRequest(source="synthetic", rows=3000, seed=seed),
                 progress=False,
             )
@@ -594,7 +595,6 @@ def test_scoring_log_keeps_every_scored_row_for_monitoring(
     registry, customers, make_database, tmp_path
 ):
     from persona.flows import monitor
-    from persona.monitoring.drift import load_drift_config
 
     url = make_database("persona_scoringlog")
     service = start_api(registry, tmp_path, PERSONA_SCORING_LOG="true", PERSONA_DATABASE_URL=url)
@@ -632,14 +632,9 @@ def test_scoring_log_keeps_every_scored_row_for_monitoring(
         }
     )
     from persona.adapters.telegram import TelegramNotifier
-    from persona.flows.train import TrainingContext
+    from persona.composition import monitor_context
 
-    context = monitor.MonitorContext(
-        settings,
-        load_drift_config(settings.drift_config_path),
-        TrainingContext.from_settings(settings),
-        TelegramNotifier(None, None),
-    )
+    context = monitor_context(settings, notifier=TelegramNotifier(None, None))
     request = monitor.MonitorRequest.from_variables({"source": "scoring_log", "days": 1})
     current = monitor.load_current_step(context, request)
     assert len(current) == len(customers) + 50 and request.window == "scoring log, last 1 days"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from persona import cli
-from persona.adapters.stack_state import ProductionArtifacts, VersionInfo
+from persona.adapters.mlflow_models import ProductionArtifacts, VersionInfo
 from persona.errors import ConfigurationError, ModelUnavailableError
 from persona.flows import demo
 
@@ -232,6 +232,7 @@ def test_summary_when_the_retrained_model_stays_challenger_or_nothing_drifted():
 
 
 def test_stack_urls_turn_bind_addresses_into_urls():
+    from persona.composition import stack_urls
     from persona.settings import load_settings
 
     settings = load_settings(
@@ -241,7 +242,7 @@ def test_stack_urls_turn_bind_addresses_into_urls():
             "MLFLOW_TRACKING_URI": "http://mlflow:5000/",
         }
     )
-    urls = demo.stack_urls(settings)
+    urls = stack_urls(settings)
     assert urls.mage == "http://127.0.0.1:6789" and urls.evidently == "http://127.0.0.1:9001"
     assert urls.mlflow == "http://mlflow:5000"
     assert ("the scoring API", "http://127.0.0.1:8080/health") in urls.health()

@@ -9,6 +9,7 @@ import pytest
 
 from persona.errors import ConfigurationError
 from persona.flows import monitor
+from persona.monitoring.drift import DriftResult
 
 
 def test_previous_month_is_the_month_that_just_ended():
@@ -34,15 +35,17 @@ def test_a_table_run_without_a_month_is_refused_by_name():
 @pytest.mark.parametrize(
     ("result", "retrain", "decision"),
     [
-        ({"enough_data": False, "dataset_drift": False}, True, monitor.INSUFFICIENT_DATA),
-        ({"enough_data": True, "dataset_drift": False}, True, monitor.NO_DRIFT),
-        ({"enough_data": True, "dataset_drift": True}, True, monitor.RETRAIN),
-        ({"enough_data": True, "dataset_drift": True}, False, monitor.DRIFT_NO_RETRAIN),
+        ((False, False), True, monitor.INSUFFICIENT_DATA),
+        ((True, False), True, monitor.NO_DRIFT),
+        ((True, True), True, monitor.RETRAIN),
+        ((True, True), False, monitor.DRIFT_NO_RETRAIN),
     ],
 )
 def test_decision(result, retrain, decision):
+    enough, drift = result
+    checked = DriftResult(100, 100, (), 0.5 if enough else None, drift, enough)
     request = monitor.MonitorRequest.from_variables({"month": "2026-02", "retrain": retrain})
-    assert monitor.decide(result, request) == decision
+    assert monitor.decide(checked, request) == decision
 
 
 def test_synthetic_and_file_windows_say_where_the_rows_came_from():

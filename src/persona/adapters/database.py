@@ -109,3 +109,57 @@ def read_months(
 def count_rows(engine: sa.Engine, table_name: str) -> int:
     with engine.connect() as connection:
         return int(connection.execute(sa.text(f'SELECT count(*) FROM "{table_name}"')).scalar_one())
+
+
+class PostgresCustomers:
+    """The ``CustomerStore`` port on the project database: customer months and the scoring log."""
+
+    def __init__(self, url: str, table: str, scoring_log_table: str) -> None:
+        self.url, self.table, self.scoring_log_table = url, table, scoring_log_table
+        self._engine: sa.Engine | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+        return self._engine
+
+    def read_months(self, schema: DatasetSchema, months: Sequence[str] | None) -> pd.DataFrame:
+        return read_months(self.engine, self.table, schema, months)
+
+    def read_scored(self, days: float) -> pd.DataFrame:
+        from persona.adapters.scoring_log import read_scoring_log
+
+        return read_scoring_log(self.url, self.scoring_log_table, days)
+
+    def replace_months(
+        self, frame: pd.DataFrame, schema: DatasetSchema, months: Sequence[str]
+    ) -> int:
+        """Delete ``months`` from the table, then upsert ``frame``: a re-run leaves exactly it.
+
+        An upsert alone would keep rows of an earlier, larger run of the same months.
+        """
+        try:
+            table = None
+            if sa.inspect(self.engine).has_table(self.table):
+                table = sa.Table(self.table, sa.MetaData(), autoload_with=self.engine)
+            if table is not None and schema.month_column in table.c:  # else upsert says why
+                with self.engine.begin() as connection:
+                    deleted = connection.execute(
+                        table.delete().where(table.c[schema.month_column].in_(list(months)))
+                    ).rowcount
+                if deleted:
+                    logger.info(
+                        "removed %d earlier rows of %s from %s",
+                        deleted,
+                        ", ".join(months),
+                        self.table,
+                    )
+        except SQLAlchemyError as exc:
+            raise UpstreamUnavailableError(f"database unreachable: {str(exc)[:200]}") from None
+        return upsert_frame(self.engine, self.table, frame, schema, progress=False)
+
+    def read_drift_runs(self, limit: int) -> pd.DataFrame:
+        from persona.adapters.drift_store import read_runs
+
+        return read_runs(self.engine, limit=limit)

@@ -16,6 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from persona.adapters.database import make_engine
 from persona.errors import UpstreamUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -128,3 +129,23 @@ def read_columns(engine: sa.Engine, run_id: str) -> pd.DataFrame:
     )
     with engine.connect() as connection:
         return pd.read_sql(query, connection)
+
+
+class PostgresDriftStore:
+    """The ``DriftStore`` port: one engine, so a run's row is stored, then updated, in place."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: sa.Engine | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+        return self._engine
+
+    def record_run(self, run: Mapping[str, Any], columns: Sequence[Mapping[str, Any]]) -> str:
+        return record_run(self.engine, run, columns)
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        update_run(self.engine, run_id, **values)

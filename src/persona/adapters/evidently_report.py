@@ -133,3 +133,25 @@ def ui_command(workspace_dir: Path, host: str = "127.0.0.1", port: int = 8000) -
         "--port",
         str(port),
     ]
+
+
+class EvidentlyReports:
+    """The ``DriftReports`` port: Evidently computes, a local workspace keeps the history."""
+
+    def __init__(self, workspace_dir: Path, project_name: str) -> None:
+        self.workspace_dir, self.project_name = Path(workspace_dir), project_name
+
+    def run(
+        self,
+        reference: pd.DataFrame,
+        current: pd.DataFrame,
+        schema: DatasetSchema,
+        config: DriftConfig,
+    ) -> tuple[Any, dict[str, Any]]:
+        return run_drift_report(reference, current, schema, config)
+
+    def save_html(self, snapshot: Any, path: Path) -> Path:
+        return save_html(snapshot, path)
+
+    def publish(self, snapshot: Any) -> int:
+        return add_to_workspace(self.workspace_dir, self.project_name, snapshot)

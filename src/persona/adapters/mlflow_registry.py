@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from persona.errors import (
     PersonaError,
     UpstreamUnavailableError,
 )
+from persona.ports import Registration
 
 logger = logging.getLogger(__name__)
 
@@ -46,17 +46,6 @@ MANUAL_PROMOTE_REASON = "manual promote by operator"
 BY_PERSONA = "persona"
 BY_OUTSIDE = "outside persona (e.g. the MLflow UI)"
 REGISTER, PROMOTE, ROLLBACK = "register", "promote", "rollback"
-
-
-@dataclass(frozen=True)
-class RegisteredVersion:
-    name: str
-    version: str
-    alias: str
-    reason: str
-    previous_production: str | None  # the version that held the alias before (any alias)
-    changed: bool = True
-    promoted_at: str | None = None
 
 
 def connect(
@@ -126,9 +115,14 @@ def production_version(client: MlflowClient, name: str, alias: str):
     try:
         return client.get_model_version_by_alias(name, alias)
     except (RestException, MlflowException) as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+        if is_not_found(exc):
             return None
         raise
+
+
+def is_not_found(exc: Exception) -> bool:
+    """MLflow's way of saying a model, alias, run or artifact does not exist (vs. is down)."""
+    return "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower()
 
 
 def load_model(uri: str):
@@ -147,7 +141,7 @@ def register(
     tags: Mapping[str, Any],
     *,
     alias: str,
-) -> RegisteredVersion:
+) -> Registration:
     """Register the winner and move ``alias`` (on promotion) or the challenger alias, with why.
 
     ``alias`` is the served alias (settings.model_alias) that a promotion moves.
@@ -176,7 +170,7 @@ def register(
         previous=replaced,
         promotion=promote,
     )
-    return RegisteredVersion(
+    return Registration(
         name,
         version,
         moved,
@@ -192,7 +186,7 @@ def promote(
     version: str | int,
     alias: str,
     reason: str | None = None,
-) -> RegisteredVersion:
+) -> Registration:
     """Move the alias to a chosen version by hand, tagged and recorded like an automatic one."""
     reason = reason or MANUAL_PROMOTE_REASON
     version = str(version).strip().removeprefix("v")
@@ -203,7 +197,7 @@ def promote(
         by = BY_PERSONA if history and history[-1]["version"] == version else BY_OUTSIDE
         message = f"v{version} already holds @{alias} (moved there by {by}); nothing changed"
         logger.info("%s: %s", name, message)
-        return RegisteredVersion(name, version, alias, message, None, changed=False)
+        return Registration(name, version, alias, message, None, changed=False)
     replaced = current.version if current is not None else None
     entry = _move_alias(
         client,
@@ -215,12 +209,12 @@ def promote(
         replaced=replaced,
         previous=replaced,
     )
-    return RegisteredVersion(name, version, alias, reason, replaced, promoted_at=entry["at"])
+    return Registration(name, version, alias, reason, replaced, promoted_at=entry["at"])
 
 
 def rollback(
     client: MlflowClient, name: str, alias: str, to: str | int | None = None
-) -> RegisteredVersion:
+) -> Registration:
     """Move the alias back to the version it replaced, whoever moved it last.
 
     Our alias history decides (it survives promotions made in the MLflow UI); the
@@ -235,7 +229,7 @@ def rollback(
         if current is not None and str(current.version) == target:
             message = f"v{target} already holds @{alias}; nothing changed"
             logger.info("%s: %s", name, message)
-            return RegisteredVersion(name, target, alias, message, None, changed=False)
+            return Registration(name, target, alias, message, None, changed=False)
     elif current is None:
         raise PersonaError(f"{name} has no {alias} version to roll back")
     else:
@@ -267,7 +261,7 @@ def rollback(
         replaced=replaced,
         previous=previous,
     )
-    return RegisteredVersion(name, target, alias, reason, replaced, promoted_at=entry["at"])
+    return Registration(name, target, alias, reason, replaced, promoted_at=entry["at"])
 
 
 def promotion_info(

@@ -21,16 +21,19 @@ from typing import Any
 
 import pandas as pd
 
-from persona.adapters import database, drift_store, mlflow_registry, stack_state
-from persona.adapters.stack_state import ProductionArtifacts, VersionInfo
 from persona.data.generator import SCENARIOS, generate_snapshot
 from persona.data.months import is_month, next_month
 from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
 from persona.flows import train
 from persona.flows.score import score_frame
-from persona.orchestration.mage_runner import run_pipeline
-from persona.serving.client import ScoringClient
-from persona.settings import Settings
+from persona.ports import (
+    ArtifactListing,
+    PipelineRun,
+    Scorer,
+    StackModels,
+    StackTables,
+    VersionListing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +115,7 @@ class DemoRequest:
 # ------------------------------------------------------------------------ pure: checks, results
 
 
-def production_problem(artifacts: ProductionArtifacts, reference_file: str) -> str | None:
+def production_problem(artifacts: ArtifactListing, reference_file: str) -> str | None:
     """Why the stack cannot use this production version (None when it can)."""
     if artifacts.error:
         return f"its artifacts cannot be listed ({artifacts.error})"
@@ -123,7 +126,7 @@ def production_problem(artifacts: ProductionArtifacts, reference_file: str) -> s
     return None
 
 
-def newest_version(versions: Sequence[VersionInfo], before: set[str]) -> VersionInfo | None:
+def newest_version(versions: Sequence[VersionListing], before: set[str]) -> VersionListing | None:
     """The highest version registered since ``before`` was taken."""
     fresh = [v for v in versions if v.version not in before]
     return max(fresh, key=lambda v: int(v.version), default=None)
@@ -226,13 +229,36 @@ class StackUrls:
         return f"{base}/versions/{version}" if version else base
 
 
-def stack_urls(settings: Settings) -> StackUrls:
+def stack_urls(
+    mage_host: str,
+    mage_port: int,
+    tracking_uri: str,
+    scoring_url: str,
+    evidently_host: str,
+    evidently_port: int,
+) -> StackUrls:
     return StackUrls(
-        mage=f"http://{_url_host(settings.mage_host)}:{settings.mage_port}",
-        mlflow=settings.mlflow_tracking_uri.rstrip("/"),
-        api=settings.scoring_url.rstrip("/"),
-        evidently=f"http://{_url_host(settings.evidently_host)}:{settings.evidently_port}",
+        mage=f"http://{_url_host(mage_host)}:{mage_port}",
+        mlflow=tracking_uri.rstrip("/"),
+        api=scoring_url.rstrip("/"),
+        evidently=f"http://{_url_host(evidently_host)}:{evidently_port}",
     )
+
+
+@dataclass(frozen=True)
+class DemoStack:
+    """The running stack as the demo reaches it; an entry point builds it from settings."""
+
+    urls: StackUrls
+    models: StackModels
+    tables: StackTables
+    scorer: Scorer
+    run_pipeline: Callable[[str, dict[str, str], float], PipelineRun]
+    require_answer: Callable[[str, str], None]  # (service, health URL): raise with the fix
+    read_ready: Callable[[], tuple[str | None, str]]  # (served version, detail) from /ready
+    scoring_workers: int
+    model_poll_seconds: float
+    scoring_log: str  # where a person reads why the API did not pick a version up
 
 
 @dataclass(frozen=True)
@@ -396,62 +422,55 @@ class StepClock:
 # ------------------------------------------------------------------------ steps on the stack
 
 
-def _check_stack(settings: Settings, urls: StackUrls) -> None:
-    for service, url in urls.health():
-        stack_state.require_answer(service, url)
+def _check_stack(stack: DemoStack) -> None:
+    for service, url in stack.urls.health():
+        stack.require_answer(service, url)
 
 
-def _retire_broken_production(settings: Settings, client, alias: str) -> str | None:
+def _retire_broken_production(stack: DemoStack, alias: str) -> str | None:
     """A served version this server cannot load would break train, serve and monitor."""
-    listed = stack_state.production_artifacts(
-        client, settings.model_name, alias, train.REFERENCE_FOLDER
-    )
+    listed = stack.models.production_artifacts(alias, train.REFERENCE_FOLDER)
     if listed is None:
         return None
     problem = production_problem(listed, train.REFERENCE_ARTIFACT)
     if problem is None:
         return None
     reason = f"{problem}; probably logged by another checkout sharing this registry database"
-    stack_state.retire_production(client, settings.model_name, alias, listed.version, reason)
+    stack.models.retire(alias, listed.version, reason)
     return f"v{listed.version}: {reason}"
 
 
-def _generate(context: train.TrainingContext, request: DemoRequest) -> DataResult:
+def _generate(stack: DemoStack, context: train.TrainingContext, request: DemoRequest) -> DataResult:
     if not context.catalogue_matches_schema:
         raise ConfigurationError(
             "the demo generates synthetic customers: PERSONA_SCHEMA must describe the "
             "catalogue's columns (unset it to use 00_create_data/schema.yaml)"
         )
-    settings, schema = context.settings, context.schema
-    table = schema.table or settings.customers_table
     frames = [
         generate_snapshot(context.catalogue, request.rows, month, request.seed, scenario)
         for month, scenario in zip(request.months, ("none", "none", request.scenario), strict=True)
     ]
-    engine = database.make_engine(settings.project_database_url)
-    stack_state.replace_months(
-        engine, table, pd.concat(frames, ignore_index=True), schema, request.months
+    stack.tables.replace_months(
+        pd.concat(frames, ignore_index=True), context.schema, request.months
     )
-    return DataResult(request.months, request.rows, request.scenario, table)
+    return DataResult(request.months, request.rows, request.scenario, stack.tables.table)
 
 
-def _run(settings: Settings, pipeline: str, variables: dict[str, str], timeout_s: float) -> None:
-    outcome = run_pipeline(settings, pipeline, variables, timeout_s=timeout_s)
+def _run(stack: DemoStack, pipeline: str, variables: dict[str, str], timeout_s: float) -> None:
+    outcome = stack.run_pipeline(pipeline, variables, timeout_s)
     if not outcome.ok:
         raise PersonaError(f"Mage pipeline {pipeline}: {outcome.failure_text()}")
 
 
-def _train(
-    settings: Settings, client, request: DemoRequest, retired: str | None, alias: str
-) -> TrainResult:
-    name = settings.model_name
-    before = {v.version for v in stack_state.model_versions(client, name)}
+def _train(stack: DemoStack, request: DemoRequest, retired: str | None, alias: str) -> TrainResult:
+    name = stack.models.model_name
+    before = {v.version for v in stack.models.versions()}
     variables = {"months": ",".join(request.train_months), "seed": str(request.seed)}
-    _run(settings, "train", variables, request.pipeline_timeout_s)
-    fresh = newest_version(stack_state.model_versions(client, name), before)
+    _run(stack, "train", variables, request.pipeline_timeout_s)
+    fresh = newest_version(stack.models.versions(), before)
     if fresh is None:
         raise PersonaError(f"the train pipeline completed but registered no new version of {name}")
-    production = mlflow_registry.production_version(client, name, alias)
+    production = stack.models.version_holding(alias)
     if production is None:
         raise ModelUnavailableError(f"after training, no version of {name} holds @{alias}")
     return TrainResult(
@@ -464,35 +483,34 @@ def _train(
     )
 
 
-def _serve(
-    settings: Settings, alias: str, version: str, request: DemoRequest, clock, sleep
-) -> float:
+def _serve(stack: DemoStack, alias: str, version: str, request: DemoRequest, clock, sleep) -> float:
     try:
         return wait_for_served_version(
-            lambda: stack_state.read_ready(settings.scoring_url),
+            stack.read_ready,
             version,
             request.serve_timeout_s,
-            consecutive=2 * max(settings.scoring_workers, 1),
+            consecutive=2 * max(stack.scoring_workers, 1),
             clock=clock,
             sleep=sleep,
         )
     except ModelUnavailableError as exc:
         raise ModelUnavailableError(
             f"{exc}; the API follows @{alias} every PERSONA_MODEL_POLL_SECONDS "
-            f"({settings.model_poll_seconds:g} s): see {settings.home / 'logs' / 'scoring.log'}"
+            f"({stack.model_poll_seconds:g} s): see {stack.scoring_log}"
         ) from None
 
 
 def _score(
-    context: train.TrainingContext, request: DemoRequest, version: str, waited_s: float
+    stack: DemoStack,
+    context: train.TrainingContext,
+    request: DemoRequest,
+    version: str,
+    waited_s: float,
 ) -> ScoreResult:
-    settings, schema = context.settings, context.schema
-    engine = database.make_engine(settings.project_database_url)
-    table = schema.table or settings.customers_table
-    frame = database.read_months(engine, table, schema, [request.score_month])
+    schema = context.schema
+    frame = stack.tables.read_months(schema, [request.score_month])
     sample = draw_sample(frame, request.sample_rows, request.seed)
-    client = ScoringClient(settings.scoring_url, settings.api_token)
-    outcome = score_frame(sample, schema, client, progress=False)
+    outcome = score_frame(sample, schema, stack.scorer, progress=False)
     if outcome.failed_ids:
         raise PersonaError(
             f"{len(outcome.failed_ids)} of {len(sample)} customers were not scored: "
@@ -508,12 +526,11 @@ def _score(
     return ScoreResult(request.score_month, len(outcome.scored), counts, versions, waited_s)
 
 
-def _monitor(settings: Settings, client, request: DemoRequest) -> MonitorResult:
+def _monitor(stack: DemoStack, request: DemoRequest) -> MonitorResult:
     since = datetime.now(UTC) - timedelta(seconds=1)
-    _run(settings, "monitor", {"month": request.drifted_month}, request.pipeline_timeout_s)
-    engine = database.make_engine(settings.project_database_url)
+    _run(stack, "monitor", {"month": request.drifted_month}, request.pipeline_timeout_s)
     run = pick_drift_run(
-        drift_store.read_runs(engine, limit=50), request.drifted_month, settings.model_name, since
+        stack.tables.read_drift_runs(50), request.drifted_month, stack.models.model_name, since
     )
     if run is None:
         raise PersonaError(
@@ -522,9 +539,7 @@ def _monitor(settings: Settings, client, request: DemoRequest) -> MonitorResult:
     new_version = run.get("new_model_version")
     reason = None
     if new_version:
-        reason = stack_state.version_tags(client, settings.model_name, str(new_version)).get(
-            "decision_reason"
-        )
+        reason = stack.models.version_tags(str(new_version)).get("decision_reason")
     return MonitorResult(
         month=request.drifted_month,
         reference_version=str(run["model_version"]),
@@ -541,39 +556,36 @@ def _monitor(settings: Settings, client, request: DemoRequest) -> MonitorResult:
 
 
 def run_demo(
-    settings: Settings,
+    stack: DemoStack,
+    context: train.TrainingContext,
     request: DemoRequest,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DemoReport:
     """Every step against the running stack; returns what happened, with each step's time."""
     steps = StepClock(clock)
-    urls = stack_urls(settings)
-    context = train.TrainingContext.from_settings(settings, seed=request.seed)
+    alias = context.alias
     with steps.step("stack", "MLflow, Mage, the scoring API and the Evidently UI answer"):
-        _check_stack(settings, urls)
-        client = mlflow_registry.connect(settings.mlflow_tracking_uri)
-        retired = _retire_broken_production(settings, client, context.alias)
+        _check_stack(stack)
+        retired = _retire_broken_production(stack, alias)
     with steps.step(
         "data",
         f"{request.rows} synthetic customers for each of {', '.join(request.months)} "
         f"({request.drifted_month}: {request.scenario})",
     ):
-        data = _generate(context, request)
+        data = _generate(stack, context, request)
     with steps.step("train", f"Mage pipeline `train` on {', '.join(request.train_months)}"):
-        trained = _train(settings, client, request, retired, context.alias)
-    with steps.step(
-        "serve", f"the scoring API picks up @{context.alias} v{trained.production_version}"
-    ):
-        waited = _serve(settings, context.alias, trained.production_version, request, clock, sleep)
+        trained = _train(stack, request, retired, alias)
+    with steps.step("serve", f"the scoring API picks up @{alias} v{trained.production_version}"):
+        waited = _serve(stack, alias, trained.production_version, request, clock, sleep)
     with steps.step("score", f"{request.sample_rows} customers of {request.score_month} over HTTP"):
-        scored = _score(context, request, trained.production_version, waited)
+        scored = _score(stack, context, request, trained.production_version, waited)
     with steps.step("monitor", f"Mage pipeline `monitor` on {request.drifted_month}"):
-        monitored = _monitor(settings, client, request)
+        monitored = _monitor(stack, request)
     return DemoReport(
-        settings.model_name,
-        context.alias,
-        urls,
+        stack.models.model_name,
+        alias,
+        stack.urls,
         data,
         trained,
         scored,

@@ -1,9 +1,9 @@
-"""Monitoring steps: reference -> current -> drift report -> store -> retrain or not -> alert.
+"""Monitoring, the application layer: reference -> current -> drift -> store -> retrain -> alert.
 
-Like the training flow, each step takes plain inputs and returns a JSON-able dict (or a
-DataFrame), so the Mage ``monitor`` pipeline can run them as separate blocks and
-``run_monitoring`` can chain them in one process (CLI, local stack, tests). The decision the
-conditionals branch on is computed once, here, and stored with the run.
+Like the training flow, each step takes a context of ports and values and returns a frozen
+dataclass (or a DataFrame), so the Mage ``monitor`` pipeline can run them as separate blocks
+and ``run_monitoring`` can chain them in one process (CLI, local stack, tests). The decision
+the conditionals branch on is computed once, here, and stored with the run.
 """
 
 from __future__ import annotations
@@ -11,31 +11,36 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import cached_property
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from persona.adapters import drift_store, evidently_report, mlflow_registry, scoring_log
-from persona.adapters.database import make_engine
-from persona.adapters.telegram import TelegramNotifier
 from persona.data.months import previous_month
 from persona.data.validation import require_valid
 from persona.errors import ConfigurationError, ModelUnavailableError
 from persona.flags import parse_bool
 from persona.flows import train
 from persona.monitoring import alerts
-from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, load_drift_config
-from persona.settings import Settings
+from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, interpret_report
+from persona.ports import DriftReports, DriftStore, Notifier
 
 logger = logging.getLogger(__name__)
 
-RETRAIN = "retrain"  # drift found and retraining enabled
-DRIFT_NO_RETRAIN = "drift_no_retrain"  # drift found, retraining switched off for this run
-NO_DRIFT = "no_drift"
-INSUFFICIENT_DATA = "insufficient_data"
+
+class Decision(StrEnum):
+    """What a monitoring run decided; stored with the run, branched on by Mage."""
+
+    RETRAIN = "retrain"  # drift found and retraining enabled
+    DRIFT_NO_RETRAIN = "drift_no_retrain"  # drift found, retraining switched off for this run
+    NO_DRIFT = "no_drift"
+    INSUFFICIENT_DATA = "insufficient_data"
+
+
+RETRAIN, DRIFT_NO_RETRAIN = Decision.RETRAIN, Decision.DRIFT_NO_RETRAIN
+NO_DRIFT, INSUFFICIENT_DATA = Decision.NO_DRIFT, Decision.INSUFFICIENT_DATA
 SCORING_LOG = "scoring_log"  # current data = what the scoring service scored lately
 
 
@@ -99,28 +104,14 @@ def _days(value: Any) -> float:
 
 @dataclass(frozen=True)
 class MonitorContext:
-    """What the steps need, built once by an entry point; the notifier is passed in."""
+    """What the steps work with: the drift rules, the training context, and the ports."""
 
-    settings: Settings
     config: DriftConfig
     training: train.TrainingContext
-    notifier: TelegramNotifier
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> MonitorContext:
-        notifier = TelegramNotifier(
-            settings.telegram_bot_token or None,
-            settings.telegram_chat_id or None,
-            base_url=settings.telegram_base_url or None,
-            timeout=settings.telegram_timeout_seconds,
-            retries=settings.telegram_retries,
-        )
-        return cls(
-            settings=settings,
-            config=load_drift_config(settings.drift_config_path),
-            training=train.TrainingContext.from_settings(settings),
-            notifier=notifier,
-        )
+    notifier: Notifier
+    drift_store: DriftStore
+    reports: DriftReports
+    workdir: Path  # local folder of references and HTML reports
 
     @property
     def alias(self) -> str:
@@ -128,47 +119,98 @@ class MonitorContext:
         return self.training.alias
 
     @property
-    def workdir(self) -> Path:
-        path = self.settings.home / "monitoring"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def model_name(self) -> str:
+        return self.training.registry.model_name
 
-    @cached_property
-    def engine(self):
-        """One engine per context: the steps store, then update, the same run's row."""
-        return make_engine(self.settings.project_database_url)
+    def folder(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        return self.workdir
 
 
-def load_reference_step(context: MonitorContext) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Reference:
+    """The served model's reference sample, fetched to a local file."""
+
+    path: str
+    rows: int
+    model_name: str
+    model_version: str
+    model_run_id: str | None
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    result: DriftResult
+    report_location: str | None
+    report_url: str | None
+
+
+@dataclass(frozen=True)
+class StoredDrift:
+    """A drift check as stored in the history, with the decision the run branches on."""
+
+    run_id: str
+    decision: Decision
+    check: DriftCheck
+    data_window: str
+    model_name: str
+    model_version: str
+
+    @property
+    def result(self) -> DriftResult:
+        return self.check.result
+
+
+@dataclass(frozen=True)
+class Retrained:
+    version: str
+    alias: str
+    promoted: bool
+    reason: str
+    n_rows: int
+
+
+@dataclass(frozen=True)
+class AlertSummary:
+    status: str
+    decision: Decision
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    """What one monitoring run did, as the CLI prints it."""
+
+    run_id: str
+    decision: Decision
+    drift_share: float | None
+    dataset_drift: bool
+    report_location: str | None
+    retrained: Retrained | None
+    alert: AlertSummary
+
+
+def load_reference_step(context: MonitorContext) -> Reference:
     """The served model's own reference sample, fetched to a local file for the next step."""
-    settings = context.settings
-    client = mlflow_registry.connect(settings.mlflow_tracking_uri, settings.mlflow_experiment)
-    production = mlflow_registry.production_version(client, settings.model_name, context.alias)
+    registry, name = context.training.registry, context.model_name
+    production = registry.version_holding(context.alias)
     if production is None:
         raise ModelUnavailableError(
-            f"no version of {settings.model_name!r} holds @{context.alias}; "
-            "run the train pipeline first"
+            f"no version of {name!r} holds @{context.alias}; run the train pipeline first"
         )
-    folder = context.workdir / f"reference-v{production.version}"
-    path = mlflow_registry.download_artifact(production.run_id, train.REFERENCE_ARTIFACT, folder)
+    folder = context.folder() / f"reference-v{production.version}"
+    path = registry.download_artifact(production.run_id, train.REFERENCE_ARTIFACT, folder)
     rows = pq.ParquetFile(path).metadata.num_rows
-    logger.info("reference: %d rows of %s v%s", rows, settings.model_name, production.version)
-    return {
-        "path": str(path),
-        "rows": rows,
-        "model_name": settings.model_name,
-        "model_version": str(production.version),
-        "model_run_id": production.run_id,
-    }
+    logger.info("reference: %d rows of %s v%s", rows, name, production.version)
+    return Reference(str(path), rows, name, production.version, production.run_id)
 
 
 def load_current_step(context: MonitorContext, request: MonitorRequest) -> pd.DataFrame:
     if request.data.source == SCORING_LOG:
-        settings = context.settings
-        logged = scoring_log.read_scoring_log(
-            settings.project_database_url, settings.scoring_log_table, request.days
-        )
-        frame = frame_from_scoring_log(logged, context.training.schema)
+        customers = context.training.customers
+        if customers is None:
+            raise ConfigurationError("source=scoring_log needs the project database")
+        frame = frame_from_scoring_log(customers.read_scored(request.days), context.training.schema)
         logger.info("current data: %d customers from the scoring log", len(frame))
         if frame.empty:
             return frame  # nothing scored lately: the drift check reports too little data
@@ -197,32 +239,28 @@ def frame_from_scoring_log(logged: pd.DataFrame, schema) -> pd.DataFrame:
 
 
 def check_drift_step(
-    context: MonitorContext, reference: dict[str, Any], current: pd.DataFrame
-) -> dict[str, Any]:
-    """Run the Evidently report, save it as HTML to the artifact store and the Evidently UI."""
+    context: MonitorContext, reference: Reference, current: pd.DataFrame
+) -> DriftCheck:
+    """Run the drift report, save it as HTML to the artifact store and the report UI."""
     schema, config = context.training.schema, context.config
     columns = feature_columns(schema)
-    reference_frame = pd.read_parquet(reference["path"])
+    reference_frame = pd.read_parquet(reference.path)
     enough = config.enough_data(len(current))
     if not enough.ok:
         result = DriftResult.insufficient(len(reference_frame), len(current), enough.reason)
         logger.warning("drift check skipped: %s", enough.reason)
-        return {"result": result.to_dict(), "report_location": None, "report_url": None}
-    snapshot, report = evidently_report.run_drift_report(
+        return DriftCheck(result, None, None)
+    snapshot, report = context.reports.run(
         reference_frame[columns], current[columns], schema, config
     )
-    result = evidently_report.interpret(report, config, len(reference_frame), len(current))
+    result = interpret_report(report, config, len(reference_frame), len(current))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    html = evidently_report.save_html(snapshot, context.workdir / f"drift-{stamp}.html")
-    runs = evidently_report.add_to_workspace(
-        context.settings.evidently_workspace_path, context.settings.evidently_project, snapshot
-    )
-    mlflow_registry.connect(
-        context.settings.mlflow_tracking_uri, context.settings.mlflow_experiment
-    )
-    run_id, location = mlflow_registry.log_report_run(
+    html = context.reports.save_html(snapshot, context.folder() / f"drift-{stamp}.html")
+    runs = context.reports.publish(snapshot)
+    tracker = context.training.tracker
+    run_id, location = tracker.log_report_run(
         f"drift-{stamp}",
-        {"model_version": reference["model_version"], "n_current": len(current)},
+        {"model_version": reference.model_version, "n_current": len(current)},
         {"drift_share": result.drift_share, "dataset_drift": float(result.dataset_drift)},
         {"persona.stage": "monitoring"},
         [html],
@@ -235,131 +273,111 @@ def check_drift_step(
         result.dataset_drift,
         runs,
     )
-    return {
-        "result": result.to_dict(),
-        "report_location": f"{location}/{html.name}",
-        "report_url": mlflow_registry.run_url(context.settings.mlflow_tracking_uri, run_id),
-    }
+    return DriftCheck(result, f"{location}/{html.name}", tracker.run_url(run_id))
 
 
-def decide(result: dict[str, Any], request: MonitorRequest) -> str:
-    if not result["enough_data"]:
-        return INSUFFICIENT_DATA
-    if not result["dataset_drift"]:
-        return NO_DRIFT
-    return RETRAIN if request.retrain else DRIFT_NO_RETRAIN
+def decide(result: DriftResult, request: MonitorRequest) -> Decision:
+    if not result.enough_data:
+        return Decision.INSUFFICIENT_DATA
+    if not result.dataset_drift:
+        return Decision.NO_DRIFT
+    return Decision.RETRAIN if request.retrain else Decision.DRIFT_NO_RETRAIN
 
 
 def store_step(
     context: MonitorContext,
-    reference: dict[str, Any],
-    check: dict[str, Any],
+    reference: Reference,
+    check: DriftCheck,
     request: MonitorRequest,
-) -> dict[str, Any]:
+) -> StoredDrift:
     """One history row per run and one per column; the decision the conditionals read."""
-    result, decision = check["result"], decide(check["result"], request)
+    result, decision = check.result, decide(check.result, request)
     run = {
         "data_window": request.window,
-        "model_name": reference["model_name"],
-        "model_version": reference["model_version"],
-        "n_reference": result["n_reference"],
-        "n_current": result["n_current"],
-        "drift_share": result["drift_share"],
+        "model_name": reference.model_name,
+        "model_version": reference.model_version,
+        "n_reference": result.n_reference,
+        "n_current": result.n_current,
+        "drift_share": result.drift_share,
         "drift_share_threshold": context.config.drift_share,
-        "dataset_drift": result["dataset_drift"],
-        "enough_data": result["enough_data"],
-        "report_location": check["report_location"],
-        "action": "retraining" if decision == RETRAIN else decision,
+        "dataset_drift": result.dataset_drift,
+        "enough_data": result.enough_data,
+        "report_location": check.report_location,
+        "action": "retraining" if decision == Decision.RETRAIN else str(decision),
         "alert_status": "pending",
-        "detail": result.get("reason"),
+        "detail": result.reason,
     }
-    run_id = drift_store.record_run(context.engine, run, result["columns"])
-    return {**check, **run, "run_id": run_id, "decision": decision}
+    run_id = context.drift_store.record_run(run, [c.to_dict() for c in result.columns])
+    return StoredDrift(
+        run_id, decision, check, request.window, reference.model_name, reference.model_version
+    )
 
 
 def retrain_step(
     context: MonitorContext,
-    drift: dict[str, Any],
-    reference: dict[str, Any],
+    drift: StoredDrift,
+    reference: Reference,
     current: pd.DataFrame,
-) -> dict[str, Any]:
+) -> Retrained:
     """The training flow on reference + current rows; champion/challenger decides promotion."""
-    reference_frame = pd.read_parquet(reference["path"])
+    reference_frame = pd.read_parquet(reference.path)
     frame = pd.concat([reference_frame, current[reference_frame.columns]], ignore_index=True)
     training = context.training
-    frame = train.validate_step(frame, training.schema)
-    search = train.search_step(training, frame, progress=False)
-    selection = train.select_step(training, search, frame)
-    registration = train.register_step(training, selection, frame)
-    promoted = registration["alias"] == context.alias
-    drift_store.update_run(
-        context.engine,
-        drift["run_id"],
-        action="retrained",
-        new_model_version=registration["version"],
-        promoted=promoted,
+    trained = train.train_on(training, train.validate_step(frame, training.schema), progress=False)
+    promoted = trained.alias == context.alias
+    context.drift_store.update_run(
+        drift.run_id, action="retrained", new_model_version=trained.version, promoted=promoted
     )
     logger.info(
         "retrained on %d rows: v%s %s",
         len(frame),
-        registration["version"],
-        f"promoted to @{context.alias}" if promoted else f"kept as @{registration['alias']}",
+        trained.version,
+        f"promoted to @{context.alias}" if promoted else f"kept as @{trained.alias}",
     )
-    return {
-        "version": registration["version"],
-        "alias": registration["alias"],
-        "promoted": promoted,
-        "reason": registration["reason"],
-        "n_rows": len(frame),
-    }
+    return Retrained(trained.version, trained.alias, promoted, trained.reason, len(frame))
 
 
 def alert_step(
     context: MonitorContext,
-    drift: dict[str, Any],
-    retrained: dict[str, Any] | None,
+    drift: StoredDrift,
+    retrained: Retrained | None,
     request: MonitorRequest,
-) -> dict[str, Any]:
+) -> AlertSummary:
     """Tell the team; an alert that cannot be sent is recorded, never a failed run."""
-    decision = drift["decision"]
-    result = drift["result"]
-    link = drift.get("report_url") or drift.get("report_location")
-    if decision == INSUFFICIENT_DATA:
+    decision, result = drift.decision, drift.result
+    link = drift.check.report_url or drift.check.report_location
+    if decision == Decision.INSUFFICIENT_DATA:
         alert = alerts.insufficient_data_alert(
-            model_name=drift["model_name"],
-            window=drift["data_window"],
-            n_current=result["n_current"],
+            model_name=drift.model_name,
+            window=drift.data_window,
+            n_current=result.n_current,
             min_rows=context.config.min_rows,
         )
-    elif decision == NO_DRIFT:
+    elif decision == Decision.NO_DRIFT:
         wanted = (
             context.config.all_clear_alert
             if request.all_clear_alert is None
             else request.all_clear_alert
         )
         if not wanted:
-            drift_store.update_run(context.engine, drift["run_id"], alert_status="skipped")
-            return {"status": "skipped", "decision": decision}
+            context.drift_store.update_run(drift.run_id, alert_status="skipped")
+            return AlertSummary("skipped", decision)
         alert = alerts.all_clear_alert(
-            model_name=drift["model_name"],
-            window=drift["data_window"],
-            drift_share=result["drift_share"],
+            model_name=drift.model_name,
+            window=drift.data_window,
+            drift_share=result.drift_share,
             threshold=context.config.drift_share,
             report_link=link,
         )
     else:
         alert = alerts.drift_alert(
-            model_name=drift["model_name"],
-            window=drift["data_window"],
-            drift_share=result["drift_share"],
+            model_name=drift.model_name,
+            window=drift.data_window,
+            drift_share=result.drift_share,
             threshold=context.config.drift_share,
-            drifted_columns=[
-                (c["column_name"], c["method"], c["score"])
-                for c in result["columns"]
-                if c["drifted"]
-            ],
-            new_version=None if retrained is None else retrained["version"],
-            promoted=None if retrained is None else retrained["promoted"],
+            drifted_columns=[(c.column, c.method, c.score) for c in result.columns if c.drifted],
+            new_version=None if retrained is None else retrained.version,
+            promoted=None if retrained is None else retrained.promoted,
             not_retrained_reason=(
                 "retraining is switched off for this run" if retrained is None else None
             ),
@@ -367,26 +385,26 @@ def alert_step(
             alias=context.alias,
         )
     outcome = context.notifier.send(alert)
-    drift_store.update_run(context.engine, drift["run_id"], alert_status=outcome.status)
-    return {"status": outcome.status, "attempts": outcome.attempts, "decision": decision}
+    context.drift_store.update_run(drift.run_id, alert_status=outcome.status)
+    return AlertSummary(outcome.status, decision, outcome.attempts)
 
 
-def run_monitoring(context: MonitorContext, request: MonitorRequest) -> dict[str, Any]:
+def run_monitoring(context: MonitorContext, request: MonitorRequest) -> MonitorOutcome:
     """The whole monitor pipeline in one process, honouring the same branches as Mage's."""
     reference = load_reference_step(context)
     current = load_current_step(context, request)
     check = check_drift_step(context, reference, current)
     drift = store_step(context, reference, check, request)
     retrained = None
-    if drift["decision"] == RETRAIN:
+    if drift.decision == Decision.RETRAIN:
         retrained = retrain_step(context, drift, reference, current)
     alert = alert_step(context, drift, retrained, request)
-    return {
-        "run_id": drift["run_id"],
-        "decision": drift["decision"],
-        "drift_share": drift["drift_share"],
-        "dataset_drift": drift["dataset_drift"],
-        "report_location": drift["report_location"],
-        "retrained": retrained,
-        "alert": alert,
-    }
+    return MonitorOutcome(
+        drift.run_id,
+        drift.decision,
+        drift.result.drift_share,
+        drift.result.dataset_drift,
+        drift.check.report_location,
+        retrained,
+        alert,
+    )

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from persona.data.schema import DatasetSchema
 from persona.errors import InvalidInputError, PersonaError
-from persona.serving.client import ScoringClient
+from persona.ports import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class ScoringOutcome:
 def score_frame(
     frame: pd.DataFrame,
     schema: DatasetSchema,
-    client: ScoringClient,
+    client: Scorer,
     chunk_rows: int = 5_000,
     progress: bool | None = None,
 ) -> ScoringOutcome:

@@ -1,7 +1,9 @@
-"""Training steps: load -> validate -> search candidates -> select -> register/promote.
+"""Training, the application layer: load -> validate -> search -> select -> register/promote.
 
-Each step takes plain inputs and returns a JSON-able dict (or a DataFrame), so Mage blocks can
-pass results between processes and ``run_training`` can chain them in one process.
+Steps take the ports and values of a ``TrainingContext`` (built by an entry point, see
+``persona.composition``) and return frozen dataclasses; Mage blocks run them in separate
+processes (JSON at that boundary only, ``persona.orchestration.blocks``), ``run_training``
+chains them in one process and ``train_on`` is what retraining after drift calls.
 """
 
 from __future__ import annotations
@@ -9,34 +11,31 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 
-from persona.adapters import database, mlflow_registry
-from persona.data.catalogue import Catalogue, load_catalogue
+from persona.data.catalogue import Catalogue
 from persona.data.files import read_table
 from persona.data.generator import generate_snapshot
-from persona.data.schema import DatasetSchema, load_schema
+from persona.data.schema import DatasetSchema
 from persona.data.validation import require_valid
 from persona.errors import ConfigurationError
 from persona.flags import parse_bool
 from persona.model.build import build_persona_model
 from persona.model.evaluate import decide_promotion
 from persona.model.naming import Persona, catalogue_personas
-from persona.model.params import SearchParams, load_params
+from persona.model.params import SearchParams
 from persona.model.preprocess import prepare_features
 from persona.model.profile import plot_profiles, profile_table
 from persona.model.pyfunc import PersonaModel, load_estimator, save_estimator
 from persona.model.search import Candidate, run_search
 from persona.model.selection import select_winner
-from persona.monitoring.drift import load_drift_config
-from persona.settings import Settings
+from persona.ports import CustomerStore, ModelFiles, Registration, Registry, Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +44,7 @@ SERVING_PACKAGES = ("mlflow-skinny", "numpy", "pandas", "scikit-learn", "scipy",
 REFERENCE_FOLDER = "reference"
 REFERENCE_FILE = "reference.parquet"
 REFERENCE_ARTIFACT = f"{REFERENCE_FOLDER}/{REFERENCE_FILE}"
+PROFILE_FILES = ("persona_profile.csv", "persona_profile.html", "persona_profile.png")
 
 
 def reference_sample(
@@ -96,39 +96,111 @@ class DataRequest:
 
 @dataclass(frozen=True)
 class TrainingContext:
-    """Everything the steps need, built once by an entry point from settings."""
+    """What the steps work with: the dataset's contract, the search, and the ports."""
 
-    settings: Settings
     schema: DatasetSchema
     params: SearchParams
     catalogue: Catalogue | None
     alias: str  # the registry alias a promotion moves and the API serves (model_alias)
+    registry: Registry
+    tracker: Tracker
+    customers: CustomerStore | None  # None: only files and synthetic data can be read
+    workdir: Path  # local folder of a run's files before they are logged
     reference_rows: int = 20_000
 
-    @classmethod
-    def from_settings(cls, settings: Settings, seed: int | None = None) -> TrainingContext:
-        schema = load_schema(settings.schema_path)
-        params = load_params(settings.params_path)
-        if seed is not None:
-            params = SearchParams(**{**vars(params), "seed": int(seed)})
-        catalogue = None
-        if settings.catalogue_path.exists():
-            catalogue = load_catalogue(settings.catalogue_path)
-        reference_rows = load_drift_config(settings.drift_config_path).reference_sample_rows
-        return cls(
-            settings,
-            schema,
-            params,
-            catalogue,
-            alias=settings.model_alias,
-            reference_rows=reference_rows,
-        )
+    def with_seed(self, seed: int | None) -> TrainingContext:
+        if seed is None:
+            return self
+        return replace(self, params=replace(self.params, seed=int(seed)))
 
     @property
     def catalogue_matches_schema(self) -> bool:
         return self.catalogue is not None and list(self.catalogue.schema.features) == list(
             self.schema.features
         )
+
+    def run_folder(self, run_id: str) -> Path:
+        path = self.workdir / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@dataclass(frozen=True)
+class Split:
+    """The fitted rows and the held-out rows of one training frame."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class CandidateFile:
+    """A fitted candidate, kept on disk between steps, with its nested run."""
+
+    name: str
+    family: str
+    k: int
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    path: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    run_id: str
+    months: tuple[str, ...]
+    n_train: int
+    n_holdout: int
+    search_seconds: float
+    candidates: tuple[CandidateFile, ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    run_id: str
+    winner: str
+    k: int
+    metrics: dict[str, float]
+    model_uri: str
+    personas: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegistrationOutcome:
+    """The registry's answer plus the two holdout scores the decision compared."""
+
+    registration: Registration
+    challenger_score: float
+    production_score: float | None
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What one training run did, flat, as the CLI prints it."""
+
+    run_id: str
+    winner: str
+    k: int
+    metrics: dict[str, float]
+    model_uri: str
+    personas: tuple[str, ...]
+    model_name: str
+    version: str
+    alias: str
+    reason: str
+    previous_production: str | None
+    challenger_score: float
+    production_score: float | None
+    search_seconds: float = field(default=0.0)
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version holding the served alias and its loaded model (loaded once per run)."""
+
+    version: str
+    model: Any
 
 
 def load_step(
@@ -160,9 +232,9 @@ def load_step(
         if request.months and schema.month_column in frame.columns:
             frame = frame[frame[schema.month_column].isin(request.months)].reset_index(drop=True)
         return frame
-    engine = database.make_engine(context.settings.project_database_url)
-    table = schema.table or context.settings.customers_table
-    return database.read_months(engine, table, schema, request.months or None)
+    if context.customers is None:
+        raise ConfigurationError("source=table needs the project database (PERSONA_DATABASE_URL)")
+    return context.customers.read_months(schema, request.months or None)
 
 
 def validate_step(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
@@ -170,173 +242,149 @@ def validate_step(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
     return frame
 
 
-def split_holdout(
-    frame: pd.DataFrame, schema: DatasetSchema, fraction: float
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float) -> Split:
     """Hash of the customer id decides: the same customers are held out whatever the row order."""
     hashed = pd.util.hash_pandas_object(frame[schema.id_column].astype(str), index=False).to_numpy()
     held = (hashed % 10_000) < int(fraction * 10_000)
-    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+    return Split(frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True))
 
 
-def _workdir(settings: Settings, run_id: str) -> Path:
-    path = settings.home / "runs" / run_id
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def split_step(context: TrainingContext, frame: pd.DataFrame) -> Split:
+    return split_holdout(frame, context.schema, context.params.holdout_fraction)
+
+
+def load_champion(context: TrainingContext) -> Champion | None:
+    """The served model, the reference for naming personas and for champion/challenger."""
+    current = context.registry.version_holding(context.alias)
+    if current is None:
+        return None
+    return Champion(
+        current.version, context.registry.load(context.registry.alias_uri(context.alias))
+    )
 
 
 def search_step(
-    context: TrainingContext, frame: pd.DataFrame, progress: bool | None = None
-) -> dict[str, Any]:
+    context: TrainingContext, split: Split, progress: bool | None = None
+) -> SearchOutcome:
     """Fit every candidate on the training split, log a nested run each, keep them on disk."""
-    settings, schema, params = context.settings, context.schema, context.params
-    train, holdout = split_holdout(frame, schema, params.holdout_fraction)
-    mlflow_registry.connect(settings.mlflow_tracking_uri, settings.mlflow_experiment)
-    months = (
-        sorted(frame[schema.month_column].astype(str).unique())
-        if schema.month_column in frame
-        else []
-    )
+    schema, params = context.schema, context.params
+    train, holdout = split.train, split.holdout
+    months: tuple[str, ...] = ()
+    if schema.month_column in train:
+        seen = pd.concat([train[schema.month_column], holdout[schema.month_column]])
+        months = tuple(sorted(seen.astype(str).unique()))
     run_name = f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    with mlflow.start_run(run_name=run_name) as parent:
-        mlflow.set_tags({"persona.stage": "training", "persona.months": ",".join(months)})
-        mlflow.log_params(
-            {
-                **params.to_flat_dict(),
-                "n_rows": len(frame),
-                "n_train": len(train),
-                "n_holdout": len(holdout),
-            }
-        )
-        result = run_search(train, schema, params, progress=progress)
-        workdir = _workdir(settings, parent.info.run_id)
-        result.table().to_csv(workdir / "candidates.csv", index=False)
-        mlflow.log_artifact(str(workdir / "candidates.csv"))
-        candidates = []
-        for candidate in result.candidates:
-            child_id = mlflow_registry.log_candidate_run(
-                candidate.name, {"family": candidate.family, **candidate.params}, candidate.metrics
-            )
-            path = save_estimator(candidate.estimator, workdir / f"{candidate.name}.skops")
-            candidates.append(
-                {
-                    "name": candidate.name,
-                    "family": candidate.family,
-                    "k": candidate.k,
-                    "params": candidate.params,
-                    "metrics": candidate.metrics,
-                    "path": str(path),
-                    "run_id": child_id,
-                }
-            )
-    return {
-        "run_id": parent.info.run_id,
-        "months": months,
+    tags = {"persona.stage": "training", "persona.months": ",".join(months)}
+    run_params = {
+        **params.to_flat_dict(),
+        "n_rows": len(train) + len(holdout),
         "n_train": len(train),
         "n_holdout": len(holdout),
-        "search_seconds": result.seconds,
-        "candidates": candidates,
     }
+    with context.tracker.training_run(run_name, tags, run_params) as run_id:
+        result = run_search(train, schema, params, progress=progress)
+        folder = context.run_folder(run_id)
+        result.table().to_csv(folder / "candidates.csv", index=False)
+        context.tracker.log_to_run(run_id, files={"": [folder / "candidates.csv"]})
+        candidates = []
+        for candidate in result.candidates:
+            child_id = context.tracker.log_candidate(
+                candidate.name, {"family": candidate.family, **candidate.params}, candidate.metrics
+            )
+            path = save_estimator(candidate.estimator, folder / f"{candidate.name}.skops")
+            candidates.append(
+                CandidateFile(
+                    candidate.name,
+                    candidate.family,
+                    candidate.k,
+                    dict(candidate.params),
+                    dict(candidate.metrics),
+                    str(path),
+                    child_id,
+                )
+            )
+    return SearchOutcome(
+        run_id, months, len(train), len(holdout), result.seconds, tuple(candidates)
+    )
 
 
-def _production_references(context: TrainingContext, client) -> tuple[list[Persona], str | None]:
-    name = context.settings.model_name
-    current = mlflow_registry.production_version(client, name, context.alias)
-    if current is not None:
-        model = mlflow_registry.load_model(f"models:/{name}@{context.alias}")
-        personas = {p.name: p for p in model.unwrap_python_model().personas.values()}
-        return list(personas.values()), current.version
+def _references(context: TrainingContext, champion: Champion | None) -> tuple[list[Persona], str]:
+    """Personas to name the winner's clusters after, and where they came from."""
+    if champion is not None:
+        personas = {p.name: p for p in champion.model.unwrap_python_model().personas.values()}
+        return list(personas.values()), f"@{context.alias} v{champion.version}"
     if context.catalogue_matches_schema:
-        return catalogue_personas(context.catalogue), None
-    return [], None
+        return catalogue_personas(context.catalogue), "catalogue"
+    return [], "none"
 
 
 def select_step(
-    context: TrainingContext, search: dict[str, Any], frame: pd.DataFrame
-) -> dict[str, Any]:
+    context: TrainingContext, search: SearchOutcome, split: Split, champion: Champion | None
+) -> Selection:
     """Pick the winner among this session's candidates, name its personas, log the pyfunc."""
-    settings, schema, params = context.settings, context.schema, context.params
+    schema, params, train = context.schema, context.params, split.train
     pool = [
-        Candidate(c["name"], c["family"], c["k"], c["params"], c["metrics"], estimator=None)
-        for c in search["candidates"]
+        Candidate(c.name, c.family, c.k, c.params, c.metrics, estimator=None)
+        for c in search.candidates
     ]
     winner = select_winner(pool, params)
-    entry = next(c for c in search["candidates"] if c["name"] == winner.name)
-    estimator = load_estimator(Path(entry["path"]))
-    train, _ = split_holdout(frame, schema, params.holdout_fraction)
+    entry = next(c for c in search.candidates if c.name == winner.name)
+    estimator = load_estimator(Path(entry.path))
 
-    client = mlflow_registry.connect(settings.mlflow_tracking_uri, settings.mlflow_experiment)
-    references, reference_version = _production_references(context, client)
+    references, naming_reference = _references(context, champion)
     built = build_persona_model(estimator, train, schema, params, references)
-    workdir = _workdir(settings, search["run_id"])
-    (workdir / "personas.json").write_text(json.dumps(built.table, indent=2, default=str))
+    folder = context.run_folder(search.run_id)
+    (folder / "personas.json").write_text(json.dumps(built.table, indent=2, default=str))
     profile = profile_table(train, built.names, schema)
-    profile.to_csv(workdir / "persona_profile.csv")
-    profile.to_html(workdir / "persona_profile.html")
-    plot_profiles(profile, train, schema, workdir / "persona_profile.png")
+    profile.to_csv(folder / "persona_profile.csv")
+    profile.to_html(folder / "persona_profile.html")
+    plot_profiles(profile, train, schema, folder / "persona_profile.png")
 
     reference = reference_sample(train, schema, context.reference_rows, params.seed)
-    reference.to_parquet(workdir / REFERENCE_FILE, index=False)
+    reference.to_parquet(folder / REFERENCE_FILE, index=False)
 
     example = prepare_features(train.head(5), schema)
-    with mlflow.start_run(run_id=search["run_id"]):
-        mlflow.set_tags(
-            {
-                "persona.winner": winner.name,
-                "persona.naming_reference": (
-                    f"@{context.alias} v{reference_version}"
-                    if reference_version
-                    else ("catalogue" if references else "none")
-                ),
-            }
-        )
-        mlflow.log_metrics({f"winner_{k}": v for k, v in winner.metrics.items() if v == v})
-        mlflow.log_params(
-            {"winner": winner.name, "winner_family": winner.family, "winner_k": winner.k}
-        )
-        for name in (
-            "persona_profile.csv",
-            "persona_profile.html",
-            "persona_profile.png",
-            "personas.json",
-        ):
-            mlflow.log_artifact(str(workdir / name), artifact_path="profile")
-        mlflow.log_artifact(str(workdir / REFERENCE_FILE), artifact_path=REFERENCE_FOLDER)
-        model_uri = mlflow_registry.log_pyfunc_model(
+    model_uri = context.tracker.log_to_run(
+        search.run_id,
+        tags={"persona.winner": winner.name, "persona.naming_reference": naming_reference},
+        metrics={f"winner_{k}": v for k, v in winner.metrics.items()},
+        params={"winner": winner.name, "winner_family": winner.family, "winner_k": winner.k},
+        files={
+            "profile": [folder / name for name in (*PROFILE_FILES, "personas.json")],
+            REFERENCE_FOLDER: [folder / REFERENCE_FILE],
+        },
+        model=ModelFiles(
             PersonaModel(),
-            {"estimator": entry["path"], "personas": str(workdir / "personas.json")},
+            {"estimator": entry.path, "personas": str(folder / "personas.json")},
             example,
             built.model.predict(None, example),
             [f"{package}=={version(package)}" for package in SERVING_PACKAGES],
-        )
+        ),
+    )
     logger.info("winner %s (k=%d) logged as %s", winner.name, winner.k, model_uri)
-    return {
-        "run_id": search["run_id"],
-        "winner": winner.name,
-        "k": winner.k,
-        "metrics": winner.metrics,
-        "model_uri": model_uri,
-        "personas": sorted(set(built.names)),
-    }
+    return Selection(
+        search.run_id,
+        winner.name,
+        winner.k,
+        dict(winner.metrics),
+        str(model_uri),
+        tuple(sorted(set(built.names))),
+    )
 
 
 def register_step(
-    context: TrainingContext, selection: dict[str, Any], frame: pd.DataFrame
-) -> dict[str, Any]:
+    context: TrainingContext, selection: Selection, split: Split, champion: Champion | None
+) -> RegistrationOutcome:
     """Champion/challenger on the held-out rows, then register and move the right alias."""
-    settings, schema, params = context.settings, context.schema, context.params
-    _, holdout = split_holdout(frame, schema, params.holdout_fraction)
-    holdout = holdout[list(schema.features)]  # what the models take; ids and truth stay out
-    client = mlflow_registry.connect(settings.mlflow_tracking_uri, settings.mlflow_experiment)
-    challenger = mlflow_registry.load_model(selection["model_uri"])
+    schema, params = context.schema, context.params
+    holdout = split.holdout[list(schema.features)]  # what the models take; ids and truth stay out
+    challenger = context.registry.load(selection.model_uri)
     challenger_labels = challenger.predict(holdout)["persona_id"].to_numpy()
     production_labels = None
-    if mlflow_registry.production_version(client, settings.model_name, context.alias) is not None:
-        production = mlflow_registry.load_model(f"models:/{settings.model_name}@{context.alias}")
-        production_labels = production.predict(holdout)["persona_id"].to_numpy()
-    estimator = challenger.unwrap_python_model().estimator
+    if champion is not None:
+        production_labels = champion.model.predict(holdout)["persona_id"].to_numpy()
     decision = decide_promotion(
-        estimator,
+        challenger.unwrap_python_model().estimator,
         challenger_labels,
         production_labels,
         holdout,
@@ -344,15 +392,13 @@ def register_step(
         params,
         alias=context.alias,
     )
-    registered = mlflow_registry.register(
-        client,
-        settings.model_name,
-        selection["model_uri"],
+    registered = context.registry.register(
+        selection.model_uri,
         decision.promote,
         decision.reason,
         {
-            "training_run_id": selection["run_id"],
-            "winner": selection["winner"],
+            "training_run_id": selection.run_id,
+            "winner": selection.winner,
             "challenger_score": round(decision.challenger_score, 5),
             "production_score": (
                 "" if decision.production_score is None else round(decision.production_score, 5)
@@ -361,30 +407,53 @@ def register_step(
         },
         alias=context.alias,
     )
-    with mlflow.start_run(run_id=selection["run_id"]):
-        mlflow.log_metric("holdout_challenger_score", decision.challenger_score)
-        if decision.production_score is not None:
-            mlflow.log_metric("holdout_production_score", decision.production_score)
-        mlflow.set_tags(
-            {"persona.registered_version": registered.version, "persona.alias": registered.alias}
-        )
-    return {
-        "model_name": registered.name,
-        "version": registered.version,
-        "alias": registered.alias,
-        "reason": registered.reason,
-        "previous_production": registered.previous_production,
-        "challenger_score": decision.challenger_score,
-        "production_score": decision.production_score,
-    }
+    scores = {"holdout_challenger_score": decision.challenger_score}
+    if decision.production_score is not None:
+        scores["holdout_production_score"] = decision.production_score
+    context.tracker.log_to_run(
+        selection.run_id,
+        metrics=scores,
+        tags={"persona.registered_version": registered.version, "persona.alias": registered.alias},
+    )
+    return RegistrationOutcome(registered, decision.challenger_score, decision.production_score)
+
+
+def outcome(
+    search: SearchOutcome, selection: Selection, registered: RegistrationOutcome
+) -> TrainingOutcome:
+    r = registered.registration
+    return TrainingOutcome(
+        run_id=selection.run_id,
+        winner=selection.winner,
+        k=selection.k,
+        metrics=selection.metrics,
+        model_uri=selection.model_uri,
+        personas=selection.personas,
+        model_name=r.name,
+        version=r.version,
+        alias=r.alias,
+        reason=r.reason,
+        previous_production=r.previous_production,
+        challenger_score=registered.challenger_score,
+        production_score=registered.production_score,
+        search_seconds=search.search_seconds,
+    )
+
+
+def train_on(
+    context: TrainingContext, frame: pd.DataFrame, progress: bool | None = None
+) -> TrainingOutcome:
+    """Search, select and register on a validated frame: the split and champion once each."""
+    split = split_step(context, frame)
+    champion = load_champion(context)
+    search = search_step(context, split, progress)
+    selection = select_step(context, search, split, champion)
+    return outcome(search, selection, register_step(context, selection, split, champion))
 
 
 def run_training(
     context: TrainingContext, request: DataRequest, progress: bool | None = None
-) -> dict[str, Any]:
+) -> TrainingOutcome:
     """The whole training path in one process (local stack, CLI, tests)."""
     frame = validate_step(load_step(context, request, progress), context.schema)
-    search = search_step(context, frame, progress)
-    selection = select_step(context, search, frame)
-    registration = register_step(context, selection, frame)
-    return {"search_seconds": search["search_seconds"], **selection, **registration}
+    return train_on(context, frame, progress)

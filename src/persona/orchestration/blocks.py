@@ -1,19 +1,27 @@
 """What Mage blocks call. Each block is two lines: its decorator and one call into here.
 
 This is the entry-point layer for Mage: it reads settings (run variables > environment >
-defaults) and configures logging; the work itself is in ``persona.flows``.
+defaults), configures logging and builds the flows' contexts (``persona.composition``); the
+work itself is in ``persona.flows``. Step values cross between blocks as JSON: ``to_mage``
+and ``from_mage`` are the only place the flows' dataclasses become dicts and back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+import types
+from enum import Enum
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import pandas as pd
 
+from persona import composition
 from persona.flows import monitor, train
 from persona.logging_setup import configure_logging
 from persona.settings import Settings, load_settings
+
+T = TypeVar("T")
 
 # Run variables that override settings (the rest are data/run knobs read by the steps).
 SETTING_VARIABLES = {
@@ -39,24 +47,50 @@ def _settings(variables: dict[str, Any]) -> Settings:
 
 
 def _context(variables: dict[str, Any]) -> train.TrainingContext:
-    settings = _settings(variables)
     seed = variables.get("seed")
-    return train.TrainingContext.from_settings(
-        settings, seed=int(seed) if seed not in (None, "") else None
+    return composition.training_context(
+        _settings(variables), seed=int(seed) if seed not in (None, "") else None
     )
 
 
-def json_safe(value: Any) -> Any:
-    """Mage stores dict outputs as JSON: NaN becomes None, numpy scalars become Python."""
+def to_mage(value: Any) -> Any:
+    """A step value as Mage stores block outputs (JSON): NaN becomes None, enums their value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_mage(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): to_mage(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
+        return [to_mage(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
+        value = value.item()  # numpy scalars
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def from_mage(kind: type[T] | Any, data: Any) -> T:
+    """The step value ``to_mage`` stored, rebuilt from its type hints (None back to NaN)."""
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (Union, types.UnionType):
+        if data is None and type(None) in args:
+            return None
+        kind = next(a for a in args if a is not type(None))
+        return from_mage(kind, data)
+    if dataclasses.is_dataclass(kind):
+        hints = get_type_hints(kind)
+        fields = [f for f in dataclasses.fields(kind) if f.init and f.name in data]
+        return kind(**{f.name: from_mage(hints[f.name], data[f.name]) for f in fields})
+    if origin is tuple:
+        return tuple(from_mage(args[0], item) for item in data)
+    if origin is dict:
+        return {key: from_mage(args[1], item) for key, item in data.items()}
+    if kind is float:
+        return math.nan if data is None else float(data)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return kind(data)
+    return data
 
 
 def registration_enabled(variables: dict[str, Any]) -> bool:
@@ -74,30 +108,45 @@ def validate_customers(frame: pd.DataFrame, variables: dict[str, Any]) -> pd.Dat
 
 
 def train_candidates(frame: pd.DataFrame, variables: dict[str, Any]) -> dict[str, Any]:
-    return json_safe(train.search_step(_context(variables), frame, progress=False))
+    context = _context(variables)
+    return to_mage(train.search_step(context, train.split_step(context, frame), progress=False))
 
 
 def select_model(
     search: dict[str, Any], frame: pd.DataFrame, variables: dict[str, Any]
 ) -> dict[str, Any]:
-    return json_safe(train.select_step(_context(variables), search, frame))
+    context = _context(variables)
+    selection = train.select_step(
+        context,
+        from_mage(train.SearchOutcome, search),
+        train.split_step(context, frame),
+        train.load_champion(context),
+    )
+    return to_mage(selection)
 
 
 def register_model(
     selection: dict[str, Any], frame: pd.DataFrame, variables: dict[str, Any]
 ) -> dict[str, Any]:
-    return json_safe(train.register_step(_context(variables), selection, frame))
+    context = _context(variables)
+    registered = train.register_step(
+        context,
+        from_mage(train.Selection, selection),
+        train.split_step(context, frame),
+        train.load_champion(context),
+    )
+    return to_mage(registered)
 
 
 # ------------------------------------------------------------------------------ monitor pipeline
 
 
 def _monitor(variables: dict[str, Any]) -> monitor.MonitorContext:
-    return monitor.MonitorContext.from_settings(_settings(variables))
+    return composition.monitor_context(_settings(variables))
 
 
 def load_reference(variables: dict[str, Any]) -> dict[str, Any]:
-    return json_safe(monitor.load_reference_step(_monitor(variables)))
+    return to_mage(monitor.load_reference_step(_monitor(variables)))
 
 
 def load_current(variables: dict[str, Any]) -> pd.DataFrame:
@@ -108,19 +157,28 @@ def load_current(variables: dict[str, Any]) -> pd.DataFrame:
 def check_drift(
     reference: dict[str, Any], current: pd.DataFrame, variables: dict[str, Any]
 ) -> dict[str, Any]:
-    return json_safe(monitor.check_drift_step(_monitor(variables), reference, current))
+    check = monitor.check_drift_step(
+        _monitor(variables), from_mage(monitor.Reference, reference), current
+    )
+    return to_mage(check)
 
 
 def store_drift(
     check: dict[str, Any], reference: dict[str, Any], variables: dict[str, Any]
 ) -> dict[str, Any]:
     request = monitor.MonitorRequest.from_variables(variables)
-    return json_safe(monitor.store_step(_monitor(variables), reference, check, request))
+    stored = monitor.store_step(
+        _monitor(variables),
+        from_mage(monitor.Reference, reference),
+        from_mage(monitor.DriftCheck, check),
+        request,
+    )
+    return to_mage(stored)
 
 
 def is_retraining(drift: dict[str, Any]) -> bool:
     """The branch the stored decision chose (conditionals of the monitor pipeline)."""
-    return drift.get("decision") == monitor.RETRAIN
+    return drift.get("decision") == monitor.Decision.RETRAIN
 
 
 def retrain_on_drift(
@@ -129,11 +187,23 @@ def retrain_on_drift(
     current: pd.DataFrame,
     variables: dict[str, Any],
 ) -> dict[str, Any]:
-    return json_safe(monitor.retrain_step(_monitor(variables), drift, reference, current))
+    retrained = monitor.retrain_step(
+        _monitor(variables),
+        from_mage(monitor.StoredDrift, drift),
+        from_mage(monitor.Reference, reference),
+        current,
+    )
+    return to_mage(retrained)
 
 
 def alert(
     drift: dict[str, Any], retrained: dict[str, Any] | None, variables: dict[str, Any]
 ) -> dict[str, Any]:
     request = monitor.MonitorRequest.from_variables(variables)
-    return json_safe(monitor.alert_step(_monitor(variables), drift, retrained, request))
+    summary = monitor.alert_step(
+        _monitor(variables),
+        from_mage(monitor.StoredDrift, drift),
+        from_mage(monitor.Retrained | None, retrained),
+        request,
+    )
+    return to_mage(summary)

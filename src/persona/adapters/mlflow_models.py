@@ -1,0 +1,222 @@
+"""The MLflow adapter behind the ``Registry`` and ``Tracker`` ports, for one model name.
+
+Training, monitoring and the demo's walk through a running stack all reach MLflow through one
+``MlflowModels``; the alias mechanics (history, rollback) are in ``mlflow_registry``. It
+connects on first use, so building one (an entry point does, from settings) costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import requests
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from persona.adapters import mlflow_registry
+from persona.errors import UpstreamUnavailableError
+from persona.ports import ModelFiles, ModelVersion, Registration
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProductionArtifacts:
+    """The files the stack needs from the served version, as this MLflow server sees them."""
+
+    version: str
+    run_id: str | None
+    model_files: tuple[str, ...]
+    reference_files: tuple[str, ...]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+
+
+class MlflowModels:
+    """Registered versions of ``model_name`` and the runs that made them, on one server."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str | None,
+        model_name: str,
+        connect_timeout_s: float = 30.0,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.model_name = model_name
+        self.connect_timeout_s = connect_timeout_s
+        self._client: MlflowClient | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        """Connected on first use; fails fast naming the URI when the server does not answer."""
+        if self._client is None:
+            self._client = mlflow_registry.connect(
+                self.tracking_uri, self.experiment, timeout_s=self.connect_timeout_s
+            )
+        return self._client
+
+    # ------------------------------------------------------------------------------- Registry
+
+    def version_holding(self, alias: str) -> ModelVersion | None:
+        found = mlflow_registry.production_version(self.client, self.model_name, alias)
+        return None if found is None else ModelVersion(str(found.version), found.run_id)
+
+    def alias_uri(self, alias: str) -> str:
+        return f"models:/{self.model_name}@{alias}"
+
+    def load(self, model_uri: str) -> Any:
+        self.client  # noqa: B018 - the tracking URI must be set before loading
+        return mlflow_registry.load_model(model_uri)
+
+    def register(
+        self,
+        model_uri: str,
+        promote: bool,
+        reason: str,
+        tags: Mapping[str, Any],
+        *,
+        alias: str,
+    ) -> Registration:
+        return mlflow_registry.register(
+            self.client, self.model_name, model_uri, promote, reason, tags, alias=alias
+        )
+
+    def download_artifact(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        self.client  # noqa: B018
+        return mlflow_registry.download_artifact(run_id, artifact_path, destination)
+
+    # -------------------------------------------------------------------------------- Tracker
+
+    @contextmanager
+    def training_run(
+        self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
+    ) -> Iterator[str]:
+        self.client  # noqa: B018
+        with mlflow.start_run(run_name=run_name) as run:
+            mlflow.set_tags(dict(tags))
+            mlflow.log_params(dict(params))
+            yield run.info.run_id
+
+    def log_candidate(
+        self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> str:
+        return mlflow_registry.log_candidate_run(name, params, metrics)
+
+    def log_to_run(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        files: Mapping[str, Sequence[Path]] | None = None,
+        model: ModelFiles | None = None,
+    ) -> str | None:
+        self.client  # noqa: B018
+        active = mlflow.active_run()
+        reopen = active is None or active.info.run_id != run_id
+        with mlflow.start_run(run_id=run_id) if reopen else nullcontext():
+            if tags:
+                mlflow.set_tags(dict(tags))
+            if metrics:
+                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
+            if params:
+                mlflow.log_params(dict(params))
+            for folder, paths in (files or {}).items():
+                mlflow_registry.log_files(list(paths), folder or None)
+            if model is None:
+                return None
+            return mlflow_registry.log_pyfunc_model(
+                model.python_model,
+                model.artifacts,
+                model.input_example,
+                model.output_example,
+                list(model.pip_requirements),
+            )
+
+    def log_report_run(
+        self,
+        run_name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float | None],
+        tags: Mapping[str, str],
+        files: Sequence[Path],
+        artifact_path: str,
+    ) -> tuple[str, str]:
+        self.client  # noqa: B018
+        return mlflow_registry.log_report_run(
+            run_name, params, metrics, tags, list(files), artifact_path
+        )
+
+    def run_url(self, run_id: str) -> str | None:
+        return mlflow_registry.run_url(self.tracking_uri, run_id)
+
+    # ----------------------------------------------- what a walk through a running stack reads
+
+    def production_artifacts(self, alias: str, reference_folder: str) -> ProductionArtifacts | None:
+        """List the model holding ``alias`` and its drift reference (None when no version does).
+
+        Artifacts live wherever the server that logged them stored them, so a registry shared
+        by several checkouts can name a version whose files this server cannot reach.
+        """
+        version = self.version_holding(alias)
+        if version is None:
+            return None
+        model_files: list[str] = []
+        reference_files: list[str] = []
+        error = None
+        try:
+            listed = mlflow.artifacts.list_artifacts(
+                artifact_uri=f"models:/{self.model_name}/{version.version}"
+            )
+            model_files = [item.path for item in listed]
+            if version.run_id:
+                listed = self.client.list_artifacts(version.run_id, reference_folder)
+                reference_files = [item.path for item in listed]
+        except MlflowException as exc:  # a run or logged model deleted from the registry
+            if not mlflow_registry.is_not_found(exc):
+                raise UpstreamUnavailableError(f"MLflow artifacts: {str(exc)[:200]}") from None
+            error = str(exc)[:200]
+        except requests.RequestException as exc:
+            raise UpstreamUnavailableError(f"MLflow did not list artifacts ({exc})") from None
+        return ProductionArtifacts(
+            version.version, version.run_id, tuple(model_files), tuple(reference_files), error
+        )
+
+    def retire(self, alias: str, version: str, reason: str) -> None:
+        """Take the served alias off a version nothing can load; tags on it say when and why."""
+        client = self.client
+        client.delete_registered_model_alias(self.model_name, alias)
+        client.set_model_version_tag(
+            self.model_name, version, "retired_at", datetime.now(UTC).isoformat()
+        )
+        client.set_model_version_tag(self.model_name, version, "retired_reason", reason)
+        logger.warning("took @%s off %s v%s: %s", alias, self.model_name, version, reason)
+
+    def versions(self) -> list[VersionInfo]:
+        """Every registered version (empty when the model is not registered yet)."""
+        try:
+            found = self.client.search_model_versions(f"name = '{self.model_name}'")
+        except MlflowException as exc:
+            raise UpstreamUnavailableError(f"MLflow registry: {str(exc)[:200]}") from None
+        return [
+            VersionInfo(str(v.version), tuple(v.aliases or ()), dict(v.tags or {})) for v in found
+        ]
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(self.model_name, version).tags or {})

@@ -1,0 +1,223 @@
+"""The ports the application layer (``persona.flows``) works through.
+
+A flow takes these small protocols and plain values; an entry point (``persona.composition``)
+builds the one adapter behind each from settings. Tests pass in-memory stand-ins. The names
+say what a flow needs, not how a system provides it: ``Registry`` and ``Tracker`` are both
+implemented by the MLflow adapter, ``CustomerStore`` by PostgreSQL, ``Notifier`` by Telegram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from persona.data.schema import DatasetSchema
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered version: what a flow needs to load it and find its run's artifacts."""
+
+    version: str
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What registering a challenger did: which alias it got, why, and what it replaced."""
+
+    name: str
+    version: str
+    alias: str
+    reason: str
+    previous_production: str | None  # the version that held the alias before (any alias)
+    changed: bool = True
+    promoted_at: str | None = None
+
+
+class Registry(Protocol):
+    """Registered models of one name: versions, aliases, loading."""
+
+    model_name: str
+
+    def version_holding(self, alias: str) -> ModelVersion | None:
+        """The version ``alias`` points at, or None when no version holds it."""
+
+    def load(self, model_uri: str) -> Any:
+        """The pyfunc model behind a URI (``models:/name@alias`` or a run's model)."""
+
+    def alias_uri(self, alias: str) -> str:
+        """The URI that loads whatever version holds ``alias``."""
+
+    def register(
+        self,
+        model_uri: str,
+        promote: bool,
+        reason: str,
+        tags: Mapping[str, Any],
+        *,
+        alias: str,
+    ) -> Registration:
+        """Register a model and move ``alias`` (promote) or the challenger alias to it."""
+
+    def download_artifact(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        """One artifact of the run that logged a version, as a local file."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What the pyfunc model is made of, for ``Tracker.log_model``."""
+
+    python_model: Any
+    artifacts: Mapping[str, str]
+    input_example: pd.DataFrame
+    output_example: pd.DataFrame
+    pip_requirements: Sequence[str]
+
+
+class Tracker(Protocol):
+    """Experiment runs: parameters, metrics, tags, files, the model."""
+
+    def training_run(
+        self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
+    ) -> AbstractContextManager[str]:
+        """A parent run that the candidates nest under; yields its id."""
+
+    def log_candidate(
+        self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> str:
+        """A nested run per candidate inside the open training run; returns its id."""
+
+    def log_to_run(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        files: Mapping[str, Sequence[Path]] | None = None,
+        model: ModelFiles | None = None,
+    ) -> str | None:
+        """Add to an existing run (files by artifact folder); returns the model URI if logged."""
+
+    def log_report_run(
+        self,
+        run_name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float | None],
+        tags: Mapping[str, str],
+        files: Sequence[Path],
+        artifact_path: str,
+    ) -> tuple[str, str]:
+        """A run that carries a report; returns its id and its artifact folder URI."""
+
+    def run_url(self, run_id: str) -> str | None:
+        """Where a person opens the run (None when the store has no UI)."""
+
+
+class CustomerStore(Protocol):
+    """The project's customer rows and what the scoring service recorded."""
+
+    def read_months(self, schema: DatasetSchema, months: Sequence[str] | None) -> pd.DataFrame:
+        """Rows of the given months (all when None); names the problem when there are none."""
+
+    def read_scored(self, days: float) -> pd.DataFrame:
+        """The rows the scoring API scored in the last ``days`` days (may be empty)."""
+
+
+class DriftStore(Protocol):
+    """The drift history: one row per monitoring run and one per checked column."""
+
+    def record_run(self, run: Mapping[str, Any], columns: Sequence[Mapping[str, Any]]) -> str:
+        """Store a run and its columns; returns the run's id."""
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        """Fill in what is known later in the run (action, new version, alert status)."""
+
+
+class DriftReports(Protocol):
+    """Where drift reports are computed and kept for people (HTML and the report UI)."""
+
+    def run(
+        self, reference: pd.DataFrame, current: pd.DataFrame, schema: DatasetSchema, config: Any
+    ) -> tuple[Any, Mapping[str, Any]]:
+        """The report on the schema's features: (snapshot, its dict)."""
+
+    def save_html(self, snapshot: Any, path: Path) -> Path: ...
+
+    def publish(self, snapshot: Any) -> int:
+        """File the snapshot where the report UI shows it; returns the runs it now holds."""
+
+
+class Outcome(Protocol):
+    status: str
+    attempts: int
+
+
+class Notifier(Protocol):
+    """Tells the team; never raises for a message that could not be delivered."""
+
+    def send(self, alert: Any) -> Outcome: ...
+
+
+class Scorer(Protocol):
+    """Scores a batch of customers with whatever model is served now."""
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame: ...
+
+
+# ----------------------------------------------- the demo's walk through a running stack
+
+
+class ArtifactListing(Protocol):
+    version: str
+    model_files: tuple[str, ...]
+    reference_files: tuple[str, ...]
+    error: str | None
+
+
+class VersionListing(Protocol):
+    version: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+
+
+class StackModels(Protocol):
+    """What the demo reads and repairs in the registry (the MLflow adapter provides it)."""
+
+    model_name: str
+
+    def version_holding(self, alias: str) -> ModelVersion | None: ...
+
+    def production_artifacts(self, alias: str, reference_folder: str) -> ArtifactListing | None: ...
+
+    def retire(self, alias: str, version: str, reason: str) -> None: ...
+
+    def versions(self) -> Sequence[VersionListing]: ...
+
+    def version_tags(self, version: str) -> dict[str, str]: ...
+
+
+class StackTables(Protocol):
+    """The demo's months in the customers table, and the drift history."""
+
+    table: str
+
+    def replace_months(
+        self, frame: pd.DataFrame, schema: DatasetSchema, months: Sequence[str]
+    ) -> int: ...
+
+    def read_months(self, schema: DatasetSchema, months: Sequence[str] | None) -> pd.DataFrame: ...
+
+    def read_drift_runs(self, limit: int) -> pd.DataFrame: ...
+
+
+class PipelineRun(Protocol):
+    ok: bool
+
+    def failure_text(self) -> str: ...

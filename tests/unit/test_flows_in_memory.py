@@ -1,0 +1,254 @@
+"""The application layer on in-memory ports: training, promotion, monitoring, the Mage boundary.
+
+No MLflow, database or Telegram: the flows see only the ports (``persona.ports``), so these
+stand-ins are all they need. The real adapters are tested on real services under integration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from persona.data.catalogue import load_catalogue
+from persona.data.generator import generate_snapshot
+from persona.data.schema import load_schema
+from persona.flows import monitor, train
+from persona.model.params import load_params
+from persona.model.pyfunc import PersonaModel, load_estimator
+from persona.monitoring.drift import ColumnDrift, DriftResult, load_drift_config
+from persona.orchestration.blocks import from_mage, to_mage
+from persona.ports import ModelVersion, Registration
+
+pytestmark = pytest.mark.unit
+
+
+class Loaded:
+    """What ``Registry.load`` gives the flows: pyfunc-like predict and the Python model."""
+
+    def __init__(self, python_model: PersonaModel) -> None:
+        self.python_model = python_model
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.python_model.predict(None, frame)
+
+    def unwrap_python_model(self) -> PersonaModel:
+        return self.python_model
+
+
+@dataclass
+class MemoryModels:
+    """Registry and Tracker in dictionaries."""
+
+    model_name: str = "personas"
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, Loaded] = field(default_factory=dict)
+    versions: dict[str, tuple[str, str]] = field(default_factory=dict)  # version -> (uri, run)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def _new_run(self, name: str) -> str:
+        run_id = f"run{len(self.runs) + 1}"
+        self.runs[run_id] = {"name": name, "params": {}, "metrics": {}, "tags": {}, "files": {}}
+        return run_id
+
+    def version_holding(self, alias: str) -> ModelVersion | None:
+        version = self.aliases.get(alias)
+        return None if version is None else ModelVersion(version, self.versions[version][1])
+
+    def alias_uri(self, alias: str) -> str:
+        return f"models:/{self.model_name}@{alias}"
+
+    def load(self, model_uri: str) -> Loaded:
+        if model_uri.startswith("models:/"):
+            model_uri = self.versions[self.aliases[model_uri.rsplit("@", 1)[1]]][0]
+        return self.models[model_uri]
+
+    def register(self, model_uri, promote, reason, tags, *, alias) -> Registration:
+        version = str(len(self.versions) + 1)
+        self.versions[version] = (model_uri, model_uri.split("/")[1])
+        moved = alias if promote else "challenger"
+        previous = self.aliases.get(moved)
+        self.aliases[moved] = version
+        return Registration(self.model_name, version, moved, reason, previous if promote else None)
+
+    def download_artifact(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        return self.runs[run_id]["files"][artifact_path]
+
+    @contextmanager
+    def training_run(self, run_name, tags, params):
+        run_id = self._new_run(run_name)
+        self.runs[run_id]["tags"].update(tags)
+        self.runs[run_id]["params"].update(params)
+        yield run_id
+
+    def log_candidate(self, name, params, metrics) -> str:
+        run_id = self._new_run(name)
+        self.runs[run_id]["metrics"].update(metrics)
+        return run_id
+
+    def log_to_run(self, run_id, *, params=None, metrics=None, tags=None, files=None, model=None):
+        run = self.runs[run_id]
+        run["params"].update(params or {})
+        run["metrics"].update(metrics or {})
+        run["tags"].update(tags or {})
+        for folder, paths in (files or {}).items():
+            for path in paths:
+                run["files"][f"{folder}/{path.name}" if folder else path.name] = path
+        if model is None:
+            return None
+        table = json.loads(Path(model.artifacts["personas"]).read_text())
+        estimator = load_estimator(Path(model.artifacts["estimator"]))
+        uri = f"runs:/{run_id}/model"
+        self.models[uri] = Loaded(PersonaModel.from_parts(estimator, table))
+        return uri
+
+    def log_report_run(self, run_name, params, metrics, tags, files, artifact_path):
+        run_id = self._new_run(run_name)
+        return run_id, f"memory://{run_id}/{artifact_path}"
+
+    def run_url(self, run_id: str) -> None:
+        return None
+
+
+@dataclass
+class MemoryDriftStore:
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record_run(self, run, columns) -> str:
+        run_id = f"drift{len(self.runs) + 1}"
+        self.runs[run_id] = {**run, "columns": list(columns)}
+        return run_id
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        self.runs[run_id].update(values)
+
+
+@dataclass(frozen=True)
+class Sent:
+    status: str = "sent"
+    attempts: int = 1
+
+
+@dataclass
+class MemoryNotifier:
+    alerts: list[Any] = field(default_factory=list)
+
+    def send(self, alert: Any) -> Sent:
+        self.alerts.append(alert)
+        return Sent()
+
+
+class NoReports:
+    """Reports are never reached when there is too little data to check."""
+
+    def run(self, *args):
+        raise AssertionError("the drift report ran on too little data")
+
+    save_html = publish = run
+
+
+SCHEMA = load_schema(ROOT / "00_create_data/schema.yaml")
+CATALOGUE = load_catalogue(ROOT / "00_create_data/personas.yaml")
+
+
+@pytest.fixture()
+def context(tmp_path) -> train.TrainingContext:
+    params = load_params(ROOT / "tests/fixtures/params_fast.yaml")
+    small = replace(
+        params,
+        candidates={"kmeans": {"k": [4, 5], "n_init": 1}},
+        stability_resamples=2,
+        stability_sample=500,
+        silhouette_sample=500,
+    )
+    models = MemoryModels()
+    return train.TrainingContext(
+        schema=SCHEMA,
+        params=small,
+        catalogue=CATALOGUE,
+        alias="live",
+        registry=models,
+        tracker=models,
+        customers=None,
+        workdir=tmp_path / "runs",
+        reference_rows=1000,
+    )
+
+
+def _customers(rows: int, seed: int, month: str = "2026-01", scenario: str = "none"):
+    return generate_snapshot(CATALOGUE, rows, month, seed, scenario, progress=False)
+
+
+def test_training_promotes_to_the_configured_alias_then_keeps_a_worse_challenger(context):
+    first = train.train_on(context, _customers(1500, 1))
+    models = context.registry
+    assert (first.version, first.alias, first.reason) == ("1", "live", "no model in production")
+    run = models.runs[first.run_id]
+    assert run["tags"]["persona.naming_reference"] == "catalogue"
+    assert {"profile/persona_profile.png", "reference/reference.parquet"} <= set(run["files"])
+    assert run["metrics"]["holdout_challenger_score"] == first.challenger_score
+
+    always_lose = replace(context.params, promotion_margin=10.0)
+    second = train.train_on(replace(context, params=always_lose), _customers(1500, 2))
+    assert (second.version, second.alias) == ("2", "challenger")
+    assert second.production_score is not None and models.aliases["live"] == "1"
+    assert models.runs[second.run_id]["tags"]["persona.naming_reference"] == "@live v1"
+
+
+def test_table_source_without_a_database_names_the_setting(context):
+    with pytest.raises(Exception, match="PERSONA_DATABASE_URL"):
+        train.load_step(context, train.DataRequest(source="table"))
+
+
+def test_step_values_cross_the_mage_boundary_as_json_and_back(context):
+    frame = _customers(1500, 3)
+    split = train.split_step(context, frame)
+    search = train.search_step(context, split, progress=False)
+    stored = json.loads(json.dumps(to_mage(search)))
+    assert from_mage(train.SearchOutcome, stored) == search
+    selection = train.select_step(context, search, split, None)
+    assert from_mage(train.Selection, json.loads(json.dumps(to_mage(selection)))) == selection
+
+
+def test_monitoring_on_too_little_data_stores_why_and_alerts_without_retraining(context, tmp_path):
+    trained = train.train_on(context, _customers(1500, 4))
+    store, notifier = MemoryDriftStore(), MemoryNotifier()
+    config = replace(load_drift_config(ROOT / "04_monitoring/drift.yaml"), min_rows=1000)
+    watching = monitor.MonitorContext(
+        config=config,
+        training=context,
+        notifier=notifier,
+        drift_store=store,
+        reports=NoReports(),
+        workdir=tmp_path / "monitoring",
+    )
+    request = monitor.MonitorRequest.from_variables({"source": "synthetic", "rows": 200})
+    outcome = monitor.run_monitoring(watching, request)
+    assert outcome.decision == monitor.Decision.INSUFFICIENT_DATA and outcome.retrained is None
+    (run,) = store.runs.values()
+    assert run["model_version"] == trained.version and run["action"] == "insufficient_data"
+    assert run["alert_status"] == "sent" and len(notifier.alerts) == 1
+    assert "200" in notifier.alerts[0].text
+
+
+def test_a_stored_drift_check_round_trips_with_nan_scores():
+    result = DriftResult(
+        1000,
+        900,
+        (ColumnDrift("age", "wasserstein", math.nan, 0.1, False),),
+        0.0,
+        False,
+    )
+    stored = monitor.StoredDrift(
+        "drift1", monitor.Decision.NO_DRIFT, monitor.DriftCheck(result, None, None), "w", "m", "1"
+    )
+    back = from_mage(monitor.StoredDrift, json.loads(json.dumps(to_mage(stored))))
+    assert back.decision is monitor.Decision.NO_DRIFT
+    assert math.isnan(back.result.columns[0].score) and back.result.columns[0].column == "age"
