@@ -13,6 +13,7 @@ import pandas as pd
 
 from persona.flows import monitor, train
 from persona.logging_setup import configure_logging
+from persona.run_variables import TRAIN_DEFAULTS
 from persona.settings import Settings, load_settings
 
 # Run variables that override settings (the rest are data/run knobs read by the steps).
@@ -60,7 +61,7 @@ def json_safe(value: Any) -> Any:
 
 
 def registration_enabled(variables: dict[str, Any]) -> bool:
-    return train.run_flag(variables, "register")
+    return train.run_flag(variables, "register", TRAIN_DEFAULTS["register"])
 
 
 def load_customers(variables: dict[str, Any]) -> pd.DataFrame:
