@@ -84,11 +84,14 @@ $(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL := $(or $(MAGE_DATABASE_CO
 $(STACK_TARGETS): export PERSONA_DATABASE_URL := $(or $(PERSONA_DATABASE_URL),$(LOCAL_PG)/persona)
 endif
 
+# The month the stack targets act on unless told (persona.run_variables.DEFAULT_MONTH, tested).
+# ROWS, SEED and SCENARIO have no default here: a target passes them only when set, so the
+# persona command's defaults apply (persona.run_variables, one definition for CLI and Mage).
 MONTH ?= 2026-01
 MONTHS ?= 2026-01
-ROWS ?= 20000
-SEED ?= 42
-SCENARIO ?= none
+_RUN_OPTIONS = $(if $(ROWS),--rows $(ROWS)) $(if $(SEED),--seed $(SEED))
+# The tour's months: its own unless MONTHS is given on the command line.
+_DEMO_MONTHS = $(if $(findstring command line,$(origin MONTHS)),$(MONTHS))
 PYTEST_ARGS ?=
 
 .PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast lint format mlflow \
@@ -151,12 +154,11 @@ local-up: install stack-db ## Start MLflow (:5000), Mage (:6789), scoring API (:
 	$(DEV)/python -m persona.services.local_stack up
 	@echo "MLflow http://127.0.0.1:5000  Mage http://127.0.0.1:6789  API http://127.0.0.1:8080  Evidently UI http://127.0.0.1:8001  (logs: $(PERSONA_HOME)/logs)"
 
-# The tour's own defaults (`make demo MONTHS=2025-10 ROWS=5000` still overrides them).
-demo: MONTHS = 2026-01 2026-02 2026-03
-demo: ROWS = 10000
+# The tour has defaults of its own (`persona demo --help`): MONTHS, ROWS, SEED pass only when
+# given on the command line (`make demo MONTHS=2025-10 ROWS=5000`).
 demo: install stack-db ## Fresh clone to a tour: local-up, 3 months (3rd drifted), train, score over HTTP, monitor, URLs
 	@$(MAKE) --no-print-directory local-up
-	$(DEV)/persona demo --months "$(MONTHS)" --rows $(ROWS) --seed $(SEED)
+	$(DEV)/persona demo $(if $(_DEMO_MONTHS),--months "$(_DEMO_MONTHS)") $(_RUN_OPTIONS)
 
 local-down: ## Stop what local-up started
 	$(DEV)/python -m persona.services.local_stack down
@@ -191,13 +193,13 @@ mage: $(VENV)/dev/.installed stack-db ## Run Mage (UI, API triggers, scheduler) 
 	$(DEV)/python -m persona.services.mage
 
 data: $(VENV)/dev/.installed stack-db ## Generate MONTHS (space-separated) of ROWS synthetic customers (SCENARIO: drift) into the table
-	$(DEV)/persona data generate --rows $(ROWS) --seed $(SEED) --month $(MONTHS) --scenario $(SCENARIO)
+	$(DEV)/persona data generate --month $(MONTHS) $(_RUN_OPTIONS) $(if $(SCENARIO),--scenario $(SCENARIO))
 
 train: $(VENV)/dev/.installed stack-db ## Run the Mage `train` pipeline headless (honours conditionals)
-	$(DEV)/persona pipeline run train --var months=$(subst $(space),$(comma),$(strip $(MONTHS))) --var seed=$(SEED)
+	$(DEV)/persona pipeline run train --var months=$(subst $(space),$(comma),$(strip $(MONTHS))) $(if $(SEED),--var seed=$(SEED))
 
 train-local: $(VENV)/dev/.installed stack-db ## Run the same training steps without Mage
-	$(DEV)/persona train --months $(subst $(space),$(comma),$(strip $(MONTHS))) --seed $(SEED)
+	$(DEV)/persona train --months $(subst $(space),$(comma),$(strip $(MONTHS))) $(if $(SEED),--seed $(SEED))
 
 score: $(VENV)/dev/.installed stack-db ## Score MONTH's customers through the API into PERSONA_SCORES_TABLE
 	$(DEV)/persona score --month $(MONTH)

@@ -17,6 +17,7 @@ from typing import Any
 
 from persona.entry import run_entry
 from persona.errors import PersonaError
+from persona.run_variables import DEFAULT_MONTH, DEMO, MONITOR, TRAIN, TRAIN_DEFAULTS, RunVariable
 from persona.settings import Settings, env_example_lines
 
 logger = logging.getLogger("persona.cli")
@@ -215,6 +216,27 @@ def _env_example(args: argparse.Namespace, settings: Settings) -> Any:
     return None
 
 
+def _add_run_variables(
+    parser: argparse.ArgumentParser, table: dict[str, RunVariable], skip: tuple[str, ...] = ()
+) -> None:
+    """One option per run variable, its default and help from ``persona.run_variables``.
+
+    Yes/no variables stay text here: the flow parses them (``parse_bool``) and names the
+    variable when the word is wrong.
+    """
+    for variable in table.values():
+        if variable.name in skip:
+            continue
+        shown = "" if variable.default == "" else f" (default: {variable.default})"
+        parser.add_argument(
+            variable.option,
+            type=variable.kind if variable.kind in (int, float) else str,
+            default=variable.default,
+            choices=variable.choices or None,
+            help=variable.help + shown,
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="persona", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -222,12 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="generate, validate and ingest customer data")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     generate = data_commands.add_parser("generate", help="synthetic monthly snapshots")
-    generate.add_argument("--rows", type=int, default=20_000)
-    generate.add_argument("--month", nargs="+", default=["2026-01"], help="one or more YYYY-MM")
-    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument("--rows", type=int, default=TRAIN_DEFAULTS["rows"])
+    generate.add_argument("--month", nargs="+", default=[DEFAULT_MONTH], help="one or more YYYY-MM")
+    generate.add_argument("--seed", type=int, default=TRAIN_DEFAULTS["seed"])
     generate.add_argument(
         "--scenario",
-        default="none",
+        default=TRAIN_DEFAULTS["scenario"],
         choices=["none", "income_inflation", "mix_shift", "new_persona", "channel_shift"],
     )
     generate.add_argument("--missing-rate", type=float, default=0.0)
@@ -249,28 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
 
     train = commands.add_parser("train", help="run the training flow in-process (no Mage)")
-    train.add_argument("--source", default="table", choices=["table", "file", "synthetic"])
-    train.add_argument("--months", default="", help="comma-separated YYYY-MM (default: all)")
-    train.add_argument("--path", help="CSV/Parquet file for --source file")
-    train.add_argument("--rows", type=int, default=20_000, help="rows for --source synthetic")
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--scenario", default="none")
+    # Always registers: the Mage pipeline's `register` variable gates a block this has not.
+    _add_run_variables(train, TRAIN, skip=("register",))
     train.set_defaults(handler=_train)
 
     monitor = commands.add_parser(
         "monitor", help="run the drift check (and retraining, alert) in-process (no Mage)"
     )
-    monitor.add_argument("--month", help="YYYY-MM of current data, or 'previous'")
-    monitor.add_argument(
-        "--source", default="table", choices=["table", "file", "synthetic", "scoring_log"]
-    )
-    monitor.add_argument("--days", type=float, default=30, help="window for --source scoring_log")
-    monitor.add_argument("--path", help="CSV/Parquet file for --source file")
-    monitor.add_argument("--rows", type=int, default=10_000, help="rows for --source synthetic")
-    monitor.add_argument("--seed", type=int, default=7)
-    monitor.add_argument("--scenario", default="none", help="drift scenario for synthetic data")
-    monitor.add_argument("--retrain", default="true", help="false: check and alert only")
-    monitor.add_argument("--all-clear-alert", default="", help="true/false; default: drift.yaml")
+    _add_run_variables(monitor, MONITOR)
     monitor.set_defaults(handler=_monitor)
 
     score = commands.add_parser("score", help="score customers through the scoring API")
@@ -286,15 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="on the running stack: generate 3 months (the third drifted), train, score over "
         "HTTP, monitor the drifted month, print where to look",
     )
-    demo.add_argument(
-        "--months",
-        default="2026-01 2026-02 2026-03",
-        help="three YYYY-MM (train on the first two, drift in the third) or the first of three",
-    )
-    demo.add_argument("--rows", type=int, default=10_000, help="customers per month")
-    demo.add_argument("--sample", type=int, default=500, help="customers scored over HTTP")
-    demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--scenario", default="mix_shift", help="drift scenario of the third month")
+    _add_run_variables(demo, DEMO)
     demo.add_argument(
         "--serve-timeout", type=float, help="seconds to wait for the API to serve the new model"
     )

@@ -34,6 +34,7 @@ from persona.ports import (
     StackTables,
     VersionListing,
 )
+from persona.run_variables import DEMO_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +66,10 @@ class DemoRequest:
     """What the tour generates and how long it waits; ``build`` checks every knob."""
 
     months: tuple[str, str, str]
-    rows: int = 10_000
-    sample_rows: int = 500
-    seed: int = 42
-    scenario: str = "mix_shift"
+    rows: int = DEMO_DEFAULTS["rows"]
+    sample_rows: int = DEMO_DEFAULTS["sample"]
+    seed: int = DEMO_DEFAULTS["seed"]
+    scenario: str = DEMO_DEFAULTS["scenario"]
     serve_timeout_s: float = 120.0
     pipeline_timeout_s: float = 1800.0
 

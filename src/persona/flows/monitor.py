@@ -26,6 +26,7 @@ from persona.flows import train
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, interpret_report
 from persona.ports import DriftReports, DriftStore, Notifier
+from persona.run_variables import DEFAULT_MONTH, MONITOR_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +50,15 @@ class MonitorRequest:
     """Which current data to check and what the run may do (the pipeline's run variables)."""
 
     data: train.DataRequest
-    retrain: bool = True
+    retrain: bool = MONITOR_DEFAULTS["retrain"]
     all_clear_alert: bool | None = None  # None = the drift config decides
-    days: float = 30.0  # window of the scoring log (source=scoring_log)
+    days: float = MONITOR_DEFAULTS["days"]  # window of the scoring log (source=scoring_log)
 
     @classmethod
     def from_variables(
         cls, variables: dict[str, Any], today: datetime | None = None
     ) -> MonitorRequest:
-        defaults = {"rows": 10_000, "seed": 7, **variables}
+        defaults = {**MONITOR_DEFAULTS, **variables}
         if str(defaults.get("month", "")).strip().lower() == "previous":  # the monthly schedule
             defaults["month"] = previous_month(today or datetime.now(UTC))
         from_log = defaults.get("source") == SCORING_LOG
@@ -70,7 +71,7 @@ class MonitorRequest:
             raise ConfigurationError("monitor needs the variable 'month' (YYYY-MM) for a table")
         return cls(
             data=data,
-            retrain=train.run_flag(variables, "retrain"),
+            retrain=train.run_flag(variables, "retrain", MONITOR_DEFAULTS["retrain"]),
             all_clear_alert=parse_bool(  # absent: the drift config decides
                 variables.get("all_clear_alert"), "run variable 'all_clear_alert'"
             ),
@@ -85,14 +86,14 @@ class MonitorRequest:
         if self.data.source == "file" and self.data.path:
             label = Path(self.data.path).name
             return f"{label} [{','.join(self.data.months)}]" if self.data.months else label
-        months = ",".join(self.data.months) or "2026-01"
+        months = ",".join(self.data.months) or DEFAULT_MONTH
         suffix = f" (synthetic, {self.data.scenario})" if self.data.source == "synthetic" else ""
         return months + suffix
 
 
 def _days(value: Any) -> float:
     if value in (None, ""):
-        return 30.0
+        return float(MONITOR_DEFAULTS["days"])
     try:
         days = float(value)
     except (TypeError, ValueError):

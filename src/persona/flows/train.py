@@ -36,6 +36,7 @@ from persona.model.pyfunc import PersonaModel, load_estimator, save_estimator
 from persona.model.search import Candidate, run_search
 from persona.model.selection import select_winner
 from persona.ports import CustomerStore, ModelFiles, Registration, Registry, Tracker
+from persona.run_variables import DEFAULT_MONTH, TRAIN_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
@@ -69,28 +70,28 @@ def run_flag(variables: Mapping[str, Any], name: str, default: bool = True) -> b
 class DataRequest:
     """Where training data comes from (the pipeline's run variables)."""
 
-    source: str = "table"  # table | file | synthetic
+    source: str = TRAIN_DEFAULTS["source"]  # table | file | synthetic
     months: tuple[str, ...] = ()
     path: str | None = None
-    rows: int = 20_000
-    seed: int = 42
-    scenario: str = "none"
+    rows: int = TRAIN_DEFAULTS["rows"]
+    seed: int = TRAIN_DEFAULTS["seed"]
+    scenario: str = TRAIN_DEFAULTS["scenario"]
 
     @classmethod
     def from_variables(cls, variables: dict[str, Any]) -> DataRequest:
         months = variables.get("months") or variables.get("month") or ()
         if isinstance(months, str):
             months = tuple(m.strip() for m in months.split(",") if m.strip())
-        source = str(variables.get("source", "table"))
+        source = str(variables.get("source", TRAIN_DEFAULTS["source"]))
         if source not in {"table", "file", "synthetic"}:
             raise ConfigurationError(f"source must be table|file|synthetic, got {source!r}")
         return cls(
             source=source,
             months=tuple(months),
             path=variables.get("path") or None,
-            rows=int(variables.get("rows", 20_000)),
-            seed=int(variables.get("seed", 42)),
-            scenario=str(variables.get("scenario", "none")),
+            rows=int(variables.get("rows", TRAIN_DEFAULTS["rows"])),
+            seed=int(variables.get("seed", TRAIN_DEFAULTS["seed"])),
+            scenario=str(variables.get("scenario", TRAIN_DEFAULTS["scenario"])),
         )
 
 
@@ -210,7 +211,7 @@ def load_step(
     if request.source == "synthetic":
         if context.catalogue is None:
             raise ConfigurationError("source=synthetic needs the persona catalogue")
-        months = request.months or ("2026-01",)
+        months = request.months or (DEFAULT_MONTH,)
         return pd.concat(
             [
                 generate_snapshot(

@@ -19,6 +19,7 @@ import pandas as pd
 from persona import composition
 from persona.flows import monitor, train
 from persona.logging_setup import configure_logging
+from persona.run_variables import TRAIN_DEFAULTS
 from persona.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -94,7 +95,7 @@ def from_mage(kind: type[T] | Any, data: Any) -> T:
 
 
 def registration_enabled(variables: dict[str, Any]) -> bool:
-    return train.run_flag(variables, "register")
+    return train.run_flag(variables, "register", TRAIN_DEFAULTS["register"])
 
 
 def load_customers(variables: dict[str, Any]) -> pd.DataFrame:
