@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -116,13 +117,10 @@ class PostgresCustomers:
 
     def __init__(self, url: str, table: str, scoring_log_table: str) -> None:
         self.url, self.table, self.scoring_log_table = url, table, scoring_log_table
-        self._engine: sa.Engine | None = None
 
-    @property
+    @cached_property
     def engine(self) -> sa.Engine:
-        if self._engine is None:
-            self._engine = make_engine(self.url)
-        return self._engine
+        return make_engine(self.url)  # on first use: building a store connects nothing
 
     def read_months(self, schema: DatasetSchema, months: Sequence[str] | None) -> pd.DataFrame:
         return read_months(self.engine, self.table, schema, months)

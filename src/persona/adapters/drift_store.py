@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -136,13 +137,10 @@ class PostgresDriftStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._engine: sa.Engine | None = None
 
-    @property
+    @cached_property
     def engine(self) -> sa.Engine:
-        if self._engine is None:
-            self._engine = make_engine(self.url)
-        return self._engine
+        return make_engine(self.url)  # on first use: building a store connects nothing
 
     def record_run(self, run: Mapping[str, Any], columns: Sequence[Mapping[str, Any]]) -> str:
         return record_run(self.engine, run, columns)
