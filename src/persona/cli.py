@@ -158,30 +158,21 @@ def _demo(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 def _model_rollback(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.adapters import mlflow_registry
+    from persona.composition import mlflow_models
 
-    client = mlflow_registry.connect(settings.mlflow_tracking_uri)
-    return vars(
-        mlflow_registry.rollback(client, settings.model_name, settings.model_alias, to=args.to)
-    )
+    return vars(mlflow_models(settings).rollback(settings.model_alias, to=args.to))
 
 
 def _model_promote(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.adapters import mlflow_registry
+    from persona.composition import mlflow_models
 
-    client = mlflow_registry.connect(settings.mlflow_tracking_uri)
-    return vars(
-        mlflow_registry.promote(
-            client, settings.model_name, args.version, settings.model_alias, args.reason
-        )
-    )
+    return vars(mlflow_models(settings).promote(args.version, settings.model_alias, args.reason))
 
 
 def _model_show(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.adapters import mlflow_registry
+    from persona.composition import mlflow_models
 
-    client = mlflow_registry.connect(settings.mlflow_tracking_uri)
-    return mlflow_registry.describe_aliases(client, settings.model_name)
+    return mlflow_models(settings).describe()
 
 
 def _pipeline_run(args: argparse.Namespace, settings: Settings) -> Any:

@@ -173,3 +173,28 @@ def test_a_challenger_is_recorded_but_not_promoted_and_stale_previous_tags_go():
     assert "promoted_at" not in client.version_tags["5"]
     assert client.version_tags["5"]["decision"] == "challenger"
     assert HISTORY_TAG_PREFIX + "challenger" in client.model_tags
+
+
+def test_a_retired_version_is_recorded_and_never_rolled_back_to():
+    client = FakeClient()
+    client.delete_registered_model_alias = lambda name, alias: client.aliases.pop(alias)
+    for version, replaced in (("1", None), ("2", "1")):
+        registry._move_alias(
+            client,
+            "m",
+            "live",
+            version,
+            action="promote",
+            reason="r",
+            replaced=replaced,
+            previous=replaced,
+        )
+    registry.retire(client, "m", "live", "2", "its files are gone")
+    history = json.loads(client.model_tags[HISTORY_TAG_PREFIX + "live"])
+    assert history[-1]["action"] == "retire" and "live" not in client.aliases
+    assert client.version_tags["2"]["retired_reason"] == "its files are gone"
+    assert alias_stack(history) == ["1"]
+    # someone sets the alias again in the MLflow UI: a rollback goes to 1, never to retired 2
+    assert rollback_target(parse_history(json.dumps(history)), "5", None) == "1"
+    model = SimpleNamespace(tags=dict(client.model_tags))
+    assert promotion_info_from(model, "live", "2")["promoted_by"] == BY_OUTSIDE

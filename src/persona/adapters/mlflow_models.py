@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -199,14 +198,20 @@ class MlflowModels:
         )
 
     def retire(self, alias: str, version: str, reason: str) -> None:
-        """Take the served alias off a version nothing can load; tags on it say when and why."""
-        client = self.client
-        client.delete_registered_model_alias(self.model_name, alias)
-        client.set_model_version_tag(
-            self.model_name, version, "retired_at", datetime.now(UTC).isoformat()
-        )
-        client.set_model_version_tag(self.model_name, version, "retired_reason", reason)
-        logger.warning("took @%s off %s v%s: %s", alias, self.model_name, version, reason)
+        """Take the served alias off a version nothing can load (recorded in the history)."""
+        mlflow_registry.retire(self.client, self.model_name, alias, version, reason)
+
+    # --------------------------------------------------------------- what an operator does
+
+    def promote(self, version: str | int, alias: str, reason: str | None = None) -> Registration:
+        return mlflow_registry.promote(self.client, self.model_name, version, alias, reason)
+
+    def rollback(self, alias: str, to: str | int | None = None) -> Registration:
+        return mlflow_registry.rollback(self.client, self.model_name, alias, to=to)
+
+    def describe(self) -> dict[str, Any]:
+        """Alias -> version with the recorded decision, and each alias's history."""
+        return mlflow_registry.describe_aliases(self.client, self.model_name)
 
     def versions(self) -> list[VersionInfo]:
         """Every registered version (empty when the model is not registered yet)."""

@@ -45,7 +45,7 @@ HISTORY_LENGTH = 20
 MANUAL_PROMOTE_REASON = "manual promote by operator"
 BY_PERSONA = "persona"
 BY_OUTSIDE = "outside persona (e.g. the MLflow UI)"
-REGISTER, PROMOTE, ROLLBACK = "register", "promote", "rollback"
+REGISTER, PROMOTE, ROLLBACK, RETIRE = "register", "promote", "rollback", "retire"
 
 
 def connect(
@@ -264,6 +264,19 @@ def rollback(
     return Registration(name, target, alias, reason, replaced, promoted_at=entry["at"])
 
 
+def retire(client: MlflowClient, name: str, alias: str, version: str, reason: str) -> None:
+    """Take ``alias`` off a version nothing can load, recorded in the history like any move.
+
+    A later rollback never returns to a retired version: the history pops it.
+    """
+    entry = _history_entry(version, version, RETIRE, reason)
+    client.delete_registered_model_alias(name, alias)
+    client.set_model_version_tag(name, version, "retired_at", entry["at"])
+    client.set_model_version_tag(name, version, "retired_reason", reason[:200])
+    _append_history(client, name, alias, entry)
+    logger.warning("took @%s off %s v%s: %s", alias, name, version, reason)
+
+
 def promotion_info(
     client: MlflowClient, name: str, alias: str, version: str | int
 ) -> dict[str, str | None]:
@@ -283,8 +296,9 @@ def promotion_info(
 def promotion_info_from(model: Any, alias: str, version: str | int) -> dict[str, str | None]:
     """promotion_info on a RegisteredModel already fetched (no registry call)."""
     history = alias_history(model, alias)
-    if history and history[-1]["version"] == str(version):
-        return {"promoted_at": history[-1].get("at"), "promoted_by": BY_PERSONA}
+    last = history[-1] if history else {}
+    if last.get("version") == str(version) and last.get("action") != RETIRE:
+        return {"promoted_at": last.get("at"), "promoted_by": BY_PERSONA}
     return {"promoted_at": None, "promoted_by": BY_OUTSIDE}
 
 
@@ -321,6 +335,10 @@ def alias_stack(history: list[dict[str, Any]]) -> list[str]:
     stack: list[str] = []
     for entry in history:
         version, replaced = entry["version"], entry.get("previous")
+        if entry.get("action") == RETIRE:  # the alias was taken off: it never goes back there
+            if stack and stack[-1] == version:
+                stack.pop()
+            continue
         replaced = str(replaced) if replaced not in (None, "") else None
         if entry.get("action") == ROLLBACK:
             if version in stack:
@@ -344,6 +362,9 @@ def rollback_target(
     undo that move: back to the last version we put there. Otherwise pop our own last move; the
     version's previous_<alias> tag covers registries older than the history.
     """
+    if history and history[-1].get("action") == RETIRE:
+        stack = alias_stack(history)  # the alias was set again outside persona after a retire
+        return stack[-1] if stack and stack[-1] != current else None
     if history and history[-1]["version"] != current:
         return history[-1]["version"]
     stack = alias_stack(history)
@@ -388,11 +409,7 @@ def _move_alias(
     client.set_registered_model_alias(name, alias, version)
     if action == ROLLBACK and replaced is not None and replaced != version:
         client.set_model_version_tag(name, replaced, "rolled_back_at", entry["at"])
-    history = alias_history(client.get_registered_model(name), alias)
-    history = [*history, entry][-HISTORY_LENGTH:]
-    client.set_registered_model_tag(
-        name, HISTORY_TAG_PREFIX + alias, json.dumps(history, separators=(",", ":"))
-    )
+    _append_history(client, name, alias, entry)
     logger.info(
         "%s: @%s moved to v%s (%s%s): %s",
         name,
@@ -403,6 +420,14 @@ def _move_alias(
         reason,
     )
     return entry
+
+
+def _append_history(client: MlflowClient, name: str, alias: str, entry: dict[str, Any]) -> None:
+    history = alias_history(client.get_registered_model(name), alias)
+    history = [*history, entry][-HISTORY_LENGTH:]
+    client.set_registered_model_tag(
+        name, HISTORY_TAG_PREFIX + alias, json.dumps(history, separators=(",", ":"))
+    )
 
 
 def _history_entry(version: str, replaced: str | None, action: str, reason: str) -> dict[str, Any]:
