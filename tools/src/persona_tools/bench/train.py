@@ -23,7 +23,6 @@ from typing import NoReturn
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
-from persona.bench.common import add_server_arguments, tracking_server
 from persona.data.generator import generate_snapshot
 from persona.entry import exit_entry
 from persona.errors import ConfigurationError
@@ -31,6 +30,7 @@ from persona.flows import train
 from persona.model.preprocess import build_preprocessor, prepare_features
 from persona.model.search import fit_sample
 from persona.settings import Settings
+from persona_tools.bench.common import add_server_arguments, tracking_server
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def render_table(timings: list[SizeTiming]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="persona.bench.train", description=__doc__.splitlines()[0]
+        prog="persona_tools.bench.train", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--sizes",

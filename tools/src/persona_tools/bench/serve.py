@@ -30,12 +30,6 @@ from typing import NoReturn
 import requests
 import yaml
 
-from persona.bench.common import (
-    VENVS,
-    add_server_arguments,
-    throwaway_database,
-    tracking_server,
-)
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
@@ -44,6 +38,13 @@ from persona.errors import PersonaError
 from persona.flows import train
 from persona.services.processes import ServiceProcess, free_port, start_service, wait_http
 from persona.settings import Settings, load_settings
+from persona_tools import REPO_ROOT
+from persona_tools.bench.common import (
+    VENVS,
+    add_server_arguments,
+    throwaway_database,
+    tracking_server,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def ratios(measurements: list[Measurement]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(
-        prog="persona.bench.serve", description=__doc__.splitlines()[0]
+        prog="persona_tools.bench.serve", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument(
@@ -301,7 +302,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
                     [
                         str(VENVS / "scoring/bin/gunicorn"),
                         "-c",
-                        str(Path(__file__).resolve().parents[3] / "03_deployment/gunicorn.conf.py"),
+                        str(REPO_ROOT / "03_deployment/gunicorn.conf.py"),
                     ],
                     {
                         **env,
