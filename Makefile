@@ -107,10 +107,12 @@ $(UV):
 	$(VENV)/tools/bin/pip install --quiet uv==0.13.8
 
 # One virtual environment per service, each installed from its lock file (also used by Dockerfiles).
-$(VENV)/dev/.installed: requirements/dev.lock pyproject.toml | $(UV)
+# The dev environment alone also gets persona-tools (tools/: benchmarks, stack test, stand-ins,
+# screenshots); the service environments and the images get the shipped package only.
+$(VENV)/dev/.installed: requirements/dev.lock pyproject.toml tools/pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)/dev
 	VIRTUAL_ENV=$(VENV)/dev $(UV) pip sync --quiet requirements/dev.lock
-	VIRTUAL_ENV=$(VENV)/dev $(UV) pip install --quiet --no-deps -e .
+	VIRTUAL_ENV=$(VENV)/dev $(UV) pip install --quiet --no-deps -e . -e tools
 	touch $@
 
 $(VENV)/mlflow/.installed: requirements/mlflow-server.lock pyproject.toml | $(UV)
@@ -173,15 +175,15 @@ test-fast: $(VENV)/dev/.installed ## The fast tests only (unit, data)
 	$(DEV)/python -m pytest $(PYTEST_ARGS)
 
 test-stack: $(VENV)/dev/.installed ## The Compose stack for real: engine, images, up, train/score/monitor, down -v (root; ~10 min)
-	PYTHONUNBUFFERED=1 $(DEV)/python -m persona.testing.stack_test $(STACK_TEST_ARGS)
+	PYTHONUNBUFFERED=1 $(DEV)/python -m persona_tools.stack_test $(STACK_TEST_ARGS)
 
 lint: $(VENV)/dev/.installed ## black, ruff, YAML/whitespace/secret checks (same as pre-commit), checkov on Terraform and Dockerfiles
 	PRE_COMMIT_HOME=$(VENV)/pre-commit $(DEV)/pre-commit run --all-files --show-diff-on-failure
 	$(MAKE) --no-print-directory lint-iac
 
 format: $(VENV)/dev/.installed ## Apply black and ruff fixes
-	$(DEV)/ruff check --fix src tests 02_pipeline 03_deployment
-	$(DEV)/black src tests 02_pipeline 03_deployment
+	$(DEV)/ruff check --fix src tools tests 02_pipeline 03_deployment
+	$(DEV)/black src tools tests 02_pipeline 03_deployment
 
 mlflow: $(VENV)/mlflow/.installed stack-db ## Run the MLflow server in the foreground (same command as Compose)
 	$(MLFLOW_ENV)/python -m persona.services.mlflow_server
@@ -221,16 +223,16 @@ promote: $(VENV)/dev/.installed stack-db ## Move @production to VERSION=N by han
 	$(DEV)/persona model promote $(VERSION)
 
 bench-train: install postgres ## Time generate/validate/search/register at 10k/100k/1M rows
-	$(DEV)/python -m persona.bench.train $(BENCH_ARGS)
+	$(DEV)/python -m persona_tools.bench.train $(BENCH_ARGS)
 
 bench-serve: install postgres ## In-process vs `mlflow models serve` vs this API: rows/s, p50/p95
-	$(DEV)/python -m persona.bench.serve $(BENCH_ARGS)
+	$(DEV)/python -m persona_tools.bench.serve $(BENCH_ARGS)
 
 bench-monitor: install postgres ## Drift check at 10k/100k/1M current rows: load, report, store
-	$(DEV)/python -m persona.bench.monitor $(BENCH_ARGS)
+	$(DEV)/python -m persona_tools.bench.monitor $(BENCH_ARGS)
 
 screenshots: $(VENV)/dev/.installed ## Mage UI screenshots into docs/images with headless chromium (needs Mage up: make mage)
-	$(DEV)/python -m persona.devtools_screenshots --out docs/images $(SCREENSHOTS_ARGS)
+	$(DEV)/python -m persona_tools.screenshots --out docs/images $(SCREENSHOTS_ARGS)
 
 TF_DIR := 05_iac/terraform
 TERRAFORM ?= terraform
@@ -273,7 +275,7 @@ locks: | $(UV) ## Re-resolve the lock files and regenerate environment.yml
 	$(UV) pip compile --quiet requirements/mlflow-server.in --python-version 3.11 -o requirements/mlflow-server.lock
 	$(UV) pip compile --quiet requirements/checkov.in --python-version 3.11 -o requirements/checkov.lock
 	$(UV) pip compile --quiet requirements/scoring.in --python-version 3.11 -o requirements/scoring.lock
-	$(DEV)/python -m persona.devtools environment-yml > environment.yml
+	$(DEV)/python -m persona_tools.devtools environment-yml > environment.yml
 
 clean: ## Remove local state (.persona) but keep the environments
 	rm -rf $(PERSONA_HOME)

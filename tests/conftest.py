@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from persona.adapters.chromium import find_chromium
 from persona.errors import ConfigurationError
 from persona.services import processes
 from persona.services.processes import ServiceProcess, free_port, stop_process, wait_http
 from persona.settings import VARIABLES
+from persona_tools.browser import find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 VENVS = ROOT / ".venv"

@@ -409,8 +409,9 @@ CONFIG_REFERENCE_END = "<!-- config-reference:end -->"
 def config_reference_markdown() -> str:
     """The README's table of every variable, generated so the docs cannot drift from the registry.
 
-    ``python -m persona.devtools config-reference --write README.md`` puts it between the
-    config-reference markers; a unit test fails when the README holds another table.
+    The development tools' ``devtools config-reference --write README.md`` (tools/, not shipped)
+    puts it between the config-reference markers; a unit test fails when the README holds
+    another table.
     """
     lines = ["| variable | default | type | meaning |", "|---|---|---|---|"]
     for var in VARIABLES.values():

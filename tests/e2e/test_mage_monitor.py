@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from mlflow.tracking import MlflowClient
 from test_mage_train import mage_env, run_cli  # noqa: F401 - mage_env is a fixture
 
-from persona.testing.telegram_stub import TelegramStub
+from persona_tools.telegram_stub import TelegramStub
 
 CHAT_ID = "-100424242"
 

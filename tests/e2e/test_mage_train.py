@@ -20,7 +20,7 @@ from conftest import ROOT, free_port
 from mlflow.tracking import MlflowClient
 
 from persona.services.processes import start_service
-from persona.testing.stack_test import MAGE_NOISE, schedule_ids, wait_for_pipeline_run
+from persona_tools.stack_test import MAGE_NOISE, schedule_ids, wait_for_pipeline_run
 
 PERSONA = ROOT / ".venv/dev/bin/persona"
 FAST_PARAMS = ROOT / "tests/fixtures/params_fast.yaml"

@@ -20,8 +20,10 @@ import pytest
 import yaml
 from conftest import ROOT, free_port
 
-from persona.adapters.chromium import missing_cells
-from persona.devtools_screenshots import (
+from persona.errors import ConfigurationError, UpstreamUnavailableError
+from persona.services.processes import start_service
+from persona_tools.browser import BrowserError, HeadlessChromium, cells_present_js, missing_cells
+from persona_tools.screenshots import (
     Credentials,
     MageClient,
     Shot,
@@ -31,8 +33,6 @@ from persona.devtools_screenshots import (
     owner_credentials,
     show,
 )
-from persona.errors import ConfigurationError, UpstreamUnavailableError
-from persona.services.processes import start_service
 
 PIPELINES = ROOT / "02_pipeline/persona_pipelines/pipelines"
 PYTHON = str(ROOT / ".venv/dev/bin/python")
@@ -97,6 +97,26 @@ def test_pipelines_page_lists_train_and_monitor_once_rendered(chromium, mage_url
         assert missing_cells(browser.text(), expected) == []
 
 
+def test_the_browser_waits_on_page_conditions_and_names_what_it_waited_for(chromium, tmp_path):
+    """Playwright on Debian's chromium: no fixed sleeps, a timeout says what never appeared."""
+    page = tmp_path / "late.html"
+    page.write_text(
+        "<body><p>loading</p><script>setTimeout(() => document.body.innerHTML ="
+        " '<table><tr><td>train</td><td>monitor</td></tr></table>', 700)</script></body>"
+    )
+    with HeadlessChromium(binary=chromium, width=800, height=600) as browser:
+        browser.open(page.as_uri(), 30)
+        assert missing_cells(browser.text(), ["train"]) == ["train"]  # not drawn yet
+        browser.wait_for(cells_present_js(["train", "monitor"]), 30, "the table")
+        browser.wait_until_stable(quiet_s=0.5, timeout_s=10)
+        assert missing_cells(browser.text(), ["train", "monitor"]) == []
+        assert png_size(browser.screenshot(tmp_path / "late.png")) == (800, 600)
+        with pytest.raises(BrowserError, match="timed out after 1s waiting for register_model"):
+            browser.wait_for(cells_present_js(["register_model"]), 1, "register_model")
+        with pytest.raises(BrowserError, match="script failed in the page"):
+            browser.evaluate("no_such_function()")
+
+
 def test_wrong_login_is_named(mage_url):
     with pytest.raises(ConfigurationError, match="Mage login failed for nobody@example.com"):
         MageClient(mage_url).login(Credentials("nobody@example.com", "wrong"))
@@ -109,9 +129,9 @@ def test_the_mage_client_names_a_mage_that_does_not_answer():
 
 
 def screenshots(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    """``python -m persona.devtools_screenshots`` (what make screenshots runs) into ``out``."""
+    """``python -m persona_tools.screenshots`` (what make screenshots runs) into ``out``."""
     return subprocess.run(
-        [PYTHON, "-m", "persona.devtools_screenshots", "--url", url, "--out", str(out), *extra],
+        [PYTHON, "-m", "persona_tools.screenshots", "--url", url, "--out", str(out), *extra],
         capture_output=True,
         text=True,
         timeout=120,

@@ -21,7 +21,7 @@ from persona.errors import InvalidInputError
 from persona.flows import monitor, train
 from persona.services.processes import free_port
 from persona.settings import load_settings
-from persona.testing.telegram_stub import TelegramStub
+from persona_tools.telegram_stub import TelegramStub
 
 FAST_PARAMS = ROOT / "tests/fixtures/params_fast.yaml"
 TOKEN = "987654:integration-secret"

@@ -12,7 +12,7 @@ import pytest
 from persona.adapters.telegram import REDACTED, AlertOutcome, TelegramNotifier
 from persona.monitoring.alerts import Alert, drift_alert
 from persona.services.processes import free_port
-from persona.testing.telegram_stub import TelegramStub
+from persona_tools.telegram_stub import TelegramStub
 
 TOKEN = "123456789:AAH-secret_Token-value"
 CHAT = "-1001234567890"

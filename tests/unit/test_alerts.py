@@ -14,7 +14,7 @@ from persona.monitoring.alerts import (
     drift_alert,
     insufficient_data_alert,
 )
-from persona.testing.telegram_stub import telegram_html_text
+from persona_tools.telegram_stub import telegram_html_text
 
 
 def _utf16(text: str) -> int:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from persona.devtools import config_reference_block, with_config_reference
 from persona.settings import (
     CONFIG_REFERENCE_END,
     CONFIG_REFERENCE_START,
     VARIABLES,
     config_reference_markdown,
 )
+from persona_tools.devtools import config_reference_block, with_config_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -30,7 +30,7 @@ STAGE_READMES = sorted(ROOT.glob("0*/README.md"))
 # Every document a reader is pointed to: the README, each stage's (and sub-folders') README,
 # and EVALUATION.md.
 DOCS = [README, *sorted(ROOT.glob("0*/**/README.md")), ROOT / "EVALUATION.md"]
-REGENERATE = ".venv/dev/bin/python -m persona.devtools config-reference --write README.md"
+REGENERATE = ".venv/dev/bin/python -m persona_tools.devtools config-reference --write README.md"
 
 FENCE = re.compile(r"^```.*?$(.*?)^```", flags=re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`([^`\n]+)`")

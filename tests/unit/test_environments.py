@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from persona.devtools import environment_yml, read_pins
+from persona_tools.devtools import environment_yml, read_pins
 
 ROOT = Path(__file__).resolve().parents[2]
 REQ = ROOT / "requirements"
@@ -62,8 +62,25 @@ def test_pipeline_image_carries_every_config_file_the_settings_default_to():
     assert any(c.startswith("02_pipeline") for c in copied)
 
 
+def test_images_and_service_environments_get_the_shipped_package_only():
+    """Development tooling (tools/, persona_tools) and tests stay out of images and services."""
+    for dockerfile in sorted((ROOT / "05_iac/docker").glob("*.Dockerfile")):
+        copies = [line.split() for line in dockerfile.read_text().splitlines()]
+        sources = [w for words in copies if words[:1] == ["COPY"] for w in words[1:-1]]
+        tops = {source.split("/")[0] for source in sources if not source.startswith("--")}
+        assert tops and not tops & {".", "tools", "tests"}, (dockerfile.name, tops)
+    assert {"tools", "tests"} <= set((ROOT / ".dockerignore").read_text().split())
+    installs = [line for line in (ROOT / "Makefile").read_text().splitlines() if "-e tools" in line]
+    assert installs and all(
+        line.strip().startswith("VIRTUAL_ENV=$(VENV)/dev ") for line in installs
+    )
+    # The shipped package never imports the tools (they import it).
+    for module in (ROOT / "src/persona").rglob("*.py"):
+        assert "persona_tools" not in module.read_text(), module
+
+
 def test_compose_config_for_host_networking_drops_ports_and_networks_only():
-    from persona.devtools import host_network_config
+    from persona_tools.devtools import host_network_config
 
     rendered = {
         "version": "3.9",

@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from persona.adapters.chromium import cells_present_js, find_chromium, missing_cells, visible_cells
-from persona.devtools_screenshots import (
+from persona.errors import ConfigurationError
+from persona_tools.browser import (
+    _short,
+    cells_present_js,
+    find_chromium,
+    missing_cells,
+    visible_cells,
+)
+from persona_tools.screenshots import (
     MAGE_DEFAULT_EMAIL,
     MAGE_DEFAULT_PASSWORD,
     Credentials,
@@ -20,7 +27,6 @@ from persona.devtools_screenshots import (
     pick_run,
     walkthrough,
 )
-from persona.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 README_FILES = {
@@ -113,3 +119,19 @@ def test_missing_chromium_tells_how_to_install_it(monkeypatch):
         find_chromium()
     with pytest.raises(ConfigurationError, match="apt-get install chromium"):
         find_chromium("my-chromium")
+
+
+def test_playwright_launch_errors_keep_the_browser_output_not_the_command_line():
+    message = (
+        "BrowserType.launch: Target page, context or browser has been closed\n"
+        "Browser logs:\n\n<launching> /usr/bin/chromium --headless --no-sandbox\n"
+        "<launched> pid=7\n[pid=7][err] cannot open display\n"
+        "Call log:\n  - <launching> /usr/bin/chromium --headless\n  - [pid=7] <kill>\n"
+    )
+    assert _short(message) == (
+        "BrowserType.launch: Target page, context or browser has been closed"
+        " [pid=7][err] cannot open display"
+    )
+    assert (
+        _short("Page.goto: net::ERR_CONNECTION_REFUSED") == "Page.goto: net::ERR_CONNECTION_REFUSED"
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from persona.testing.stack_test import (
+from persona_tools.stack_test import (
     PhaseClock,
     StackSecrets,
     compose_variables,

@@ -30,12 +30,7 @@ from typing import NoReturn
 import requests
 import yaml
 
-from persona.bench.common import (
-    VENVS,
-    add_server_arguments,
-    throwaway_database,
-    tracking_server,
-)
+from persona import composition
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
@@ -44,6 +39,13 @@ from persona.errors import PersonaError
 from persona.flows import train
 from persona.services.processes import ServiceProcess, free_port, start_service, wait_http
 from persona.settings import Settings, load_settings
+from persona_tools import REPO_ROOT
+from persona_tools.bench.common import (
+    VENVS,
+    add_server_arguments,
+    throwaway_database,
+    tracking_server,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +248,7 @@ def ratios(measurements: list[Measurement]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(
-        prog="persona.bench.serve", description=__doc__.splitlines()[0]
+        prog="persona_tools.bench.serve", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument(
@@ -279,16 +281,14 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
                 params_path=params_path,
             )
             logger.info("training the benchmark model (%s)", name)
+            context = composition.training_context(bench_settings)
             train.run_training(
-                train.TrainingContext.from_settings(bench_settings),
+                context,
                 train.DataRequest(source="synthetic", rows=20_000, seed=7),
                 progress=False,
             )
-            import mlflow
-
-            mlflow.set_tracking_uri(tracking_uri)
-            uri = f"models:/{name}@{bench_settings.model_alias}"
-            pyfunc = mlflow.pyfunc.load_model(uri)
+            uri = context.registry.alias_uri(context.alias)
+            pyfunc = context.registry.load(uri)
             catalogue = load_catalogue(settings.catalogue_path)
             frame = generate_snapshot(catalogue, max(sizes), "2026-02", seed=3, progress=False)
             features = frame.drop(columns=["snapshot_month", "true_persona"])
@@ -301,7 +301,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
                     [
                         str(VENVS / "scoring/bin/gunicorn"),
                         "-c",
-                        str(Path(__file__).resolve().parents[3] / "03_deployment/gunicorn.conf.py"),
+                        str(REPO_ROOT / "03_deployment/gunicorn.conf.py"),
                     ],
                     {
                         **env,

@@ -28,13 +28,13 @@ import pandas as pd
 from scipy import stats
 
 from persona.adapters import database, drift_store, evidently_report
-from persona.bench.common import throwaway_database
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import DatasetSchema, load_schema
 from persona.entry import exit_entry
 from persona.monitoring.drift import DriftConfig, feature_columns, load_drift_config
 from persona.settings import Settings
+from persona_tools.bench.common import throwaway_database
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def render(timings: list[SizeTiming]) -> str:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(
-        prog="persona.bench.monitor", description=__doc__.splitlines()[0]
+        prog="persona_tools.bench.monitor", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)))
     parser.add_argument(

@@ -1,9 +1,9 @@
 """Repository upkeep: environment.yml, .env.example and the README's settings table are generated.
 
-``python -m persona.devtools environment-yml`` renders environment.yml from requirements/dev.lock;
-``python -m persona.devtools env-example`` renders .env.example from the settings registry;
-``python -m persona.devtools config-reference [--write README.md]`` renders (or rewrites in
-place) the README's configuration table from the same registry.
+``python -m persona_tools.devtools environment-yml`` renders environment.yml from
+requirements/dev.lock; ``python -m persona_tools.devtools env-example`` renders .env.example from
+the settings registry; ``python -m persona_tools.devtools config-reference [--write README.md]``
+renders (or rewrites in place) the README's configuration table from the same registry.
 Tests compare the committed files with these renderings.
 """
 
@@ -48,6 +48,7 @@ def environment_yml(lock: Path = Path("requirements/dev.lock")) -> str:
         "  - pip",
         "  - pip:",
         "      - -e .",
+        "      - -e tools",
     ]
     lines += [f"      - {name}=={version}" for name, version in sorted(pins.items())]
     return "\n".join(lines) + "\n"
@@ -106,7 +107,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(yaml.safe_dump(host_network_config(rendered), sort_keys=False))
     else:
         sys.stderr.write(
-            "usage: python -m persona.devtools environment-yml | env-example"
+            "usage: python -m persona_tools.devtools environment-yml | env-example"
             " | config-reference [--write README.md] | compose-host-network\n"
         )
         return 2

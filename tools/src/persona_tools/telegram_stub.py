@@ -11,7 +11,7 @@ Standard library only, so the end-to-end test and ``make demo`` can use it anywh
         ...
         assert stub.messages[0].chat_id == "42"
 
-Run ``python -m persona.testing.telegram_stub --port 8081`` to keep one up for a demo.
+Run ``python -m persona_tools.telegram_stub --port 8081`` to keep one up for a demo.
 """
 
 from __future__ import annotations

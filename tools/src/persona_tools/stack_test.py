@@ -1,4 +1,4 @@
-"""``python -m persona.testing.stack_test`` (``make test-stack``): the Compose stack, for real.
+"""``python -m persona_tools.stack_test`` (``make test-stack``): the Compose stack, for real.
 
 The users' ``docker-compose.yml`` is built and started on a Docker engine from Debian's
 packages (``05_iac/stack-test/setup_engine.sh``: no registry, no bridge, stand-in base images),
@@ -31,16 +31,17 @@ import sqlalchemy as sa
 import yaml
 
 from persona.data.schema import load_schema
-from persona.devtools import host_network_config
 from persona.errors import PersonaError
 from persona.logging_setup import configure_logging
 from persona.services.processes import free_port
 from persona.serving.client import ScoringClient
-from persona.testing.telegram_stub import TelegramStub
+from persona_tools import REPO_ROOT
+from persona_tools.devtools import host_network_config
+from persona_tools.telegram_stub import TelegramStub
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = REPO_ROOT
 ENGINE_SCRIPT = ROOT / "05_iac/stack-test/setup_engine.sh"
 SCHEMA = ROOT / "00_create_data/schema.yaml"
 HOSTNET_OVERRIDE = ROOT / "05_iac/stack-test/docker-compose.hostnet.yml"
@@ -477,7 +478,7 @@ def stop_engine() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="persona.testing.stack_test", description=__doc__)
+    parser = argparse.ArgumentParser(prog="persona_tools.stack_test", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=Path("/tmp/persona-stack-test"))
     parser.add_argument("--rows", type=int, default=5000, help="customers per month")
     parser.add_argument(

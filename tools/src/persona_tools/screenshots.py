@@ -1,11 +1,12 @@
-"""``python -m persona.devtools_screenshots``: the Mage UI walkthrough's screenshots, by script.
+"""``python -m persona_tools.screenshots``: the Mage UI walkthrough's screenshots, by script.
 
 The README's walkthrough shows what a user sees in Mage: the pipelines list, the `train` and
 `monitor` pipelines, a run's block statuses and the triggers. Taking them by hand drifts out
-of date; this drives headless Chromium against a running ``mage start`` (``make mage`` or
-``make local-up``) and rewrites the PNGs in ``docs/images``. Mage's UI is a single-page app,
-so each page is waited for until its content (pipeline, block or trigger names) is drawn and
-has stopped changing. ``make screenshots`` runs it.
+of date; this drives headless Chromium (through Playwright: ``persona_tools.browser``) against
+a running ``mage start`` (``make mage`` or ``make local-up``) and rewrites the PNGs in
+``docs/images``. Mage's UI is a single-page app, so each page is waited for until its content
+(pipeline, block or trigger names) is drawn and has stopped changing. ``make screenshots``
+runs it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from persona.adapters.chromium import (
+from persona.errors import ConfigurationError, UpstreamUnavailableError
+from persona_tools.browser import (
     BrowserError,
     HeadlessChromium,
     cells_present_js,
     find_chromium,
 )
-from persona.errors import ConfigurationError, UpstreamUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def show(browser: HeadlessChromium, base_url: str, shot: Shot, timeout_s: float 
     # Mage fits its block trees to their panel only on some renders: a resize triggers it on
     # the runs and triggers pages; the editor has a "fit" button.
     browser.resize(browser.width - 40, browser.height)
-    time.sleep(0.5)
+    browser.wait_until_stable(quiet_s=0.5, timeout_s=5.0)
     browser.resize(browser.width, browser.height)
     if shot.fit_tree and not browser.evaluate(_FIT_TREE_JS):
         logger.debug("no tree zoom controls on %s", url)
@@ -283,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from persona.settings import Settings
 
     parser = argparse.ArgumentParser(
-        prog="python -m persona.devtools_screenshots",
+        prog="python -m persona_tools.screenshots",
         description="Screenshots of the Mage UI (pipelines, train, monitor, a run, triggers).",
     )
     parser.add_argument("--url", help="Mage base URL (default: PERSONA_MAGE_HOST/PORT)")

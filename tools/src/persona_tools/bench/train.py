@@ -23,7 +23,7 @@ from typing import NoReturn
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
-from persona.bench.common import add_server_arguments, tracking_server
+from persona import composition
 from persona.data.generator import generate_snapshot
 from persona.entry import exit_entry
 from persona.errors import ConfigurationError
@@ -31,6 +31,7 @@ from persona.flows import train
 from persona.model.preprocess import build_preprocessor, prepare_features
 from persona.model.search import fit_sample
 from persona.settings import Settings
+from persona_tools.bench.common import add_server_arguments, tracking_server
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +82,13 @@ def time_size(context: train.TrainingContext, rows: int, seed: int) -> SizeTimin
     catalogue = context.catalogue
     frame, generate_s = _timed(generate_snapshot, catalogue, rows, "2026-01", seed, progress=False)
     _, validate_s = _timed(train.validate_step, frame, context.schema)
-    search, search_s = _timed(train.search_step, context, frame, False)
+    split = train.split_step(context, frame)
+    search, search_s = _timed(train.search_step, context, split, False)
 
     def register():
-        selection = train.select_step(context, search, frame)
-        return train.register_step(context, selection, frame)
+        champion = train.load_champion(context)
+        selection = train.select_step(context, search, split, champion)
+        return train.register_step(context, selection, split, champion)
 
     registration, register_s = _timed(register)
     baseline_s = baseline_fit_seconds(frame, context, len(catalogue.personas))
@@ -96,13 +99,13 @@ def time_size(context: train.TrainingContext, rows: int, seed: int) -> SizeTimin
         validate_s,
         search_s,
         register_s,
-        registration["version"],
-        registration["alias"],
+        registration.registration.version,
+        registration.registration.alias,
     )
     return SizeTiming(
         rows=rows,
-        fit_rows=min(search["n_train"], context.params.max_fit_rows),
-        candidates=len(search["candidates"]),
+        fit_rows=min(search.n_train, context.params.max_fit_rows),
+        candidates=len(search.candidates),
         generate=generate_s,
         validate=validate_s,
         search=search_s,
@@ -128,7 +131,7 @@ def render_table(timings: list[SizeTiming]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="persona.bench.train", description=__doc__.splitlines()[0]
+        prog="persona_tools.bench.train", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--sizes",
@@ -155,7 +158,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
                 mlflow_experiment=f"bench-train-{stamp}",
                 model_name=f"bench-train-{stamp}",
             )
-            context = train.TrainingContext.from_settings(bench_settings, seed=args.seed)
+            context = composition.training_context(bench_settings, seed=args.seed)
             if context.catalogue is None:
                 raise ConfigurationError(f"no persona catalogue at {settings.catalogue_path}")
             # Untimed warm-up: worker pool start, imports and the first MLflow round-trips

@@ -1,1 +1,0 @@
-"""Stand-ins for external services that tests and demos cannot reach (stdlib only)."""
