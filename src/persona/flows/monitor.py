@@ -26,7 +26,7 @@ from persona.flows import train
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, interpret_report
 from persona.ports import DriftReports, DriftStore, Notifier
-from persona.run_variables import DEFAULT_MONTH, MONITOR_DEFAULTS
+from persona.run_variables import DEFAULT_MONTH, MONITOR_DEFAULTS, SCORING_LOG
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ class Decision(StrEnum):
 
 RETRAIN, DRIFT_NO_RETRAIN = Decision.RETRAIN, Decision.DRIFT_NO_RETRAIN
 NO_DRIFT, INSUFFICIENT_DATA = Decision.NO_DRIFT, Decision.INSUFFICIENT_DATA
-SCORING_LOG = "scoring_log"  # current data = what the scoring service scored lately
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from persona.model.pyfunc import PersonaModel, load_estimator, save_estimator
 from persona.model.search import Candidate, run_search
 from persona.model.selection import select_winner
 from persona.ports import CustomerStore, ModelFiles, Registration, Registry, Tracker
-from persona.run_variables import DEFAULT_MONTH, TRAIN_DEFAULTS
+from persona.run_variables import DATA_SOURCES, DEFAULT_MONTH, TRAIN_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class DataRequest:
         if isinstance(months, str):
             months = tuple(m.strip() for m in months.split(",") if m.strip())
         source = str(variables.get("source", TRAIN_DEFAULTS["source"]))
-        if source not in {"table", "file", "synthetic"}:
-            raise ConfigurationError(f"source must be table|file|synthetic, got {source!r}")
+        if source not in DATA_SOURCES:
+            raise ConfigurationError(f"source must be {'|'.join(DATA_SOURCES)}, got {source!r}")
         return cls(
             source=source,
             months=tuple(months),
