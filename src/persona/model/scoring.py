@@ -42,16 +42,16 @@ def squared_distances(x_sq: np.ndarray, dots: np.ndarray, centers_sq: np.ndarray
 
 def nearest_centre(sq: np.ndarray) -> Assignment:
     """K-means families: the nearest centre, with the softmax of ``-d²/2`` there as confidence."""
-    distances = np.sqrt(np.maximum(sq, 0.0))
-    labels = distances.argmin(axis=1)
-    logits = -0.5 * distances**2
+    sq = np.maximum(sq, 0.0)  # rounding can take a tiny distance below zero
+    labels = sq.argmin(axis=1)
+    logits = -0.5 * sq
     logits -= logits.max(axis=1, keepdims=True)
     weights = np.exp(logits)
     rows = np.arange(len(sq))
     return Assignment(
         labels=labels,
         confidence=weights[rows, labels] / weights.sum(axis=1),
-        distance=distances[rows, labels],
+        distance=np.sqrt(sq[rows, labels]),
     )
 
 
