@@ -166,21 +166,26 @@ local-status: ## Is each local service up and answering?
 	$(DEV)/python -m persona.services.local_stack status
 
 # Tests that need Flask, which only the scoring environment has (the dev one pins Werkzeug for
-# Mage): the dev run skips them, saying so, and the targets below run them in .venv/scoring.
-# Both runs go on when one fails; the target fails if either did.
+# Mage): the dev run skips them, saying so, and `test` and `test-fast` run them in .venv/scoring
+# beside the dev run (on the otherwise idle second core; their output follows the dev run's).
+# The target fails if either run failed.
 SCORING_TESTS := tests/unit/test_app_routes.py
+define WITH_SCORING_TESTS
+scoring_log=$$(mktemp); \
+$(SCORING_ENV)/python -m pytest $(SCORING_TESTS) >"$$scoring_log" 2>&1 & scoring=$$!; \
+status=0; $(PYTEST_RUN) || status=$$?; \
+wait $$scoring || status=$$?; \
+echo "--- tests that need Flask, in .venv/scoring: $(SCORING_TESTS)"; cat "$$scoring_log"; rm -f "$$scoring_log"; \
+exit $$status
+endef
 
+test: PYTEST_RUN = $(DEV)/python -m pytest -m "unit or data or model or integration or e2e" $(PYTEST_ARGS)
 test: install postgres ## Every test: unit, data, model, integration, e2e
-	status=0; \
-	$(DEV)/python -m pytest -m "unit or data or model or integration or e2e" $(PYTEST_ARGS) || status=$$?; \
-	$(SCORING_ENV)/python -m pytest $(SCORING_TESTS) || status=$$?; \
-	exit $$status
+	$(WITH_SCORING_TESTS)
 
+test-fast: PYTEST_RUN = $(DEV)/python -m pytest $(PYTEST_ARGS)
 test-fast: $(VENV)/dev/.installed $(VENV)/scoring/.installed ## The fast tests only (unit, data)
-	status=0; \
-	$(DEV)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
-	$(SCORING_ENV)/python -m pytest $(SCORING_TESTS) || status=$$?; \
-	exit $$status
+	$(WITH_SCORING_TESTS)
 
 test-stack: $(VENV)/dev/.installed ## The Compose stack for real: engine, images, up, train/score/monitor, down -v (root; ~10 min)
 	PYTHONUNBUFFERED=1 $(DEV)/python -m persona.testing.stack_test $(STACK_TEST_ARGS)
