@@ -24,7 +24,6 @@ from persona.errors import ConfigurationError
 from persona.services import processes
 from persona.services.processes import ServiceProcess, free_port, stop_process, wait_http
 from persona.settings import VARIABLES
-from persona_tools.browser import find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 VENVS = ROOT / ".venv"
@@ -52,9 +51,11 @@ class OptionalTool:
 
 
 def _find_chromium() -> str | None:
-    try:
+    try:  # persona_tools is in the dev environment only; the scoring one runs no browser test
+        from persona_tools.browser import find_chromium
+
         return find_chromium()
-    except ConfigurationError:
+    except (ImportError, ConfigurationError):
         return None
 
 

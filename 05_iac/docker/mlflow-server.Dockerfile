@@ -11,10 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true D
 WORKDIR /app
 COPY requirements/mlflow-server.lock requirements/
 RUN pip install --no-cache-dir uv==0.13.8 \
- && uv pip sync --system --no-cache requirements/mlflow-server.lock
+ && uv pip sync --system --no-cache --compile-bytecode requirements/mlflow-server.lock
 COPY pyproject.toml README.md ./
 COPY src src
-RUN uv pip install --system --no-cache --no-deps .
+RUN uv pip install --system --no-cache --no-deps --compile-bytecode .
 # An unprivileged user owns only what the service writes: its state under /data.
 RUN useradd --system --uid 10001 --home-dir /data --no-create-home persona \
  && mkdir -p /data && chown -R persona /data

@@ -11,10 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true D
 WORKDIR /app
 COPY requirements/pipeline.lock requirements/
 RUN pip install --no-cache-dir uv==0.13.8 \
- && uv pip sync --system --no-cache requirements/pipeline.lock
+ && uv pip sync --system --no-cache --compile-bytecode requirements/pipeline.lock
 COPY pyproject.toml README.md ./
 COPY src src
-RUN uv pip install --system --no-cache --no-deps .
+RUN uv pip install --system --no-cache --no-deps --compile-bytecode .
 COPY 00_create_data 00_create_data
 COPY 01_model 01_model
 COPY 02_pipeline 02_pipeline

@@ -12,10 +12,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true D
 WORKDIR /app
 COPY requirements/scoring.lock requirements/
 RUN pip install --no-cache-dir uv==0.13.8 \
- && uv pip sync --system --no-cache requirements/scoring.lock
+ && uv pip sync --system --no-cache --compile-bytecode requirements/scoring.lock
 COPY pyproject.toml README.md ./
 COPY src src
-RUN uv pip install --system --no-cache --no-deps .
+RUN uv pip install --system --no-cache --no-deps --compile-bytecode .
 COPY 00_create_data/schema.yaml 00_create_data/schema.yaml
 COPY 03_deployment 03_deployment
 # An unprivileged user owns only what the service writes: its state under /data.

@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from persona.errors import ConfigurationError
 from persona.flags import parse_bool
+from persona.serving.options import EXTRA_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -373,9 +374,10 @@ def load_settings(
             raw = var.default
         values[name] = _convert(name, var, raw)
     settings = Settings(**values)
-    if settings.extra_columns not in ("reject", "ignore"):
+    if settings.extra_columns not in EXTRA_COLUMNS:
         raise ConfigurationError(
-            f"PERSONA_EXTRA_COLUMNS must be reject or ignore, got {settings.extra_columns!r}"
+            f"PERSONA_EXTRA_COLUMNS must be {' or '.join(EXTRA_COLUMNS)}, "
+            f"got {settings.extra_columns!r}"
         )
     if settings.max_body_bytes < 1:
         raise ConfigurationError(

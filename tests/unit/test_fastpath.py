@@ -253,3 +253,47 @@ def test_served_model_feeds_the_fast_path_from_a_request_batch(prep, reverse):
         np.testing.assert_array_equal(persona_name, expected["persona_name"].to_numpy())
         np.testing.assert_allclose(confidence, expected["confidence"], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(distance, expected["distance"], rtol=1e-9, atol=1e-12)
+
+
+def hostile_frame(seed: int) -> pd.DataFrame:
+    """Random customers far outside the schema's ranges, and values that overflow or underflow
+    the squared distances (the API refuses infinity before scoring, so none here)."""
+    rng = np.random.default_rng(seed)
+    n = 600
+    frame = scoring_frame().head(n).reset_index(drop=True).copy()
+    exponents = rng.uniform(-300, 300, size=(n, len(SCHEMA.numeric)))
+    magnitudes = np.where(rng.random((n, len(SCHEMA.numeric))) < 0.5, 10.0**exponents, 0.0)
+    plausible = rng.normal(0, 1, size=magnitudes.shape) * 10.0 ** rng.integers(0, 7, n)[:, None]
+    values = np.where(rng.random(magnitudes.shape) < 0.3, magnitudes, plausible)
+    values *= rng.choice([-1.0, 1.0], size=values.shape)
+    values[rng.random(values.shape) < 0.05] = np.nan
+    extremes = [1e200, -1e200, 1e155, 1e154, 1.7e308, -1.7e308, 5e-324, -0.0, 1e-300]
+    values[: len(extremes), 1] = extremes  # annual_income, the widest column
+    values[len(extremes) : 2 * len(extremes), :] = np.array(extremes)[:, None]
+    frame[list(SCHEMA.numeric)] = values
+    for name, levels in SCHEMA.categorical.items():
+        choices = np.array([*levels, "unseen", None, np.nan], dtype=object)
+        frame[name] = choices[rng.integers(0, len(choices), n)]
+    return frame
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_both_paths_agree_on_random_and_hostile_values(family):
+    """The pyfunc and the fast path share the assignment maths (persona.model.scoring); what
+    they compute apart (the feature space) must agree too, overflow included: a row is
+    unscorable (non-finite confidence or distance) on both paths or on neither."""
+    model, _ = trained("standard", family)
+    compiled = CompiledModel.from_persona_model(model)
+    for seed in (1, 2):
+        frame = hostile_frame(seed)
+        with np.errstate(all="ignore"):
+            fast = compiled.score(*arrays(compiled, frame))
+            slow = model.predict(None, frame)
+        finite = np.isfinite(fast.confidence) & np.isfinite(fast.distance)
+        expected_finite = np.isfinite(slow["confidence"]) & np.isfinite(slow["distance"])
+        np.testing.assert_array_equal(finite, expected_finite.to_numpy())
+        assert 0 < finite.sum() < len(frame)  # both kinds of rows were exercised
+        assert_same(
+            FastScores(*(getattr(fast, f)[finite] for f in FastScores.__dataclass_fields__)),
+            slow[finite],
+        )

@@ -18,7 +18,7 @@ from persona.serving.payload import negotiate, parse_request
 from persona.serving.payload_csv import parse_csv
 from persona.serving.payload_json import parse_json
 from persona.serving.problems import PayloadError, rejection
-from persona.serving.render import render_csv, render_json
+from persona.serving.render import Predictions, render_csv, render_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = InputSpec(
@@ -452,7 +452,7 @@ DISTANCE = np.array([1e-7, 2.5, 123456.789])
 
 def test_render_json_round_trip():
     ids = ["C1", 7, "C3"]
-    body = render_json(ids, PERSONA_ID, PERSONA_NAME, CONFIDENCE, DISTANCE, MODEL)
+    body = render_json(Predictions(ids, PERSONA_ID, PERSONA_NAME, CONFIDENCE, DISTANCE, MODEL))
     doc = json.loads(body)
     assert doc["model"] == MODEL and doc["n_rows"] == 3
     first, second, third = doc["predictions"]
@@ -465,27 +465,31 @@ def test_render_json_round_trip():
 
 
 def test_render_json_without_ids_and_with_own_id_column():
-    doc = json.loads(render_json(None, [1], ["A"], [0.5], [1.0], {"name": "m", "version": None}))
+    doc = json.loads(
+        render_json(Predictions(None, [1], ["A"], [0.5], [1.0], {"name": "m", "version": None}))
+    )
     assert doc["predictions"] == [
         {"persona_id": 1, "persona_name": "A", "confidence": 0.5, "distance": 1.0}
     ]
-    doc = json.loads(render_json([9], [1], ["A"], [0.5], [1.0], MODEL, id_column="cust_no"))
+    doc = json.loads(
+        render_json(Predictions([9], [1], ["A"], [0.5], [1.0], MODEL, id_column="cust_no"))
+    )
     assert doc["predictions"][0]["cust_no"] == 9
 
 
 def test_render_json_accepts_numpy_in_the_model_block():
-    body = render_json(None, [1], ["A"], [0.5], [1.0], {"name": "m", "k": np.int64(4)})
+    body = render_json(Predictions(None, [1], ["A"], [0.5], [1.0], {"name": "m", "k": np.int64(4)}))
     assert json.loads(body)["model"]["k"] == 4
 
 
 def test_render_refuses_columns_of_different_lengths():
     with pytest.raises(ValueError, match="length"):
-        render_json(["a"], PERSONA_ID, PERSONA_NAME, CONFIDENCE, DISTANCE, MODEL)
+        render_json(Predictions(["a"], PERSONA_ID, PERSONA_NAME, CONFIDENCE, DISTANCE, MODEL))
 
 
 def test_render_csv_round_trip():
     ids = ["C1", 7, "C,3"]
-    body = render_csv(ids, PERSONA_ID, PERSONA_NAME, CONFIDENCE, DISTANCE, MODEL)
+    body = render_csv(Predictions(ids, PERSONA_ID, PERSONA_NAME, CONFIDENCE, DISTANCE, MODEL))
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     assert list(rows[0]) == [
         "customer_id",
@@ -506,7 +510,7 @@ def test_render_csv_round_trip():
 
 
 def test_render_csv_without_ids():
-    body = render_csv(None, [1], ["A"], [0.5], [1.0], {"name": "m", "version": 2})
+    body = render_csv(Predictions(None, [1], ["A"], [0.5], [1.0], {"name": "m", "version": 2}))
     assert body == (
         b"persona_id,persona_name,confidence,distance,model_name,model_version\n1,A,0.5,1.0,m,2\n"
     )
@@ -514,7 +518,9 @@ def test_render_csv_without_ids():
 
 def test_request_to_response_round_trip():
     batch = parse_csv(CSV_BODY, SPEC)
-    body = render_csv(batch.ids, [0, 1, 2], ["a", "b", "c"], [1.0] * 3, [0.0] * 3, MODEL)
+    body = render_csv(
+        Predictions(batch.ids, [0, 1, 2], ["a", "b", "c"], [1.0] * 3, [0.0] * 3, MODEL)
+    )
     assert [r["customer_id"] for r in csv.DictReader(io.StringIO(body.decode()))] == batch.ids
 
 
@@ -528,10 +534,12 @@ def test_json_module_fallback_behaves_the_same(monkeypatch):
     assert raises(parse_json, b'[{"age": NaN}]').kind == "malformed_json"
     assert raises(parse_json, b'[{"age": 1,').details[0]["line"] == 1
     doc = json.loads(
-        render_json(["C1", 7, "C3"], PERSONA_ID, PERSONA_NAME, CONFIDENCE, DISTANCE, MODEL)
+        render_json(
+            Predictions(["C1", 7, "C3"], PERSONA_ID, PERSONA_NAME, CONFIDENCE, DISTANCE, MODEL)
+        )
     )
     assert doc["predictions"][2]["confidence"] is None
-    body = render_csv(None, [1, 2], ["A", "B"], [np.nan, 0.5], [0.1, 2.0], MODEL)
+    body = render_csv(Predictions(None, [1, 2], ["A", "B"], [np.nan, 0.5], [0.1, 2.0], MODEL))
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     assert [(r["persona_id"], r["confidence"], r["distance"]) for r in rows] == [
         ("1", "", "0.1"),

@@ -121,8 +121,10 @@ def production_version(client: MlflowClient, name: str, alias: str):
 
 
 def is_not_found(exc: Exception) -> bool:
-    """MLflow's way of saying a model, alias, run or artifact does not exist (vs. is down)."""
-    return "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower()
+    """MLflow's way of saying a model, version, alias, run or artifact does not exist (vs. is
+    down): the one place its error text is read."""
+    code = getattr(exc, "error_code", "")
+    return "RESOURCE_DOES_NOT_EXIST" in f"{code} {exc}" or "not found" in str(exc).lower()
 
 
 def load_model(uri: str):

@@ -32,7 +32,8 @@ from persona.data.schema import load_schema
 from persona.logging_setup import configure_logging
 from persona.serving.contract import InputSpec
 from persona.serving.invocations import invocations, parse_echo, parse_on_invalid
-from persona.serving.model_store import ModelStore, ServedModel, registry_loader, spec_for_model
+from persona.serving.model_source import ModelSource
+from persona.serving.model_store import ModelStore, ServedModel, follow_alias, spec_for_model
 from persona.serving.openapi import openapi_document
 from persona.serving.peers import WORKERS_DIR_ENV, Peers
 from persona.serving.problems import PayloadError
@@ -131,22 +132,32 @@ def _token_ok(expected: str) -> bool:
 
 
 def create_app(
-    settings: Settings | None = None, store: ModelStore | None = None, poll: bool = True
+    settings: Settings | None = None,
+    store: ModelStore | None = None,
+    poll: bool = True,
+    source: ModelSource | None = None,
 ) -> Flask:
-    """One app per Gunicorn worker (no preload): each worker polls the registry itself."""
+    """One app per Gunicorn worker (no preload): each worker polls the registry itself.
+
+    The composition root: the worker's ``ModelStore`` follows ``settings.model_alias`` in
+    ``source``, the MLflow registry unless another source (tests: models in memory) is given.
+    """
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     schema = load_schema(settings.schema_path)
     if store is None:
-        loader = registry_loader(
-            settings.mlflow_tracking_uri,
-            settings.model_name,
+        if source is None:
+            from persona.adapters.mlflow_serving import RegistryModelSource
+
+            source = RegistryModelSource(settings.mlflow_tracking_uri, settings.model_name)
+        resolver = follow_alias(
+            source,
             settings.model_alias,
             spec_for_model(schema, settings.max_batch_rows, settings.extra_columns),
         )
         folder = os.environ.get(WORKERS_DIR_ENV)  # set by gunicorn.conf.py for its workers
         store = ModelStore(
-            loader, settings.model_poll_seconds, peers=Peers(Path(folder)) if folder else None
+            resolver, settings.model_poll_seconds, peers=Peers(Path(folder)) if folder else None
         )
     if poll:
         # One check before this worker takes requests, so a worker that accepts connections
@@ -249,8 +260,9 @@ def create_app(
     @app.get("/openapi.json")
     def openapi() -> Response:
         served = store.current
-        spec = served.spec
-        if served is None:
+        if served is not None:
+            spec = served.spec
+        else:  # before the first model: the contract of the configured schema
             spec = InputSpec.from_schema(
                 schema, settings.max_batch_rows, extra_columns=settings.extra_columns
             )

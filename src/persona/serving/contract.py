@@ -29,14 +29,13 @@ from persona.data.rules import (
 )
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError
+from persona.serving.options import EXTRA_COLUMNS
 from persona.serving.problems import RowProblem, problem
 
 try:  # a typed decoder checks a valid records batch in C, in half the time of orjson + checks
     import msgspec
 except ImportError:  # pragma: no cover - exercised only where msgspec is absent
     msgspec = None  # type: ignore[assignment]
-
-EXTRA_COLUMNS = ("reject", "ignore")
 
 
 @dataclass(frozen=True)

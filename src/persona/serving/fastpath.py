@@ -3,7 +3,9 @@
 The service scores small batches, where building a DataFrame and sklearn's per-call input
 validation cost far more than the arithmetic. ``CompiledModel`` reads the fitted parameters of
 the ``preprocess`` + ``cluster`` pipeline once and reproduces ``PersonaModel.predict`` (labels,
-persona, confidence, distance) with a handful of vectorised numpy operations per batch.
+persona, confidence, distance) with a handful of vectorised numpy operations per batch: it builds
+the feature-space quantities (``||x||²``, ``x·c``, a mixture's log-likelihoods) and hands them to
+``persona.model.scoring``, which assigns clusters for the pyfunc too.
 
 One-hot columns are never materialised: a categorical column contributes one gathered row of a
 precomputed table (its level's offset in the feature space), and an unknown level gathers the
@@ -32,6 +34,7 @@ from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
 from persona.errors import InvalidInputError, ModelUnavailableError
 from persona.model.naming import Persona
+from persona.model.scoring import most_probable_component, nearest_centre, squared_distances
 
 if TYPE_CHECKING:  # the service imports mlflow anyway; scoring itself does not need it
     from persona.model.pyfunc import PersonaModel
@@ -471,28 +474,12 @@ class CompiledModel:
         for code in codes:
             dots += self._centers_cat[code]
             x_sq += self._weights_sq[code]
-        sq = x_sq[:, None] - 2 * dots + self._centers_sq[None, :]
-        distances = np.sqrt(np.maximum(sq, 0.0))
-        rows = np.arange(n)
-
+        sq = squared_distances(x_sq, dots, self._centers_sq)
         if self._mixture is None:
-            # scoring._softmax_of_negative_sq, labels by nearest centre
-            logits = -0.5 * distances**2
-            logits -= logits.max(axis=1, keepdims=True)
-            weights = np.exp(logits)
-            labels = distances.argmin(axis=1)
-            confidence = weights[rows, labels] / weights.sum(axis=1)
+            assigned = nearest_centre(sq)
         else:
-            log_prob = self._mixture_log_prob(Z, codes, sq, n)
-            weighted = -0.5 * (self._n_dims_log_2pi + log_prob) + self._log_det
-            weighted += self._log_weights
-            top = weighted.max(axis=1, keepdims=True)
-            log_norm = np.log(np.exp(weighted - top).sum(axis=1, keepdims=True)) + top
-            with np.errstate(under="ignore"):
-                proba = np.exp(weighted - log_norm)
-            labels = proba.argmax(axis=1)
-            confidence = proba[rows, labels]
-
+            assigned = most_probable_component(sq, self._weighted_log_prob(Z, codes, sq, n))
+        labels = assigned.labels
         if n and labels.max() >= len(self._persona_ids):
             raise ModelUnavailableError(
                 f"cluster {int(labels.max())} has no persona in the persona table"
@@ -501,11 +488,21 @@ class CompiledModel:
             labels=labels,
             persona_id=self._persona_ids[labels],
             persona_name=self._persona_names[labels],
-            confidence=confidence,
-            distance=distances[rows, labels],
+            confidence=assigned.confidence,
+            distance=assigned.distance,
         )
 
-    def _mixture_log_prob(
+    def _weighted_log_prob(
+        self, Z: np.ndarray, codes: list[np.ndarray], sq: np.ndarray, n: int
+    ) -> np.ndarray:
+        """sklearn's ``_estimate_weighted_log_prob`` (log p(x | k) + log weight_k), shape (n, k),
+        with the one-hot part of x gathered."""
+        mahalanobis = self._mahalanobis_sq(Z, codes, sq, n)
+        weighted = -0.5 * (self._n_dims_log_2pi + mahalanobis) + self._log_det
+        weighted += self._log_weights
+        return weighted
+
+    def _mahalanobis_sq(
         self, Z: np.ndarray, codes: list[np.ndarray], sq: np.ndarray, n: int
     ) -> np.ndarray:
         """Squared Mahalanobis term of ``_estimate_log_gaussian_prob``, shape (n, k)."""

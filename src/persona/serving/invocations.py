@@ -24,7 +24,7 @@ from persona.serving.problems import (
     rejection,
     rows_with_problems,
 )
-from persona.serving.render import PREDICTION_COLUMNS, render_csv, render_json
+from persona.serving.render import PREDICTION_COLUMNS, Predictions, render_csv, render_json
 
 ON_INVALID = ("reject", "flag")
 
@@ -95,23 +95,16 @@ def invocations(
         scored = scored.subset(np.flatnonzero(keep))
         scores = tuple(column[keep] for column in scores)  # type: ignore[assignment]
     columns = scores if valid is None else _scatter(scores, valid, n)
-    flags = rows_with_problems(problems, n) if on_invalid == "flag" else None
-    model = {"name": served.name, "version": served.version}
-    id_column = spec.id_column or "customer_id"
-    if output == CSV:
-        rendered = render_csv(
-            batch.ids, *columns, model, id_column=id_column, problems=flags, echo=echoed
-        )
-    else:
-        rendered = render_json(
-            batch.ids,
-            *columns,
-            model,
-            id_column=id_column,
-            problems=flags,
-            echo=echoed,
-            ignored_columns=batch.ignored_columns,
-        )
+    predictions = Predictions(
+        batch.ids,
+        *columns,
+        {"name": served.name, "version": served.version},
+        id_column=spec.id_column or "customer_id",
+        problems=rows_with_problems(problems, n) if on_invalid == "flag" else None,
+        echo=echoed,
+        ignored_columns=batch.ignored_columns,
+    )
+    rendered = render_csv(predictions) if output == CSV else render_json(predictions)
     return Answer(
         rendered,
         output,

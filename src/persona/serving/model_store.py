@@ -1,7 +1,8 @@
 """The model a scoring worker serves, and how it follows the registry alias without restarts.
 
-Each worker owns one ``ModelStore``. A background thread resolves ``models:/<name>@<alias>``
-every poll interval; when the alias points at a new version, the version is downloaded and
+Each worker owns one ``ModelStore``. A background thread asks the model source (the MLflow
+registry; see ``persona.serving.model_source``) which version holds the alias every poll
+interval; when the alias points at a new version, the version is downloaded and
 compiled off the request path and then swapped in with one reference assignment, so a request
 keeps the model it started with. While the registry cannot be reached the store keeps serving
 what it has (and says how stale it is), retrying with exponential backoff.
@@ -11,22 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from persona.data.schema import DatasetSchema, schema_from_dict
-from persona.errors import ModelUnavailableError, PersonaError, UpstreamUnavailableError
+from persona.errors import ModelUnavailableError, PersonaError
 from persona.model.pyfunc import PersonaModel
 from persona.serving.contract import Batch, InputSpec
 from persona.serving.fastpath import CompiledModel
+from persona.serving.model_source import LoadedVersion, ModelSource
 from persona.serving.peers import Peers
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,8 @@ def spec_for_model(
 
 
 # (version or None for the alias) -> (the version found, a builder of its ServedModel);
-# raises NoVersionYet when nothing holds the alias, UpstreamUnavailableError when MLflow is down.
+# raises NoVersionYet when nothing holds the alias, UpstreamUnavailableError when the source
+# (MLflow) does not answer. ``follow_alias`` builds one from a ModelSource.
 Resolver = Callable[[str | None], tuple[str, Callable[[], ServedModel]]]
 
 
@@ -278,85 +279,46 @@ class ModelStore:
             self._wake.wait(max(tick, 0.0))
 
 
-def registry_loader(
-    tracking_uri: str, name: str, alias: str, spec_for: Callable[[PersonaModel], InputSpec]
+def follow_alias(
+    source: ModelSource, alias: str, spec_for: Callable[[PersonaModel], InputSpec]
 ) -> Resolver:
-    """Resolve the alias (or a version) over HTTP; the builder downloads and compiles it."""
-    import os
-
-    # MLflow's client retries a dead server for minutes; the poller has its own backoff.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from persona.adapters import mlflow_registry
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)  # else models:/ URIs resolve against a local default
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    """The store's resolver over a model source: the version holding ``alias`` (or the version
+    asked for), and a builder that loads and compiles it off the request path."""
 
     def resolve(wanted: str | None = None) -> tuple[str, Callable[[], ServedModel]]:
-        try:
-            if wanted is None:
-                version = client.get_model_version_by_alias(name, alias)
-            else:
-                version = client.get_model_version(name, wanted)
-        except MlflowException as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
-                raise NoVersionYet(
-                    f"no version of {name} holds @{alias} yet: train one (make train) or "
-                    f"promote one (make promote VERSION=N)"
-                ) from None
-            raise UpstreamUnavailableError(f"MLflow at {tracking_uri}: {exc.message}") from None
-        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-            raise UpstreamUnavailableError(
-                f"MLflow at {tracking_uri} did not answer ({type(exc).__name__})"
-            ) from None
-
-        def build() -> ServedModel:
-            try:
-                with tempfile.TemporaryDirectory(prefix="persona-model-") as scratch:
-                    local = mlflow.artifacts.download_artifacts(
-                        artifact_uri=f"models:/{name}/{version.version}",
-                        dst_path=scratch,
-                    )
-                    loaded = mlflow.pyfunc.load_model(str(Path(local)))
-                metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
-            except MlflowException as exc:
-                raise ModelUnavailableError(f"{name} v{version.version}: {exc.message}") from None
-            except OSError as exc:
-                raise UpstreamUnavailableError(
-                    f"could not download {name} v{version.version}: {exc}"
-                ) from None
-            model = loaded.unwrap_python_model()
-            # when this version got the alias: our own history; a move made elsewhere (the
-            # MLflow UI) has no time, and is said to come from outside
-            promotion = mlflow_registry.promotion_info(client, name, alias, str(version.version))
-            try:
-                compiled = CompiledModel.from_persona_model(model)
-            except ModelUnavailableError as exc:
-                logger.warning("no fast path for %s v%s (%s)", name, version.version, exc)
-                compiled = None
-            return ServedModel(
-                name=name,
-                version=str(version.version),
-                run_id=version.run_id or "",
-                alias=alias,
-                promoted_at=promotion["promoted_at"],
-                promoted_by=promotion["promoted_by"],
-                model=model,
-                compiled=compiled,
-                spec=spec_for(model),
-                training_metrics={
-                    k.removeprefix("winner_"): v
-                    for k, v in metrics.items()
-                    if k.startswith("winner_")
-                },
+        found = source.version_holding(alias) if wanted is None else wanted
+        if found is None:
+            raise NoVersionYet(
+                f"no version of {source.name} holds @{alias} yet: train one (make train) or "
+                f"promote one (make promote VERSION=N)"
             )
-
-        return str(version.version), build
+        return found, lambda: served_model(source.name, alias, source.load(found, alias), spec_for)
 
     return resolve
+
+
+def served_model(
+    name: str, alias: str, loaded: LoadedVersion, spec_for: Callable[[PersonaModel], InputSpec]
+) -> ServedModel:
+    """A loaded version as requests use it: compiled for the fast path when it can be."""
+    try:
+        compiled = CompiledModel.from_persona_model(loaded.model)
+    except ModelUnavailableError as exc:
+        logger.warning("no fast path for %s v%s (%s)", name, loaded.version, exc)
+        compiled = None
+    return ServedModel(
+        name=name,
+        version=loaded.version,
+        run_id=loaded.run_id,
+        alias=alias,
+        promoted_at=loaded.promoted_at,
+        promoted_by=loaded.promoted_by,
+        model=loaded.model,
+        compiled=compiled,
+        spec=spec_for(loaded.model),
+        training_metrics={
+            k.removeprefix("winner_"): v
+            for k, v in loaded.run_metrics.items()
+            if k.startswith("winner_")
+        },
+    )

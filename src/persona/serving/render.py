@@ -6,6 +6,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
 from typing import Any
@@ -39,43 +40,59 @@ def _floats(values: Any) -> list:
     return out
 
 
-def _columns(
-    ids: Any, persona_id: Any, persona_name: Any, confidence: Any, distance: Any
-) -> tuple[list | None, list, list, list, list]:
-    columns = (_list(persona_id), _list(persona_name), _floats(confidence), _floats(distance))
-    id_list = None if ids is None else _list(ids)
-    lengths = {len(c) for c in columns} | ({len(id_list)} if id_list is not None else set())
-    if len(lengths) > 1:
-        raise ValueError(f"prediction columns differ in length: {sorted(lengths)}")
-    return (id_list, *columns)
+@dataclass(frozen=True)
+class Predictions:
+    """What an answer carries, whatever its format: one entry per row of the request."""
+
+    ids: Any  # as sent, or None when the request had no id column
+    persona_id: Any
+    persona_name: Any
+    confidence: Any
+    distance: Any
+    model: dict  # name and version of the model that answered
+    id_column: str = "customer_id"
+    problems: list[list[dict]] | None = None  # per row, when the client asked to flag rows
+    echo: dict[str, list] | None = None  # input columns sent back, after the predictions
+    ignored_columns: Sequence[str] = ()  # said in a JSON body (the route also sets a header)
+
+    def n_rows(self) -> int:
+        """The number of rows; ValueError when the columns differ in length."""
+        columns = (self.ids, self.persona_id, self.persona_name, self.confidence, self.distance)
+        lengths = {len(c) for c in columns if c is not None}
+        if len(lengths) > 1:
+            raise ValueError(f"prediction columns differ in length: {sorted(lengths)}")
+        return len(self.persona_id)
+
+    def columns(self) -> tuple[list | None, list, list, list, list]:
+        """ids and the prediction columns as lists, floats finite or None."""
+        self.n_rows()
+        return (
+            None if self.ids is None else _list(self.ids),
+            _list(self.persona_id),
+            _list(self.persona_name),
+            _floats(self.confidence),
+            _floats(self.distance),
+        )
 
 
-def render_json(
-    ids: Any,
-    persona_id: Any,
-    persona_name: Any,
-    confidence: Any,
-    distance: Any,
-    model: dict,
-    *,
-    id_column: str = "customer_id",
-    problems: list[list[dict]] | None = None,
-    echo: dict[str, list] | None = None,
-    ignored_columns: Sequence[str] = (),
-) -> bytes:
+def render_json(answer: Predictions) -> bytes:
     """``{"model", "n_rows", "ignored_columns", "predictions": [...]}``.
 
     A prediction carries the id only when ids were sent, ``problems`` when the request asked to
     flag invalid rows, and the echoed input columns last.
     """
-    id_list, pid, name, conf, dist = _columns(ids, persona_id, persona_name, confidence, distance)
-    keyed: list[tuple[str, list]] = [] if id_list is None else [(id_column, id_list)]
+    id_list, pid, name, conf, dist = answer.columns()
+    keyed: list[tuple[str, list]] = [] if id_list is None else [(answer.id_column, id_list)]
     keyed += list(zip(PREDICTION_COLUMNS, (pid, name, conf, dist), strict=True))
-    if problems is not None:
-        keyed.append(("problems", problems))
-    keyed += [(column, _list(values)) for column, values in (echo or {}).items()]
+    if answer.problems is not None:
+        keyed.append(("problems", answer.problems))
+    keyed += [(column, _list(values)) for column, values in (answer.echo or {}).items()]
     keys = tuple(key for key, _ in keyed)
-    head = {"model": model, "n_rows": len(pid), "ignored_columns": list(ignored_columns)}
+    head = {
+        "model": answer.model,
+        "n_rows": len(pid),
+        "ignored_columns": list(answer.ignored_columns),
+    }
     row_type = _prediction_struct(keys)
     if row_type is not None:  # one C-level struct per row instead of a dict per row
         predictions = list(map(row_type, *(values for _, values in keyed)))
@@ -106,41 +123,29 @@ def _json_default(value: Any) -> Any:
 _ENCODER = msgspec.json.Encoder(enc_hook=_json_default) if msgspec is not None else None
 
 
-def render_csv(
-    ids: Any,
-    persona_id: Any,
-    persona_name: Any,
-    confidence: Any,
-    distance: Any,
-    model: dict,
-    *,
-    id_column: str = "customer_id",
-    problems: list[list[dict]] | None = None,
-    echo: dict[str, list] | None = None,
-) -> bytes:
+def render_csv(answer: Predictions) -> bytes:
     """One row per customer, with the model's name and version so a saved file stays traceable.
 
     Flagged rows name their problems as ``field: rule`` in a ``problems`` column.
     """
-    _columns(ids, persona_id, persona_name, confidence, distance)  # equal lengths
-    n = len(persona_id)
+    n, ids, model = answer.n_rows(), answer.ids, answer.model
     columns = [
-        _number_cells(persona_id),
-        _text_cells(persona_name),
-        _number_cells(confidence),
-        _number_cells(distance),
+        _number_cells(answer.persona_id),
+        _text_cells(answer.persona_name),
+        _number_cells(answer.confidence),
+        _number_cells(answer.distance),
         repeat(_text_cells([model.get("name")])[0], n),
         repeat(_text_cells([model.get("version")])[0], n),
     ]
     header = [*PREDICTION_COLUMNS, *CSV_MODEL_COLUMNS]
     if ids is not None:
         columns.insert(0, _text_cells(ids))
-        header.insert(0, id_column)
-    if problems is not None:
-        text = ["; ".join(f"{p['field']}: {p['rule']}" for p in row) for row in problems]
+        header.insert(0, answer.id_column)
+    if answer.problems is not None:
+        text = ["; ".join(f"{p['field']}: {p['rule']}" for p in row) for row in answer.problems]
         columns.append(_text_cells(text))
         header.append("problems")
-    for column, values in (echo or {}).items():
+    for column, values in (answer.echo or {}).items():
         columns.append(_text_cells(values))
         header.append(column)
     lines = [",".join(_text_cells(header)), *map(",".join, zip(*columns, strict=True)), ""]

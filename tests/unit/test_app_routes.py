@@ -1,0 +1,255 @@
+"""The scoring API's routes through Flask's test client, with models held in memory.
+
+Flask lives in the scoring environment only (.venv/scoring; the dev environment pins an older
+Werkzeug for Mage): `make test` and `make test-fast` run this file there, and the dev run skips
+it. The same routes under Gunicorn with a real MLflow: tests/integration/test_scoring_service.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+pytest.importorskip(
+    "flask",
+    reason="Flask is only in the scoring environment: make test-fast runs this file with "
+    ".venv/scoring/bin/python",
+)
+
+from memory_source import CATALOGUE, ROOT, MemorySource, tiny_model
+
+from persona.serving.app import create_app
+from persona.settings import load_settings
+
+TOKEN, ADMIN = "predict-token-for-tests", "admin-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_ROWS, MAX_BODY = 50, 30_000
+
+
+def make_app(source: MemorySource, **overrides):
+    settings = load_settings(
+        environ={},
+        overrides={
+            "schema_path": ROOT / "00_create_data/schema.yaml",
+            "max_batch_rows": MAX_ROWS,
+            "max_body_bytes": MAX_BODY,
+            "api_token": TOKEN,
+            **overrides,
+        },
+    )
+    app = create_app(settings, poll=False, source=source)
+    return app, app.extensions["persona.store"]
+
+
+@pytest.fixture
+def source() -> MemorySource:
+    found = MemorySource()
+    found.add(tiny_model(), "production", run_metrics={"winner_silhouette": 0.3})
+    return found
+
+
+@pytest.fixture
+def client(source):
+    app, store = make_app(source)
+    assert store.refresh()
+    return app.test_client()
+
+
+def frame(n: int = 5, seed: int = 9):
+    from persona.data.generator import generate_snapshot
+
+    return generate_snapshot(CATALOGUE, n, seed=seed, progress=False).drop(
+        columns=["true_persona", "snapshot_month"]
+    )
+
+
+def records(n: int = 5) -> list[dict]:
+    return frame(n).to_dict(orient="records")
+
+
+def csv_body(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def error_of(response, status: int, kind: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    error = response.get_json()["error"]
+    assert error["kind"] == kind
+    return error
+
+
+def test_json_records_score_like_the_model_in_process(client):
+    response = client.post("/predict", json=records(), headers=AUTH)
+    assert response.status_code == 200 and response.headers["X-Model-Version"] == "1"
+    body = response.get_json()
+    assert body["model"] == {"name": "persona-test", "version": "1"} and body["n_rows"] == 5
+    expected = tiny_model().predict(None, frame())
+    predictions = body["predictions"]
+    assert [p["customer_id"] for p in predictions] == frame()["customer_id"].tolist()
+    assert [p["persona_id"] for p in predictions] == expected["persona_id"].tolist()
+    assert [p["persona_name"] for p in predictions] == expected["persona_name"].tolist()
+    assert [p["confidence"] for p in predictions] == pytest.approx(expected["confidence"].tolist())
+
+
+def test_csv_in_and_out(client):
+    rows = records()
+    response = client.post(
+        "/predict",
+        data=csv_body(rows),
+        headers={**AUTH, "Content-Type": "text/csv", "Accept": "text/csv"},
+    )
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    answered = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    as_json = client.post("/predict", json=rows, headers=AUTH).get_json()["predictions"]
+    assert [r["customer_id"] for r in answered] == [r["customer_id"] for r in rows]
+    assert [int(r["persona_id"]) for r in answered] == [p["persona_id"] for p in as_json]
+    assert {r["model_version"] for r in answered} == {"1"}
+
+
+def refused(client, status: int, kind: str, path: str = "/predict", headers=None, **request):
+    """POST with the token; the JSON error, of this status and kind."""
+    return error_of(client.post(path, headers={**AUTH, **(headers or {})}, **request), status, kind)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind", "rule"),
+    [
+        ("age", -500, "invalid_value", ">= 18"),
+        ("channel", "fax", "invalid_value", "one of ['online', 'mobile', 'store', 'mixed']"),
+        ("annual_income", "lots", "invalid_type", None),
+    ],
+)
+def test_a_bad_value_is_a_400_naming_field_rule_and_row(client, field, value, kind, rule):
+    rows = records()
+    rows[3][field] = value
+    error = refused(client, 400, kind, json=rows)
+    found = error["details"][0]
+    assert (found["field"], found["rows"]) == (field, [3])
+    if rule is not None:
+        assert found["rule"] == rule
+    assert field in error["message"]
+
+
+def test_missing_columns_and_bad_options_are_400s_naming_them(client):
+    rows = [{k: v for k, v in row.items() if k != "age"} for row in records()]
+    assert refused(client, 400, "missing_columns", json=rows)["details"][0]["field"] == "age"
+    error = refused(client, 400, "invalid_parameter", "/predict?on_invalid=maybe", json=records())
+    assert error["details"][0]["field"] == "on_invalid"
+    refused(client, 400, "malformed_json", data=b"[{", content_type="application/json")
+
+
+def test_flagged_rows_are_answered_with_their_problems(client):
+    rows = records()
+    rows[1]["age"] = -500
+    response = client.post("/predict?on_invalid=flag", json=rows, headers=AUTH)
+    predictions = response.get_json()["predictions"]
+    assert response.status_code == 200 and len(predictions) == 5
+    assert predictions[1]["persona_id"] is None
+    assert predictions[1]["problems"][0]["field"] == "age"
+    assert all(p["problems"] == [] for i, p in enumerate(predictions) if i != 1)
+
+
+def test_too_large_is_413_by_body_and_by_rows(client):
+    big = json.dumps(records(MAX_ROWS) * 3).encode()
+    assert len(big) > MAX_BODY
+    error = refused(client, 413, "body_too_large", data=big, content_type="application/json")
+    assert "PERSONA_MAX_BODY_BYTES" in error["message"]
+    error = refused(client, 413, "too_many_rows", json=records(1) * (MAX_ROWS + 1))
+    assert str(MAX_ROWS) in error["message"]
+
+
+def test_media_types_406_and_415(client):
+    xml = {"Accept": "application/xml"}
+    error = refused(client, 406, "not_acceptable", headers=xml, json=records())
+    assert error["details"][0]["field"] == "Accept"
+    refused(client, 415, "unsupported_media_type", data=b"a=1", content_type="text/plain")
+
+
+def test_predict_needs_the_token_when_one_is_set(client):
+    error_of(client.post("/predict", json=records()), 401, "unauthorized")
+    response = client.post("/predict", json=records(), headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    assert client.post("/predict", json=records(), headers=AUTH).status_code == 200
+
+
+def test_without_a_token_predict_is_open(source):
+    app, store = make_app(source, api_token="")
+    store.refresh()
+    assert app.test_client().post("/predict", json=records()).status_code == 200
+
+
+def test_ready_health_and_predict_before_and_after_a_model():
+    source = MemorySource()
+    app, store = make_app(source)
+    client = app.test_client()
+    assert client.get("/health").get_json() == {"status": "ok"}
+    not_ready = client.get("/ready")
+    assert not_ready.status_code == 503 and not_ready.get_json()["ready"] is False
+    assert not store.refresh()  # nothing holds the alias
+    reason = client.get("/ready").get_json()["reason"]
+    assert reason.startswith("no version of persona-test holds @production yet")
+    error = error_of(
+        client.post("/predict", json=records(), headers=AUTH), 503, "model_unavailable"
+    )
+    assert error["message"] == reason
+    error_of(client.get("/model"), 503, "model_unavailable")
+    assert client.get("/openapi.json").status_code == 200  # the schema's contract meanwhile
+
+    source.add(tiny_model(), "production")
+    assert store.refresh()
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.headers["X-Model-Version"] == "1"
+    assert ready.get_json()["ready"] is True and ready.get_json()["registry_reachable"] is True
+    assert client.post("/predict", json=records(), headers=AUTH).status_code == 200
+
+    source.up = False  # the registry goes away: the model keeps serving
+    assert not store.refresh()
+    ready = client.get("/ready").get_json()
+    assert ready["ready"] is True and ready["registry_reachable"] is False
+    assert "did not answer" in ready["registry_error"]
+    assert client.post("/predict", json=records(), headers=AUTH).status_code == 200
+
+
+def test_info_endpoints(client):
+    described = client.get("/model").get_json()
+    assert described["version"] == "1" and described["fast_path"] is True
+    assert described["training_metrics"] == {"silhouette": 0.3}
+    document = client.get("/openapi.json").get_json()
+    assert "/predict" in document["paths"]
+    client.post("/predict", json=records(), headers=AUTH)
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and "persona_rows_scored_total 5.0" in metrics.get_data(
+        as_text=True
+    )
+
+
+def test_unknown_routes_and_methods_are_json_errors(client):
+    error_of(client.get("/nowhere"), 404, "not_found")
+    response = client.get("/predict")
+    error_of(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_admin_reload_follows_a_promotion_at_once(source):
+    app, store = make_app(source, admin_token=ADMIN)
+    client = app.test_client()
+    assert store.refresh()
+    source.aliases["production"] = source.add(tiny_model(k=4))
+    error_of(client.post("/admin/reload"), 401, "unauthorized")
+    reloaded = client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert reloaded.status_code == 200
+    assert reloaded.get_json() == {"registry_reachable": True, "error": None, "version": "2"}
+    response = client.post("/predict", json=records(), headers=AUTH)
+    assert response.get_json()["model"]["version"] == "2"
+
+
+def test_admin_is_off_without_its_token(client):
+    error_of(client.post("/admin/reload"), 403, "admin_disabled")
