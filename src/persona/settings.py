@@ -302,19 +302,19 @@ class Settings:
         return load_settings(environ={}, base=self, overrides=overrides)
 
 
+_NUMBER_WORDS = {int: "an integer", float: "a number"}
+
+
 def _convert(name: str, var: _Var, raw: str) -> Any:
-    if var.kind is int:
+    if var.kind in _NUMBER_WORDS:
         try:
-            return int(raw)
+            return var.kind(raw)
         except ValueError:
-            raise ConfigurationError(f"{var.env} must be an integer, got {raw!r}") from None
+            raise ConfigurationError(
+                f"{var.env} must be {_NUMBER_WORDS[var.kind]}, got {raw!r}"
+            ) from None
     if var.kind is bool:
         return parse_bool(raw, var.env, default=False)
-    if var.kind is float:
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigurationError(f"{var.env} must be a number, got {raw!r}") from None
     if var.kind is Path:
         return Path(raw).expanduser().resolve()
     return raw

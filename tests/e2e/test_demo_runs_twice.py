@@ -10,6 +10,7 @@ left behind. Headless Mage runs must not be executed a second time by the runnin
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import uuid
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from conftest import ROOT, VENVS, free_port
 from mlflow.tracking import MlflowClient
 
+from persona import composition
 from persona.flows import demo
 from persona.services import local_stack
 from persona.settings import load_settings
@@ -102,11 +104,20 @@ def test_demo_twice_on_the_real_stack_starting_from_a_broken_production(stack):
     settings = load_settings()
     request = demo.DemoRequest.build(MONTHS, ROWS, SAMPLE, 7, "mix_shift", 1000, 120)
 
-    first = demo.run_demo(settings, request)
+    first = demo.run_demo(
+        composition.demo_stack(settings),
+        composition.training_context(settings, seed=request.seed),
+        request,
+    )
 
     assert first.trained.retired and first.trained.retired.startswith("v1: its model files")
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     assert "retired_reason" in client.get_model_version(name, "1").tags
+    history = client.get_registered_model(name).tags["persona.alias_history.production"]
+    assert [(e["version"], e["action"]) for e in json.loads(history)][:2] == [
+        ("1", "retire"),
+        ("2", "register"),
+    ]
     assert (first.trained.version, first.trained.alias) == ("2", "production")
     assert first.trained.production_version == "2"
     assert first.scored.model_versions == ("2",)  # the new version, served over HTTP

@@ -41,11 +41,13 @@ def test_service_images_install_the_lock_and_run_the_local_entry_command():
         ("mlflow-server", "mlflow-server.lock", "persona.services.mlflow_server"),
     ]:
         dockerfile = (ROOT / f"05_iac/docker/{image}.Dockerfile").read_text()
-        assert f"uv pip sync --system --no-cache requirements/{lock}" in dockerfile
+        assert (
+            f"uv pip sync --system --no-cache --compile-bytecode requirements/{lock}" in dockerfile
+        )
         assert f'CMD ["python", "-m", "{module}"]' in dockerfile
         assert f"-m {module}" in makefile
     scoring = (ROOT / "05_iac/docker/scoring.Dockerfile").read_text()
-    assert "uv pip sync --system --no-cache requirements/scoring.lock" in scoring
+    assert "uv pip sync --system --no-cache --compile-bytecode requirements/scoring.lock" in scoring
     assert 'CMD ["gunicorn", "-c", "03_deployment/gunicorn.conf.py"]' in scoring
     assert "gunicorn -c 03_deployment/gunicorn.conf.py" in makefile
 

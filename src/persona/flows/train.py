@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -177,15 +177,9 @@ class RegistrationOutcome:
 
 
 @dataclass(frozen=True)
-class TrainingOutcome:
-    """What one training run did, flat, as the CLI prints it."""
+class TrainingOutcome(Selection):
+    """What one training run did, flat, as the CLI prints it: the selection, then its fate."""
 
-    run_id: str
-    winner: str
-    k: int
-    metrics: dict[str, float]
-    model_uri: str
-    personas: tuple[str, ...]
     model_name: str
     version: str
     alias: str
@@ -193,7 +187,7 @@ class TrainingOutcome:
     previous_production: str | None
     challenger_score: float
     production_score: float | None
-    search_seconds: float = field(default=0.0)
+    search_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -424,12 +418,7 @@ def outcome(
 ) -> TrainingOutcome:
     r = registered.registration
     return TrainingOutcome(
-        run_id=selection.run_id,
-        winner=selection.winner,
-        k=selection.k,
-        metrics=selection.metrics,
-        model_uri=selection.model_uri,
-        personas=selection.personas,
+        **vars(selection),
         model_name=r.name,
         version=r.version,
         alias=r.alias,
