@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
@@ -134,7 +134,10 @@ class InputSpec:
         fields: list[tuple[str, Any, Any]] = [(n, number, msgspec.UNSET) for n in self.numeric]
         fields += [(n, text, msgspec.UNSET) for n in self.categorical]
         if self.id_column:
-            fields.append((self.id_column, int | str | unset, msgspec.UNSET))
+            # An integer id outside int64 goes the general way: orjson reads it as a float (the
+            # general path then names it), so the fast path must not pass it on as an exact int
+            id_int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+            fields.append((self.id_column, id_int | str | unset, msgspec.UNSET))
         fields += [(n, Any, msgspec.UNSET) for n in self.ignored]
         # Struct attribute names must be identifiers; a contract that has others stays general.
         if not all(name.isidentifier() for name, _, _ in fields):
