@@ -65,9 +65,15 @@ class MlflowModels:
         """Connected on first use; fails fast naming the URI when the server does not answer."""
         if self._client is None:
             self._client = mlflow_registry.connect(
-                self.tracking_uri, self.experiment, timeout_s=self.connect_timeout_s
+                self.tracking_uri, timeout_s=self.connect_timeout_s
             )
         return self._client
+
+    def _in_experiment(self) -> None:
+        """Runs go to the configured experiment; reading the registry creates none."""
+        self.client  # noqa: B018
+        if self.experiment:
+            mlflow.set_experiment(self.experiment)
 
     # ------------------------------------------------------------------------------- Registry
 
@@ -105,7 +111,7 @@ class MlflowModels:
     def training_run(
         self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
     ) -> Iterator[str]:
-        self.client  # noqa: B018
+        self._in_experiment()
         with mlflow.start_run(run_name=run_name) as run:
             mlflow.set_tags(dict(tags))
             mlflow.log_params(dict(params))
@@ -157,7 +163,7 @@ class MlflowModels:
         files: Sequence[Path],
         artifact_path: str,
     ) -> tuple[str, str]:
-        self.client  # noqa: B018
+        self._in_experiment()
         return mlflow_registry.log_report_run(
             run_name, params, metrics, tags, list(files), artifact_path
         )
