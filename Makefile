@@ -76,7 +76,7 @@ export DO_NOT_TRACK ?= 1
 # the stack targets use those SQLite files too; `make test` always needs PostgreSQL.
 LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
 LOCAL_DB ?= $(shell (pg_isready -q -h 127.0.0.1 -p 5432 || command -v pg_ctlcluster) >/dev/null 2>&1 && echo postgres || echo sqlite)
-STACK_TARGETS := local-up local-down local-status mlflow mage serve data train train-local score \
+STACK_TARGETS := local-up local-down local-status mlflow mage serve data ingest train train-local score \
         rollback promote monitor monitor-local monitor-ui demo stack-db
 ifeq ($(LOCAL_DB),postgres)
 $(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI := $(or $(MLFLOW_BACKEND_STORE_URI),$(LOCAL_PG)/persona_mlflow)
@@ -90,12 +90,20 @@ endif
 MONTH ?= 2026-01
 MONTHS ?= 2026-01
 _RUN_OPTIONS = $(if $(ROWS),--rows $(ROWS)) $(if $(SEED),--seed $(SEED))
+# SEGMENTATION=NAME: the data, model and pipeline targets work on that segmentation (`persona
+# segmentation list`); its months are its own, so MONTH/MONTHS apply to it only when given.
+ifdef SEGMENTATION
+export PERSONA_SEGMENTATION := $(SEGMENTATION)
+endif
+_GIVEN = $(filter command line environment,$(origin $(1)))
+_MONTHS_OPTION = $(if $(or $(call _GIVEN,MONTHS),$(if $(SEGMENTATION),,default)),$(1)$(subst $(space),$(comma),$(strip $(MONTHS))))
+_MONTH_OPTION = $(if $(or $(call _GIVEN,MONTH),$(if $(SEGMENTATION),,default)),$(1)$(MONTH))
 # The tour's months: its own unless MONTHS is given on the command line.
 _DEMO_MONTHS = $(if $(findstring command line,$(origin MONTHS)),$(MONTHS))
 PYTEST_ARGS ?=
 
 .PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast lint format mlflow \
-        serve mage data train train-local score rollback promote monitor monitor-local monitor-ui \
+        serve mage data ingest train train-local score rollback promote monitor monitor-local monitor-ui \
         bench-train bench-serve bench-monitor locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
@@ -218,13 +226,17 @@ data: $(VENV)/dev/.installed stack-db ## Generate MONTHS (space-separated) of RO
 	$(DEV)/persona data generate --month $(MONTHS) $(_RUN_OPTIONS) $(if $(SCENARIO),--scenario $(SCENARIO))
 
 train: $(VENV)/dev/.installed stack-db ## Run the Mage `train` pipeline headless (honours conditionals)
-	$(DEV)/persona pipeline run train --var months=$(subst $(space),$(comma),$(strip $(MONTHS))) $(if $(SEED),--var seed=$(SEED))
+	$(DEV)/persona pipeline run train $(call _MONTHS_OPTION,--var months=) $(if $(SEED),--var seed=$(SEED))
 
 train-local: $(VENV)/dev/.installed stack-db ## Run the same training steps without Mage
-	$(DEV)/persona train --months $(subst $(space),$(comma),$(strip $(MONTHS))) $(if $(SEED),--seed $(SEED))
+	$(DEV)/persona train $(call _MONTHS_OPTION,--months ) $(if $(SEED),--seed $(SEED))
+
+ingest: $(VENV)/dev/.installed stack-db ## Validate FILE (CSV in any dialect, Parquet, xlsx) and upsert it into the customers table (MONTH: label a file without a month column)
+	@test -n "$(FILE)" || { echo "usage: make ingest FILE=customers.csv [MONTH=YYYY-MM] [SEGMENTATION=NAME]" >&2; exit 2; }
+	$(DEV)/persona data ingest --file "$(FILE)" $(if $(call _GIVEN,MONTH),--month $(MONTH))
 
 score: $(VENV)/dev/.installed stack-db ## Score MONTH's customers through the API into PERSONA_SCORES_TABLE
-	$(DEV)/persona score --month $(MONTH)
+	$(DEV)/persona score $(call _MONTH_OPTION,--month )
 
 monitor: $(VENV)/dev/.installed stack-db ## Run the Mage `monitor` pipeline headless on MONTH (drift -> retrain -> alert)
 	$(DEV)/persona pipeline run monitor --var month=$(MONTH)

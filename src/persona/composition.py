@@ -6,13 +6,18 @@ Entry points (the CLI, Mage blocks, the services, the demo) call these; nothing 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from persona.adapters.database import PostgresCustomers
 from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.evidently_report import EvidentlyReports
 from persona.adapters.mlflow_models import MlflowModels
+from persona.adapters.segmentation_store import SqlSegmentations
 from persona.adapters.telegram import TelegramNotifier
 from persona.data.catalogue import load_catalogue
 from persona.data.schema import DatasetSchema, load_schema
+from persona.errors import ConfigurationError
 from persona.flows import demo
 from persona.flows.demo import StackUrls
 from persona.flows.monitor import MonitorContext
@@ -20,13 +25,81 @@ from persona.flows.train import TrainingContext
 from persona.model.params import load_params
 from persona.monitoring.drift import load_drift_config
 from persona.ports import Notifier
+from persona.segmentation import DEFAULT, SEGMENTATION_TAG, Definition, check_name, suffixed
 from persona.settings import Settings
 
+SEGMENTATION_FILES = ("schema.yaml", "params.yaml", "drift.yaml")
 
-def mlflow_models(settings: Settings) -> MlflowModels:
+
+def segmentations(settings: Settings) -> SqlSegmentations:
+    """The segmentations this stack holds (in the project database)."""
+    return SqlSegmentations(settings.project_database_url)
+
+
+def segmentation_folder(settings: Settings, name: str) -> Path:
+    """Where a segmentation's files are written for the code that reads config files."""
+    return settings.home / "segmentations" / name
+
+
+def for_segmentation(settings: Settings, name: str | None = None) -> Settings:
+    """The settings of segmentation ``name`` (default: ``settings.segmentation``).
+
+    The default segmentation is the settings as they are. Another one has its own files
+    (written from the database under PERSONA_HOME), tables, registered model, experiment and
+    Evidently project: each name is the default one with the segmentation's name appended.
+    Applying it twice changes nothing.
+    """
+    name = check_name(name or settings.segmentation)
+    folder = segmentation_folder(settings, name)
+    if name == DEFAULT or settings.schema_path == (folder / "schema.yaml").resolve():
+        return (
+            settings
+            if settings.segmentation == name
+            else settings.with_overrides(segmentation=name)
+        )
+    definition = segmentations(settings).get(name)
+    if definition is None:
+        known = [d.name for d in segmentations(settings).all()]
+        raise ConfigurationError(
+            f"no segmentation {name!r}; known: {', '.join([DEFAULT, *known])} "
+            "(add one with `persona segmentation add NAME --schema FILE`)"
+        )
+    write_definition(folder, definition)
+    return settings.with_overrides(
+        segmentation=name,
+        schema_path=folder / "schema.yaml",
+        params_path=folder / "params.yaml",
+        drift_config_path=folder / "drift.yaml",
+        catalogue_path=folder / "personas.yaml",  # none: its personas are named from profiles
+        customers_table=suffixed(settings.customers_table, name),
+        scores_table=suffixed(settings.scores_table, name),
+        scoring_log_table=suffixed(settings.scoring_log_table, name),
+        model_name=suffixed(settings.model_name, name, "-"),
+        mlflow_experiment=suffixed(settings.mlflow_experiment, name, "-"),
+        evidently_project=suffixed(settings.evidently_project, name, "-"),
+    )
+
+
+def write_definition(folder: Path, definition: Definition) -> None:
+    """The definition's three files, rewritten only when they changed (runs may share them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = (definition.schema_text, definition.params_text, definition.drift_text)
+    for file_name, text in zip(SEGMENTATION_FILES, texts, strict=True):
+        path = folder / file_name
+        if not path.exists() or path.read_text() != text:
+            scratch = path.with_suffix(f".{os.getpid()}.tmp")
+            scratch.write_text(text)
+            scratch.replace(path)  # atomic: a concurrent reader sees the old or the new file
+
+
+def mlflow_models(settings: Settings, connect_timeout_s: float = 30.0) -> MlflowModels:
     """The MLflow adapter (registry and tracking) for the configured model and experiment."""
     return MlflowModels(
-        settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.model_name
+        settings.mlflow_tracking_uri,
+        settings.mlflow_experiment,
+        settings.model_name,
+        connect_timeout_s=connect_timeout_s,
+        model_tags={SEGMENTATION_TAG: settings.segmentation},
     )
 
 

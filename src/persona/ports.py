@@ -68,6 +68,10 @@ class Registry(Protocol):
     def download_artifact(self, run_id: str, artifact_path: str, destination: Path) -> Path:
         """One artifact of the run that logged a version, as a local file."""
 
+    def persona_names(self) -> dict[int, str]:
+        """persona_id -> the name a person gave it (``persona personas rename``); retrains
+        keep these names."""
+
 
 @dataclass(frozen=True)
 class ModelFiles:

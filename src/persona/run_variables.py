@@ -51,6 +51,15 @@ def _table(*variables: RunVariable) -> dict[str, RunVariable]:
     return {variable.name: variable for variable in variables}
 
 
+# Every command and pipeline that touches data or models takes it.
+SEGMENTATION = RunVariable(
+    "segmentation",
+    "",
+    str,
+    "segmentation to work on (`persona segmentation list`; empty: PERSONA_SEGMENTATION)",
+)
+
+
 TRAIN: dict[str, RunVariable] = _table(
     RunVariable(
         "source",
@@ -65,6 +74,7 @@ TRAIN: dict[str, RunVariable] = _table(
     RunVariable("seed", 42, int, "seed of the synthetic data and of the model search"),
     RunVariable("scenario", "none", str, "drift scenario of source=synthetic"),
     RunVariable("register", True, bool, "false: train and select, skip registration"),
+    SEGMENTATION,
 )
 
 MONITOR: dict[str, RunVariable] = _table(
@@ -85,6 +95,7 @@ MONITOR: dict[str, RunVariable] = _table(
         "all_clear_alert", "", bool, "true/false: alert when nothing drifted (empty: drift.yaml)"
     ),
     RunVariable("days", 30, float, "window in days of source=scoring_log"),
+    SEGMENTATION,
 )
 
 # `persona demo` (`make demo`): the tour's knobs. Not a Mage pipeline; it runs both.

@@ -46,6 +46,13 @@ VARIABLES: dict[str, _Var] = {
         "PERSONA_SCHEMA", "00_create_data/schema.yaml", Path, "Dataset schema YAML (columns)."
     ),
     "params_path": _Var("PERSONA_PARAMS", "01_model/params.yaml", Path, "Model search config."),
+    "segmentation": _Var(
+        "PERSONA_SEGMENTATION",
+        "default",
+        str,
+        "Segmentation that commands and pipelines work on (`persona segmentation list`); "
+        "`default` is the one the variables above and below configure.",
+    ),
     "database_url": _Var(
         "PERSONA_DATABASE_URL",
         "",
@@ -221,6 +228,7 @@ class Settings:
     catalogue_path: Path
     schema_path: Path
     params_path: Path
+    segmentation: str
     database_url: str
     customers_table: str
     scores_table: str

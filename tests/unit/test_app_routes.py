@@ -246,10 +246,98 @@ def test_admin_reload_follows_a_promotion_at_once(source):
     error_of(client.post("/admin/reload"), 401, "unauthorized")
     reloaded = client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN}"})
     assert reloaded.status_code == 200
-    assert reloaded.get_json() == {"registry_reachable": True, "error": None, "version": "2"}
+    assert reloaded.get_json() == {
+        "registry_reachable": True,
+        "error": None,
+        "version": "2",
+        "segmentations": {"default": "2"},
+    }
     response = client.post("/predict", json=records(), headers=AUTH)
     assert response.get_json()["model"]["version"] == "2"
 
 
 def test_admin_is_off_without_its_token(client):
     error_of(client.post("/admin/reload"), 403, "admin_disabled")
+
+
+def test_every_segmentation_is_served_side_by_side(source):
+    """A second segmentation (other columns, other id) is found, listed and served beside the
+    default one; one it does not know is a 404; one without a promoted version is a 503 until
+    its first promotion, then served; one that disappears from the registry is dropped."""
+    from memory_source import MemorySegmentations, marketing_frame, marketing_model
+
+    segmentations = MemorySegmentations()
+    marketing = MemorySource("persona-test-marketing")
+    segmentations.sources["marketing"] = marketing
+    settings = load_settings(
+        environ={},
+        overrides={"schema_path": ROOT / "00_create_data/schema.yaml", "api_token": TOKEN},
+    )
+    app = create_app(settings, poll=False, source=source, segmentation_source=segmentations)
+    stores = app.extensions["persona.segmentations"]
+    client = app.test_client()
+    assert stores.default.refresh() and stores.discover()
+
+    waiting = client.post("/segmentations/marketing/predict", json=[{}], headers=AUTH)
+    assert "persona-test-marketing" in error_of(waiting, 503, "model_unavailable")["message"]
+    marketing.add(marketing_model(), "production")
+    assert stores.refresh_all()  # what the poller does within the poll interval
+
+    listed = {s["name"]: s for s in client.get("/segmentations").get_json()["segmentations"]}
+    assert list(listed) == ["default", "marketing"]
+    assert listed["marketing"]["version"] == "1"
+    assert listed["marketing"]["input"]["id_column"] == "ID"
+    assert set(listed["marketing"]["input"]["numeric"]) == {"Income", "Kidhome", "MntWines"}
+    assert listed["default"]["input"]["id_column"] == CATALOGUE.schema.id_column
+
+    rows = marketing_frame(6, seed=3).drop(columns="snapshot_month").to_dict("records")
+    scored = client.post("/segmentations/marketing/predict", json=rows, headers=AUTH)
+    assert scored.status_code == 200, scored.get_json()
+    body = scored.get_json()
+    assert [p["ID"] for p in body["predictions"]] == [r["ID"] for r in rows]
+    expected = marketing_model().predict(None, marketing_frame(6, seed=3))
+    assert [p["persona_name"] for p in body["predictions"]] == list(expected["persona_name"])
+    assert body["model"]["name"] == "persona-test-marketing"
+
+    default = client.post("/predict", json=records(3), headers=AUTH)
+    assert default.status_code == 200 and default.get_json()["model"]["name"] == "persona-test"
+    same = client.post("/segmentations/default/predict", json=records(3), headers=AUTH)
+    assert same.get_json()["predictions"] == default.get_json()["predictions"]
+    assert client.get("/segmentations/marketing/model").get_json()["segmentation"] == "marketing"
+
+    # the marketing model's columns do not fit the default one, and the other way round
+    error_of(
+        client.post("/segmentations/marketing/predict", json=records(2), headers=AUTH),
+        400,
+        "missing_columns",
+    )
+    unknown = client.post("/segmentations/nope/predict", json=rows, headers=AUTH)
+    assert "marketing" in error_of(unknown, 404, "unknown_segmentation")["message"]
+    error_of(client.get("/segmentations/nope/model"), 404, "unknown_segmentation")
+    error_of(client.post("/segmentations/nope/predict", json=rows), 401, "unauthorized")
+
+    del segmentations.sources["marketing"]
+    assert stores.discover()
+    error_of(client.get("/segmentations/marketing/model"), 404, "unknown_segmentation")
+    paths = client.get("/openapi.json").get_json()["paths"]
+    assert {"/segmentations", "/segmentations/{name}/predict"} <= set(paths)
+
+
+def test_a_renamed_persona_is_served_from_the_next_check_without_a_reload(source):
+    app, store = make_app(source)
+    client = app.test_client()
+    assert store.refresh()
+    before = client.post("/predict", json=records(20), headers=AUTH).get_json()["predictions"]
+    renamed = before[0]["persona_id"]
+    source.renames[renamed] = "Affluent wine lovers"
+    loads = list(source.loaded)
+    assert store.refresh()
+    assert source.loaded == loads  # the same version: names change, nothing is reloaded
+    after = client.post("/predict", json=records(20), headers=AUTH).get_json()["predictions"]
+    for old, new in zip(before, after, strict=True):
+        assert new["persona_id"] == old["persona_id"]
+        expected = "Affluent wine lovers" if old["persona_id"] == renamed else old["persona_name"]
+        assert new["persona_name"] == expected
+    described = {p["persona_id"]: p for p in client.get("/model").get_json()["personas"]}
+    assert described[renamed]["name"] == "Affluent wine lovers"
+    assert described[renamed]["model_name"] == before[0]["persona_name"]

@@ -52,6 +52,10 @@ class MemoryModels:
     models: dict[str, Loaded] = field(default_factory=dict)
     versions: dict[str, tuple[str, str]] = field(default_factory=dict)  # version -> (uri, run)
     aliases: dict[str, str] = field(default_factory=dict)
+    renames: dict[int, str] = field(default_factory=dict)
+
+    def persona_names(self) -> dict[int, str]:
+        return dict(self.renames)
 
     def _new_run(self, name: str) -> str:
         run_id = f"run{len(self.runs) + 1}"
@@ -200,6 +204,24 @@ def test_training_promotes_to_the_configured_alias_then_keeps_a_worse_challenger
     assert (second.version, second.alias) == ("2", "challenger")
     assert second.production_score is not None and models.aliases["live"] == "1"
     assert models.runs[second.run_id]["tags"]["persona.naming_reference"] == "@live v1"
+
+
+def test_a_name_a_person_gave_is_kept_by_the_next_retrain(context):
+    """`persona personas rename` tags the registered model; the retrain names the persona it
+    matches after that name, so the new version serves it without the tag too."""
+    first = train.train_on(context, _customers(1500, 1))
+    models = context.registry
+    personas = models.load(models.alias_uri("live")).unwrap_python_model().personas
+    renamed = min(p.persona_id for p in personas.values())
+    models.renames[renamed] = "Affluent wine lovers"
+
+    always_win = replace(context.params, promotion_margin=-10.0)
+    second = train.train_on(replace(context, params=always_win), _customers(1500, 2))
+    assert (first.version, second.version, models.aliases["live"]) == ("1", "2", "2")
+    retrained = models.load(models.alias_uri("live")).unwrap_python_model().personas
+    names = {p.persona_id: p.name for p in retrained.values()}
+    assert names[renamed] == "Affluent wine lovers"
+    assert sorted(names.values()).count("Affluent wine lovers") == 1
 
 
 def test_table_source_without_a_database_names_the_setting(context):

@@ -53,10 +53,12 @@ class MlflowModels:
         experiment: str | None,
         model_name: str,
         connect_timeout_s: float = 30.0,
+        model_tags: Mapping[str, str] | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.model_name = model_name
+        self.model_tags = dict(model_tags or {})
         self.connect_timeout_s = connect_timeout_s
         self._client: MlflowClient | None = None
 
@@ -98,8 +100,30 @@ class MlflowModels:
         alias: str,
     ) -> Registration:
         return mlflow_registry.register(
-            self.client, self.model_name, model_uri, promote, reason, tags, alias=alias
+            self.client,
+            self.model_name,
+            model_uri,
+            promote,
+            reason,
+            tags,
+            alias=alias,
+            model_tags=self.model_tags,
         )
+
+    def persona_names(self) -> dict[int, str]:
+        return mlflow_registry.persona_names(self.client, self.model_name)
+
+    def rename_persona(self, persona_id: int, name: str) -> None:
+        mlflow_registry.rename_persona(self.client, self.model_name, persona_id, name)
+
+    def untag(self) -> None:
+        """Remove this adapter's tags from the registered model (the API stops finding it)."""
+        for key in self.model_tags:
+            try:
+                self.client.delete_registered_model_tag(self.model_name, key)
+            except MlflowException as exc:
+                if not mlflow_registry.is_not_found(exc):
+                    raise
 
     def download_artifact(self, run_id: str, artifact_path: str, destination: Path) -> Path:
         self.client  # noqa: B018

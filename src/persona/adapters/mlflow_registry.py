@@ -46,6 +46,9 @@ MANUAL_PROMOTE_REASON = "manual promote by operator"
 BY_PERSONA = "persona"
 BY_OUTSIDE = "outside persona (e.g. the MLflow UI)"
 REGISTER, PROMOTE, ROLLBACK, RETIRE = "register", "promote", "rollback", "retire"
+# One registered-model tag per persona a person renamed: persona.name.<persona_id> = the name.
+# On the registered model, not a version, so every later version (retrains) keeps it.
+PERSONA_NAME_TAG_PREFIX = "persona.name."
 
 
 def connect(
@@ -143,10 +146,12 @@ def register(
     tags: Mapping[str, Any],
     *,
     alias: str,
+    model_tags: Mapping[str, str] | None = None,
 ) -> Registration:
     """Register the winner and move ``alias`` (on promotion) or the challenger alias, with why.
 
-    ``alias`` is the served alias (settings.model_alias) that a promotion moves.
+    ``alias`` is the served alias (settings.model_alias) that a promotion moves; ``model_tags``
+    go on the registered model (e.g. the segmentation it belongs to).
     """
     if alias == CHALLENGER:
         raise PersonaError(f"the served alias cannot be @{CHALLENGER}: training sets it on losers")
@@ -154,6 +159,8 @@ def register(
         client.get_registered_model(name)
     except (RestException, MlflowException):
         client.create_registered_model(name, description="Customer persona segmentation models.")
+    for key, value in (model_tags or {}).items():
+        client.set_registered_model_tag(name, key, value)
     current = production_version(client, name, alias)
     version = str(mlflow.register_model(model_uri, name).version)
     for key, value in tags.items():
@@ -449,6 +456,30 @@ def _user() -> str | None:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry for the uid (some containers)
         return None
+
+
+def persona_names(client: MlflowClient, name: str) -> dict[int, str]:
+    """The names people gave personas of model ``name`` (none before its first version)."""
+    try:
+        tags = client.get_registered_model(name).tags or {}
+    except (RestException, MlflowException) as exc:
+        if is_not_found(exc):
+            return {}
+        raise
+    return names_from_tags(tags)
+
+
+def names_from_tags(tags: Mapping[str, str]) -> dict[int, str]:
+    found = {}
+    for key, value in tags.items():
+        suffix = key.removeprefix(PERSONA_NAME_TAG_PREFIX)
+        if suffix != key and suffix.isdigit():
+            found[int(suffix)] = value
+    return found
+
+
+def rename_persona(client: MlflowClient, name: str, persona_id: int, new_name: str) -> None:
+    client.set_registered_model_tag(name, f"{PERSONA_NAME_TAG_PREFIX}{persona_id}", new_name)
 
 
 def _previous_tag(alias: str) -> str:

@@ -18,10 +18,12 @@ from mlflow.tracking import MlflowClient
 from persona.adapters.mlflow_registry import (
     is_not_found,
     load_model,
+    persona_names,
     production_version,
     promotion_info,
 )
 from persona.errors import ModelUnavailableError, PersonaError, UpstreamUnavailableError
+from persona.segmentation import DEFAULT, NAME_PATTERN, SEGMENTATION_TAG
 from persona.serving.model_source import LoadedVersion
 
 
@@ -37,6 +39,21 @@ def polling_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+@contextlib.contextmanager
+def _answering(tracking_uri: str):
+    """Registry failures as persona errors: the server is down or answers with an error."""
+    try:
+        yield
+    except PersonaError:
+        raise
+    except MlflowException as exc:
+        raise UpstreamUnavailableError(f"MLflow at {tracking_uri}: {exc.message}") from None
+    except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+        raise UpstreamUnavailableError(
+            f"MLflow at {tracking_uri} did not answer ({type(exc).__name__})"
+        ) from None
+
+
 class RegistryModelSource:
     """Registered model ``name`` on the MLflow server at ``tracking_uri``, as the scoring API
     reads it: which version holds an alias, and a version downloaded, loaded and described."""
@@ -47,13 +64,17 @@ class RegistryModelSource:
         self._client = client if client is not None else polling_client(tracking_uri)
 
     def version_holding(self, alias: str) -> str | None:
-        with self._answering():
+        with _answering(self.tracking_uri):
             holder = production_version(self._client, self.name, alias)
         return None if holder is None else str(holder.version)
 
+    def persona_names(self) -> dict[int, str]:
+        with _answering(self.tracking_uri):
+            return persona_names(self._client, self.name)
+
     def load(self, version: str, alias: str) -> LoadedVersion:
         """A ``LoadedVersion`` (persona.serving.model_source) of ``version``."""
-        with self._answering():
+        with _answering(self.tracking_uri):
             try:
                 details = self._client.get_model_version(self.name, version)
             except MlflowException as exc:
@@ -85,18 +106,28 @@ class RegistryModelSource:
             promoted_by=promotion["promoted_by"],
         )
 
-    @contextlib.contextmanager
-    def _answering(self):
-        """Registry failures as persona errors: the server is down or answers with an error."""
-        try:
-            yield
-        except PersonaError:
-            raise
-        except MlflowException as exc:
-            raise UpstreamUnavailableError(
-                f"MLflow at {self.tracking_uri}: {exc.message}"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-            raise UpstreamUnavailableError(
-                f"MLflow at {self.tracking_uri} did not answer ({type(exc).__name__})"
-            ) from None
+
+class RegistrySegmentations:
+    """The ``SegmentationSource`` port (persona.serving.segmentations) over the registry: the
+    registered models tagged with a segmentation other than the default one."""
+
+    def __init__(self, tracking_uri: str, client: MlflowClient | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self._client = client if client is not None else polling_client(tracking_uri)
+
+    def segmentations(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with _answering(self.tracking_uri):
+            token = None
+            while True:
+                page = self._client.search_registered_models(max_results=200, page_token=token)
+                for model in page:
+                    name = (model.tags or {}).get(SEGMENTATION_TAG, "")
+                    if name != DEFAULT and NAME_PATTERN.match(name):
+                        found[name] = model.name
+                token = page.token
+                if not token:
+                    return found
+
+    def model_source(self, model_name: str) -> RegistryModelSource:
+        return RegistryModelSource(self.tracking_uri, model_name, client=self._client)

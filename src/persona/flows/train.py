@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -196,6 +196,13 @@ class Champion:
 
     version: str
     model: Any
+    renames: Mapping[int, str] = field(default_factory=dict)  # names people gave its personas
+
+    def personas(self) -> list[Persona]:
+        """Its personas under the names they are served with, one per name."""
+        personas = self.model.unwrap_python_model().personas.values()
+        named = [replace(p, name=self.renames.get(p.persona_id, p.name)) for p in personas]
+        return list({p.name: p for p in named}.values())
 
 
 def load_step(
@@ -254,7 +261,9 @@ def load_champion(context: TrainingContext) -> Champion | None:
     if current is None:
         return None
     return Champion(
-        current.version, context.registry.load(context.registry.alias_uri(context.alias))
+        current.version,
+        context.registry.load(context.registry.alias_uri(context.alias)),
+        context.registry.persona_names(),
     )
 
 
@@ -306,8 +315,7 @@ def search_step(
 def _references(context: TrainingContext, champion: Champion | None) -> tuple[list[Persona], str]:
     """Personas to name the winner's clusters after, and where they came from."""
     if champion is not None:
-        personas = {p.name: p for p in champion.model.unwrap_python_model().personas.values()}
-        return list(personas.values()), f"@{context.alias} v{champion.version}"
+        return champion.personas(), f"@{context.alias} v{champion.version}"
     if context.catalogue_matches_schema:
         return catalogue_personas(context.catalogue), "catalogue"
     return [], "none"

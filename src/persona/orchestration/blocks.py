@@ -40,7 +40,9 @@ def _settings(variables: dict[str, Any]) -> Settings:
         for name, setting in SETTING_VARIABLES.items()
         if variables.get(name)
     }
-    settings = load_settings(overrides=overrides)
+    settings = composition.for_segmentation(
+        load_settings(overrides=overrides), variables.get("segmentation") or None
+    )
     # Only our loggers: Mage re-logs whatever a block writes to stderr through its own loggers,
     # so a root handler that also took those records would feed them back forever.
     configure_logging(settings.log_level, only_prefixes=("persona",))

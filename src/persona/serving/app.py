@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from persona.adapters.scoring_log import LoggedBatch, ScoringLog
 from persona.data.schema import load_schema
 from persona.logging_setup import configure_logging
+from persona.segmentation import DEFAULT, suffixed
 from persona.serving.contract import InputSpec
 from persona.serving.invocations import invocations, parse_echo, parse_on_invalid
 from persona.serving.model_source import ModelSource
@@ -37,6 +38,7 @@ from persona.serving.model_store import ModelStore, ServedModel, follow_alias, s
 from persona.serving.openapi import openapi_document
 from persona.serving.peers import WORKERS_DIR_ENV, Peers
 from persona.serving.problems import PayloadError
+from persona.serving.segmentations import SegmentationSource, SegmentationStores
 from persona.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -136,20 +138,24 @@ def create_app(
     store: ModelStore | None = None,
     poll: bool = True,
     source: ModelSource | None = None,
+    segmentation_source: SegmentationSource | None = None,
 ) -> Flask:
     """One app per Gunicorn worker (no preload): each worker polls the registry itself.
 
     The composition root: the worker's ``ModelStore`` follows ``settings.model_alias`` in
-    ``source``, the MLflow registry unless another source (tests: models in memory) is given.
+    ``source``, the MLflow registry unless another source (tests: models in memory) is given;
+    the other segmentations' stores come from ``segmentation_source`` (the registry's tagged
+    models unless a source is given; then only the given segmentation source, if any).
     """
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     schema = load_schema(settings.schema_path)
-    if store is None:
-        if source is None:
-            from persona.adapters.mlflow_serving import RegistryModelSource
+    if source is None and store is None:
+        from persona.adapters.mlflow_serving import RegistryModelSource, RegistrySegmentations
 
-            source = RegistryModelSource(settings.mlflow_tracking_uri, settings.model_name)
+        source = RegistryModelSource(settings.mlflow_tracking_uri, settings.model_name)
+        segmentation_source = RegistrySegmentations(settings.mlflow_tracking_uri)
+    if store is None:
         resolver = follow_alias(
             source,
             settings.model_alias,
@@ -157,28 +163,51 @@ def create_app(
         )
         folder = os.environ.get(WORKERS_DIR_ENV)  # set by gunicorn.conf.py for its workers
         store = ModelStore(
-            resolver, settings.model_poll_seconds, peers=Peers(Path(folder)) if folder else None
+            resolver,
+            settings.model_poll_seconds,
+            peers=Peers(Path(folder)) if folder else None,
+            renames=source.persona_names,
         )
+    # Another segmentation's model brings its own schema (logged with it): no fallback.
+    named_spec = spec_for_model(None, settings.max_batch_rows, settings.extra_columns)
+
+    def build_store(name: str, model_source: ModelSource) -> ModelStore:
+        resolver = follow_alias(model_source, settings.model_alias, named_spec)
+        return ModelStore(resolver, settings.model_poll_seconds, renames=model_source.persona_names)
+
+    stores = SegmentationStores(
+        store, segmentation_source, build_store, settings.model_poll_seconds
+    )
     if poll:
         # One check before this worker takes requests, so a worker that accepts connections
         # has its model whenever the registry answers; if it does not, start anyway (503).
         store.refresh()
         store.start()
+        stores.discover()
+        stores.start()
 
     app = Flask("persona.serving")
     # Werkzeug refuses a larger Content-Length unread, and cuts a chunked body at the cap.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["persona.store"] = store
+    app.extensions["persona.segmentations"] = stores
     metrics = ServiceMetrics()
     app.extensions["persona.metrics"] = metrics
-    scoring_log = None
-    if settings.scoring_log:
-        scoring_log = ScoringLog(
-            settings.project_database_url,
-            settings.scoring_log_table,
-            on_dropped=metrics.log_dropped.inc,
-        )
-        logger.info("logging scored rows to table %s", settings.scoring_log_table)
+    scoring_logs: dict[str, ScoringLog] = {}
+
+    def scoring_log_of(segmentation: str) -> ScoringLog | None:
+        """Each segmentation logs to its own table (its monitor reads it), made on first use."""
+        if not settings.scoring_log:
+            return None
+        if segmentation not in scoring_logs:
+            table = suffixed(settings.scoring_log_table, segmentation)
+            scoring_logs[segmentation] = ScoringLog(
+                settings.project_database_url, table, on_dropped=metrics.log_dropped.inc
+            )
+            logger.info("logging scored rows of %s to table %s", segmentation, table)
+        return scoring_logs[segmentation]
+
+    scoring_log_of(DEFAULT)
 
     @app.before_request
     def _start_timer() -> None:
@@ -192,7 +221,7 @@ def create_app(
         metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", 0.0))
         if g.get("error_kind"):
             metrics.errors.labels(g.error_kind).inc()
-        served = store.current
+        served = g.get("served") or store.current
         if served is not None:
             response.headers["X-Model-Version"] = served.version
         return response
@@ -240,12 +269,47 @@ def create_app(
             }
         )
 
+    def _unknown_segmentation(name: str) -> Response:
+        known = ", ".join(n for n, _ in stores.items())
+        return _error(
+            404,
+            "unknown_segmentation",
+            f"no segmentation {name[:64]!r} is served; served: {known} (a new one is served "
+            f"within {settings.model_poll_seconds:g}s of its first registered model)",
+        )
+
+    def _describe(name: str) -> Response:
+        found = stores.get(name)
+        if found is None:
+            return _unknown_segmentation(name)
+        served = found.current
+        if served is None:
+            return _error(503, "model_unavailable", found.last_error or "model not loaded yet")
+        return _json({"segmentation": name, **served.describe()})
+
     @app.get("/model")
     def model_info() -> Response:
-        served = store.current
-        if served is None:
-            return _error(503, "model_unavailable", store.last_error or "model not loaded yet")
-        return _json(served.describe())
+        return _describe(DEFAULT)
+
+    @app.get("/segmentations/<name>/model")
+    def segmentation_model(name: str) -> Response:
+        return _describe(name)
+
+    @app.get("/segmentations")
+    def segmentation_list() -> Response:
+        listed = []
+        for name, found in stores.items():
+            served = found.current
+            entry: dict[str, Any] = {
+                "name": name,
+                "model": served.name if served else None,
+                "version": served.version if served else None,
+                "alias": settings.model_alias,
+                "input": served.describe()["input"] if served else None,
+                "error": None if served else (found.last_error or "model not loaded yet"),
+            }
+            listed.append(entry)
+        return _json({"segmentations": listed, "registry_error": stores.last_error})
 
     @app.get("/metrics")
     def metrics_text() -> Response:
@@ -270,14 +334,26 @@ def create_app(
 
     @app.post("/predict")
     def predict() -> Response:
+        return _predict_in(DEFAULT)
+
+    @app.post("/segmentations/<name>/predict")
+    def segmentation_predict(name: str) -> Response:
+        return _predict_in(name)
+
+    def _predict_in(name: str) -> Response:
         if settings.api_token and not _token_ok(settings.api_token):
             return _error(401, "unauthorized", "a valid bearer token is required", CHALLENGE)
-        with store.use() as served:  # kept even if a swap happens now; the swap waits for it
-            return _predict(served)
+        found = stores.get(name)
+        if found is None:
+            return _unknown_segmentation(name)
+        with found.use() as served:  # kept even if a swap happens now; the swap waits for it
+            if served is None:
+                reason = found.last_error or "model not loaded yet"
+                return _error(503, "model_unavailable", reason)
+            g.served = served
+            return _predict(served, scoring_log_of(name))
 
-    def _predict(served: ServedModel | None) -> Response:
-        if served is None:
-            return _error(503, "model_unavailable", store.last_error or "model not loaded yet")
+    def _predict(served: ServedModel, scoring_log: ScoringLog | None) -> Response:
         try:
             answer = invocations(
                 served,
@@ -322,12 +398,19 @@ def create_app(
         if not _token_ok(settings.admin_token):
             return _error(401, "unauthorized", "a valid admin bearer token is required", CHALLENGE)
         ok = store.refresh()
+        others = stores.refresh_all()
         served = store.current
         body: dict[str, Any] = {
             "registry_reachable": ok,
             "error": store.last_error,
             "version": served.version if served else None,
+            "segmentations": {
+                name: found.current.version if found.current else None
+                for name, found in stores.items()
+            },
         }
+        if not others:
+            body["segmentations_error"] = stores.last_error or "a segmentation did not load"
         if ok and served is not None and store.peers is not None:
             # the other workers follow within a fraction of a second; answer once they have
             store.peers.publish(served.version)

@@ -45,3 +45,7 @@ class ModelSource(Protocol):
     def load(self, version: str, alias: str) -> LoadedVersion:
         """Version ``version``, with who gave it ``alias`` and when."""
         ...
+
+    def persona_names(self) -> dict[int, str]:
+        """persona_id -> the name a person gave it, served over the model's own names."""
+        ...

@@ -11,11 +11,13 @@ what it has (and says how stale it is), retrying with exponential backoff.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -72,8 +74,22 @@ class ServedModel:
     spec: InputSpec
     training_metrics: dict[str, float] = field(default_factory=dict)
     promoted_by: str | None = None  # "persona", or "outside persona" (e.g. the MLflow UI)
+    # persona_id -> the name a person gave it (`persona personas rename`), over the model's own
+    renames: Mapping[int, str] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     in_flight: InFlight = field(default_factory=InFlight, compare=False, repr=False)
+
+    @cached_property
+    def _names_by_id(self) -> np.ndarray | None:
+        """persona_id -> served name, as an array the scores index (None: no rename)."""
+        if not self.renames:
+            return None
+        personas = self.model.personas.values()
+        size = max([p.persona_id for p in personas] + list(self.renames)) + 1
+        names = np.empty(size, dtype=object)
+        for persona in personas:
+            names[persona.persona_id] = self.renames.get(persona.persona_id, persona.name)
+        return names
 
     def describe(self) -> dict[str, Any]:
         personas = sorted(self.model.personas.values(), key=lambda p: p.persona_id)
@@ -93,14 +109,27 @@ class ServedModel:
                 "categorical": list(self.spec.categorical),
             },
             "personas": [
-                {"persona_id": p.persona_id, "name": p.name, "description": p.description}
+                {
+                    "persona_id": p.persona_id,
+                    "name": self.renames.get(p.persona_id, p.name),
+                    "description": p.description,
+                    **({"model_name": p.name} if p.persona_id in self.renames else {}),
+                }
                 for p in unique.values()
             ],
             "training_metrics": self.training_metrics,
         }
 
     def score(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """persona_id, persona_name, confidence, distance — fast path when the model compiled."""
+        """persona_id, persona_name, confidence, distance — with the names people gave."""
+        persona_id, persona_name, confidence, distance = self._score(batch)
+        names = self._names_by_id
+        if names is not None and len(persona_id):
+            persona_name = names[np.asarray(persona_id, dtype=np.int64)]
+        return persona_id, persona_name, confidence, distance
+
+    def _score(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The model's own answer — fast path when the model compiled."""
         compiled, spec = self.compiled, self.spec
         if compiled is not None:
             # The request follows the model's feature list; the compiled model takes its own column
@@ -126,15 +155,21 @@ class ServedModel:
 
 
 def spec_for_model(
-    schema: DatasetSchema, max_rows: int, extra_columns: str = "reject"
+    schema: DatasetSchema | None, max_rows: int, extra_columns: str = "reject"
 ) -> Callable[[PersonaModel], InputSpec]:
     """The request contract of a model: its own feature columns under the schema it was trained
-    with (logged with it); ``schema`` serves models logged before they carried one."""
+    with (logged with it); ``schema`` serves models logged before they carried one (None: such
+    a model cannot be served)."""
 
     def build(model: PersonaModel) -> InputSpec:
         categorical = list(model.categorical)
         numeric = [f for f in model.features if f not in categorical]
-        trained = schema_from_dict(model.schema, "model schema") if model.schema else schema
+        if model.schema:
+            trained = schema_from_dict(model.schema, "model schema")
+        elif schema is not None:
+            trained = schema
+        else:
+            raise ModelUnavailableError("the model carries no schema, so no request contract")
         return InputSpec.from_schema(trained, max_rows, (numeric, categorical), extra_columns)
 
     return build
@@ -162,8 +197,10 @@ class ModelStore:
         peers: Peers | None = None,
         follow_seconds: float = 0.2,
         drain_seconds: float = 30.0,
+        renames: Callable[[], Mapping[int, str]] | None = None,
     ) -> None:
         self._resolve = loader
+        self._renames = renames
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.peers = peers
@@ -197,10 +234,13 @@ class ModelStore:
             asked_at = time.time()
             try:
                 found, build = self._resolve(version)
+                renames = None if self._renames is None else dict(self._renames())
                 if self.current is None or self.current.version != found:
-                    self._swap(build, asked_at if version is None else None)
-                elif self.peers is not None:
-                    self.peers.record(found)
+                    self._swap(build, asked_at if version is None else None, renames)
+                else:
+                    if self.peers is not None:
+                        self.peers.record(found)
+                    self._follow_renames(renames)
             except PersonaError as exc:
                 self._failed(exc)
                 return False
@@ -208,10 +248,25 @@ class ModelStore:
             self.last_success_at = time.time()
             return True
 
-    def _swap(self, build: Callable[[], ServedModel], asked_at: float | None) -> None:
+    def _follow_renames(self, renames: dict[int, str] | None) -> None:
+        """Names people gave the personas are served from the next check on, same version."""
+        current = self.current
+        if renames is None or current is None or renames == dict(current.renames):
+            return
+        self.current = dataclasses.replace(current, renames=renames, in_flight=InFlight())
+        logger.info("serving %s v%s with persona names %s", current.name, current.version, renames)
+
+    def _swap(
+        self,
+        build: Callable[[], ServedModel],
+        asked_at: float | None,
+        renames: dict[int, str] | None = None,
+    ) -> None:
         """Serve a new version; ``asked_at``: when the alias named it (None: a peer did)."""
         started = time.perf_counter()
         fresh = build()
+        if renames:
+            fresh = dataclasses.replace(fresh, renames=renames)
         previous = self.current
         self.current = fresh
         logger.info(

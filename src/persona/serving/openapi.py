@@ -66,6 +66,7 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
         400: "Malformed body or a value that breaks the model's input contract",
         401: "Missing or wrong bearer token",
         403: "Admin endpoints are disabled (no admin token configured)",
+        404: "No such segmentation is served",
         406: "Unsupported Accept",
         413: "More rows (PERSONA_MAX_BATCH_ROWS) or bytes (PERSONA_MAX_BODY_BYTES) than allowed",
         415: "Unsupported Content-Type",
@@ -203,6 +204,36 @@ def openapi_document(spec: InputSpec, auth: bool) -> dict[str, Any]:
     if auth:
         predict["security"] = [{"bearer": []}]
     simple = {"200": {"description": "OK", "content": {"application/json": {"schema": {}}}}}
+    segmentation = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "A segmentation (GET /segmentations lists them); default is the one "
+        "/predict and /model serve.",
+        "schema": {"type": "string"},
+    }
+    # Each segmentation has its own input columns (GET /segmentations/{name}/model); the body
+    # takes the same shapes as /predict's.
+    segmentation_predict = {
+        **predict,
+        "summary": "Persona of each customer in a batch, with the segmentation's model",
+        "parameters": [segmentation, *predict["parameters"]],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"type": "array", "items": {"type": "object"}, "minItems": 1},
+                            {"type": "object"},
+                        ]
+                    }
+                },
+                "text/csv": {"schema": {"type": "string", "description": "header row, then rows"}},
+            },
+        },
+        "responses": {**predict["responses"], **_error_responses(404)},
+    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -212,6 +243,20 @@ def openapi_document(spec: InputSpec, auth: bool) -> dict[str, Any]:
         },
         "paths": {
             "/predict": {"post": predict},
+            "/segmentations": {
+                "get": {
+                    "summary": "Every segmentation served: its model, version and input columns",
+                    "responses": simple,
+                }
+            },
+            "/segmentations/{name}/model": {
+                "get": {
+                    "summary": "A segmentation's served model",
+                    "parameters": [segmentation],
+                    "responses": {**simple, **_error_responses(404, 503)},
+                }
+            },
+            "/segmentations/{name}/predict": {"post": segmentation_predict},
             "/health": {"get": {"summary": "The process is alive", "responses": simple}},
             "/ready": {
                 "get": {
