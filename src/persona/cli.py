@@ -132,7 +132,9 @@ def _score(args: argparse.Namespace, settings: Settings) -> Any:
     else:
         engine = database.make_engine(settings.project_database_url)
         frame = database.read_months(engine, settings.customers_table, schema, months)
-    client = ScoringClient(args.url or settings.scoring_url, settings.api_token)
+    client = ScoringClient(
+        args.url or settings.scoring_url, settings.api_token, segmentation=settings.segmentation
+    )
     outcome = score_frame(frame, schema, client, args.chunk_rows)
     summary = outcome.summary()
     if args.out:

@@ -18,8 +18,6 @@ import yaml
 
 from persona.data.schema import DatasetSchema, schema_from_dict
 from persona.errors import ConfigurationError
-from persona.model.params import params_from_dict
-from persona.monitoring.drift import drift_config_from_dict
 
 DEFAULT = "default"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -72,6 +70,9 @@ def checked_definition(
     The checks are the ones training and monitoring run, so a segmentation that is added can
     be trained (bad derived expressions, unknown keys, impossible thresholds are refused here).
     """
+    from persona.model.params import params_from_dict
+    from persona.monitoring.drift import drift_config_from_dict
+
     check_name(name)
     if name == DEFAULT:
         raise ConfigurationError(

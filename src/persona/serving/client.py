@@ -10,6 +10,7 @@ import pandas as pd
 import requests
 
 from persona.errors import InvalidInputError, UpstreamUnavailableError
+from persona.segmentation import DEFAULT
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +18,14 @@ logger = logging.getLogger(__name__)
 class ScoringClient:
     """Posts CSV chunks (the cheapest format to build and parse) and reads CSV answers."""
 
-    def __init__(self, url: str, token: str = "", timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, url: str, token: str = "", timeout_s: float = 120.0, segmentation: str = DEFAULT
+    ) -> None:
         self.url = url.rstrip("/")
+        # the default segmentation's model answers /predict; another one's its own route
+        self.path = (
+            "/predict" if segmentation == DEFAULT else f"/segmentations/{segmentation}/predict"
+        )
         self.timeout_s = timeout_s
         self.session = requests.Session()
         self.session.headers.update({"Content-Type": "text/csv", "Accept": "text/csv"})
@@ -32,7 +39,7 @@ class ScoringClient:
         for attempt in range(1, attempts + 1):
             try:
                 response = self.session.post(
-                    f"{self.url}/predict", data=body, timeout=self.timeout_s
+                    f"{self.url}{self.path}", data=body, timeout=self.timeout_s
                 )
             except requests.RequestException as exc:
                 problem = f"{type(exc).__name__}"

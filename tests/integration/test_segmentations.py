@@ -1,0 +1,202 @@
+"""A team's own export beside the synthetic personas, on real PostgreSQL, MLflow and Gunicorn.
+
+The path of the README's "Bringing your own data": a semicolon CSV with a BOM and no month
+column -> infer-schema -> segmentation add -> ingest -> train -> served by the running API
+under /segmentations/NAME/ (no restart, no .env edit) while the default segmentation keeps
+being served; then a rename, a batch score, and a removal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import sqlalchemy as sa
+from conftest import ROOT, VENVS
+
+from persona.cli import main
+from persona.services.processes import free_port, start_service, wait_http
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = ROOT / "tests/fixtures"
+POLL_SECONDS = 1.0
+
+
+def marketing_export(n: int = 400, seed: int = 5) -> pd.DataFrame:
+    """Like a public marketing export: other names, an int id, codes, dates, gaps, clutter."""
+    rng = np.random.default_rng(seed)
+    group = rng.choice(3, n, p=[0.5, 0.3, 0.2])
+    income = np.choose(group, [33_000, 76_000, 55_000]) + rng.normal(0, 4_000, n)
+    income[rng.random(n) < 0.03] = np.nan
+    frame = pd.DataFrame(
+        {
+            "ID": rng.permutation(np.arange(1000, 1000 + n)),
+            "Year_Birth": np.choose(group, [1985, 1960, 1975]) + rng.integers(-6, 7, n),
+            "Education": np.choose(group, ["Basic", "PhD", "Graduation"]),
+            "Income": income.round(0),
+            "Kidhome": np.choose(group, [2, 0, 1]) * (rng.random(n) < 0.9),
+            "Dt_Customer": [
+                f"{d:02d}-{m:02d}-{y}"
+                for d, m, y in zip(
+                    rng.integers(1, 29, n), rng.integers(1, 13, n), rng.integers(2012, 2015, n)
+                )
+            ],
+            "MntWines": np.choose(group, [20, 700, 250]) + rng.gamma(2.0, 15.0, n).round(0),
+            "MntMeatProducts": np.choose(group, [15, 450, 120]) + rng.gamma(2.0, 10.0, n).round(0),
+            "Z_CostContact": 3,
+            "Note": [f"contact {i} said {rng.integers(1e6)}" for i in range(n)],
+        }
+    )
+    return frame
+
+
+def run(capsys, *argv: str):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    return json.loads(out.out) if out.out.strip() else None
+
+
+def wait_until(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = condition()
+        if answer:
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def stack(mlflow_server, make_database, tmp_path, monkeypatch):
+    """A project on its own PostgreSQL database and model names, a trained default model,
+    and the API (Gunicorn) serving it."""
+    name = f"persona-own-{uuid.uuid4().hex[:6]}"
+    env = {
+        "PERSONA_HOME": str(tmp_path / "home"),
+        "PERSONA_DATABASE_URL": make_database("persona_own"),
+        "PERSONA_ENV_FILE": str(tmp_path / "none.env"),
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "PERSONA_MODEL_NAME": name,
+        "MLFLOW_EXPERIMENT_NAME": name,
+        "PERSONA_EVIDENTLY_PROJECT": name,
+        "PERSONA_PARAMS": str(FIXTURES / "params_fast.yaml"),
+        "PERSONA_SCHEMA": str(ROOT / "00_create_data/schema.yaml"),
+        "PERSONA_CATALOGUE": str(ROOT / "00_create_data/personas.yaml"),
+        "PERSONA_MODEL_POLL_SECONDS": str(POLL_SECONDS),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    main(["train", "--source", "synthetic", "--rows", "2000"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    api = start_service(
+        [str(VENVS / "scoring/bin/gunicorn"), "-c", str(ROOT / "03_deployment/gunicorn.conf.py")],
+        {**os.environ, **env, "PERSONA_SCORING_PORT": str(port), "PERSONA_SCORING_WORKERS": "2"},
+        tmp_path / "gunicorn.log",
+        url,
+        f"{url}/health",
+        60,
+    )
+    wait_http(f"{url}/ready", 60, api.process, api.log)
+    monkeypatch.setenv("PERSONA_SCORING_URL", url)
+    yield {"url": url, "env": env, "tmp": tmp_path}
+    api.stop()
+
+
+def test_own_export_is_served_beside_the_default_without_a_restart(stack, capsys):
+    url, tmp = stack["url"], stack["tmp"]
+    default_before = requests.get(f"{url}/model", timeout=10).json()
+    export = marketing_export()
+    path = tmp / "marketing_campaign.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + export.to_csv(sep=";", index=False).encode())
+
+    inferred = run(capsys, "data", "infer-schema", str(path), "--out", str(tmp / "marketing.yaml"))
+    assert inferred["id_column"] == "ID"
+    added = run(capsys, "segmentation", "add", "marketing", "--schema", str(tmp / "marketing.yaml"))
+    assert added["customers_table"] == "customers_marketing"
+    ingested = run(capsys, "data", "ingest", "--segmentation", "marketing", "--file", str(path))
+    assert ingested["rows"] == len(export)
+    assert ingested["month"] == datetime.now(UTC).strftime("%Y-%m")
+    trained = run(capsys, "train", "--segmentation", "marketing")
+    assert (trained["version"], trained["alias"]) == ("1", "production")
+
+    # served by the running API within the poll interval: no restart, no .env edit
+    served = wait_until(
+        lambda: (r := requests.get(f"{url}/segmentations/marketing/model", timeout=10)).ok
+        and r.json(),
+        30,
+        "the API to serve the new segmentation",
+    )
+    assert served["version"] == "1" and served["input"]["id_column"] == "ID"
+    listed = requests.get(f"{url}/segmentations", timeout=10).json()["segmentations"]
+    assert [s["name"] for s in listed] == ["default", "marketing"]
+
+    rows = json.loads(export.head(50).to_json(orient="records"))
+    scored = requests.post(f"{url}/segmentations/marketing/predict", json=rows, timeout=30)
+    assert scored.status_code == 200, scored.text
+    predictions = scored.json()["predictions"]
+    assert [p["ID"] for p in predictions] == [str(r["ID"]) for r in rows] or [
+        p["ID"] for p in predictions
+    ] == [r["ID"] for r in rows]
+    names = {p["persona_id"]: p["persona_name"] for p in predictions}
+    assert len(names) >= 2
+
+    # the default segmentation is untouched and still served
+    default_after = requests.get(f"{url}/model", timeout=10).json()
+    assert (default_after["name"], default_after["version"]) == (
+        default_before["name"],
+        default_before["version"],
+    )
+    mixed = requests.post(f"{url}/predict", json=rows, timeout=30)
+    assert mixed.status_code == 400  # the synthetic model's columns are not these
+
+    # a name a person gives is served from the API's next check
+    persona_id = predictions[0]["persona_id"]
+    run(
+        capsys,
+        "personas",
+        "rename",
+        "--segmentation",
+        "marketing",
+        str(persona_id),
+        "Affluent wine lovers",
+    )
+    wait_until(
+        lambda: requests.post(
+            f"{url}/segmentations/marketing/predict", json=rows[:1], timeout=30
+        ).json()["predictions"][0]["persona_name"]
+        == "Affluent wine lovers",
+        30,
+        "the rename to be served",
+    )
+
+    # batch scoring of the segmentation's table goes through its own route and table
+    summary = run(capsys, "score", "--segmentation", "marketing")
+    assert summary["table"] == "customer_personas_marketing"
+    engine = sa.create_engine(stack["env"]["PERSONA_DATABASE_URL"])
+    with engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM customer_personas_marketing"))
+        assert count.scalar() == len(export)
+        assert not sa.inspect(connection).has_table("customer_personas")
+
+    # removal refuses while it serves, then stops the API serving it
+    assert main(["segmentation", "remove", "marketing"]) == 2
+    assert "--force" in capsys.readouterr().err
+    run(capsys, "segmentation", "remove", "marketing", "--force")
+    wait_until(
+        lambda: requests.get(f"{url}/segmentations/marketing/model", timeout=10).status_code == 404,
+        30,
+        "the API to drop the removed segmentation",
+    )
+    assert requests.get(f"{url}/model", timeout=10).json()["version"] == default_before["version"]
