@@ -46,7 +46,10 @@ def marketing_export(n: int = 400, seed: int = 5) -> pd.DataFrame:
             "Dt_Customer": [
                 f"{d:02d}-{m:02d}-{y}"
                 for d, m, y in zip(
-                    rng.integers(1, 29, n), rng.integers(1, 13, n), rng.integers(2012, 2015, n)
+                    rng.integers(1, 29, n),
+                    rng.integers(1, 13, n),
+                    rng.integers(2012, 2015, n),
+                    strict=True,
                 )
             ],
             "MntWines": np.choose(group, [20, 700, 250]) + rng.gamma(2.0, 15.0, n).round(0),
