@@ -130,3 +130,17 @@ def test_unknown_segmentation_is_one_error_line(stack, capsys):
     assert code == 2 and "no segmentation 'shop'" in err and "Traceback" not in err
     code, _, err = run(capsys, "segmentation", "remove", "default")
     assert code == 2 and "stays" in err
+
+
+def test_a_mage_run_variable_picks_the_segmentation(stack, capsys):
+    """What the train and monitor blocks do with their `segmentation` variable (the Mage UI,
+    API triggers and `make train SEGMENTATION=...` set it)."""
+    from persona.orchestration import blocks
+
+    _, schema = stack
+    assert run(capsys, "segmentation", "add", "mall", "--schema", str(schema))[0] == 0
+    assert blocks._settings({"segmentation": "mall"}).customers_table == "customers_mall"
+    assert blocks._settings({"segmentation": ""}).customers_table == "customers"
+    context = blocks._context({"segmentation": "mall", "seed": "3"})
+    assert context.schema.id_column == "ID" and context.catalogue is None
+    assert context.registry.model_name == "persona-segmentation-mall"
