@@ -77,6 +77,7 @@ export DO_NOT_TRACK ?= 1
 LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
 LOCAL_DB ?= $(shell (pg_isready -q -h 127.0.0.1 -p 5432 || command -v pg_ctlcluster) >/dev/null 2>&1 && echo postgres || echo sqlite)
 STACK_TARGETS := local-up local-down local-status mlflow mage serve data ingest train train-local score \
+        segmentations segmentation-add segmentation-remove \
         rollback promote monitor monitor-local monitor-ui demo stack-db
 ifeq ($(LOCAL_DB),postgres)
 $(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI := $(or $(MLFLOW_BACKEND_STORE_URI),$(LOCAL_PG)/persona_mlflow)
@@ -103,7 +104,8 @@ _DEMO_MONTHS = $(if $(findstring command line,$(origin MONTHS)),$(MONTHS))
 PYTEST_ARGS ?=
 
 .PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast lint format mlflow \
-        serve mage data ingest train train-local score rollback promote monitor monitor-local monitor-ui \
+        serve mage data ingest train train-local score segmentations segmentation-add \
+        segmentation-remove rollback promote monitor monitor-local monitor-ui \
         bench-train bench-serve bench-monitor locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
@@ -234,6 +236,17 @@ train-local: $(VENV)/dev/.installed stack-db ## Run the same training steps with
 ingest: $(VENV)/dev/.installed stack-db ## Validate FILE (CSV in any dialect, Parquet, xlsx) and upsert it into the customers table (MONTH: label a file without a month column)
 	@test -n "$(FILE)" || { echo "usage: make ingest FILE=customers.csv [MONTH=YYYY-MM] [SEGMENTATION=NAME]" >&2; exit 2; }
 	$(DEV)/persona data ingest --file "$(FILE)" $(if $(call _GIVEN,MONTH),--month $(MONTH))
+
+segmentations: $(VENV)/dev/.installed stack-db ## List the segmentations: what each owns and the version it serves
+	$(DEV)/persona segmentation list
+
+segmentation-add: $(VENV)/dev/.installed stack-db ## Add segmentation SEGMENTATION from SCHEMA (PARAMS, DRIFT: its own search and drift files)
+	@test -n "$(SEGMENTATION)" -a -n "$(SCHEMA)" || { echo "usage: make segmentation-add SEGMENTATION=marketing SCHEMA=marketing.yaml [PARAMS=..] [DRIFT=..]" >&2; exit 2; }
+	$(DEV)/persona segmentation add "$(SEGMENTATION)" --schema "$(SCHEMA)" $(if $(PARAMS),--params "$(PARAMS)") $(if $(DRIFT),--drift "$(DRIFT)")
+
+segmentation-remove: $(VENV)/dev/.installed stack-db ## Forget segmentation SEGMENTATION (FORCE=1: also while it serves a model)
+	@test -n "$(SEGMENTATION)" || { echo "usage: make segmentation-remove SEGMENTATION=marketing [FORCE=1]" >&2; exit 2; }
+	$(DEV)/persona segmentation remove "$(SEGMENTATION)" $(if $(FORCE),--force)
 
 score: $(VENV)/dev/.installed stack-db ## Score MONTH's customers through the API into PERSONA_SCORES_TABLE
 	$(DEV)/persona score $(call _MONTH_OPTION,--month )

@@ -311,13 +311,13 @@ def _fuzz(api, tmp_path: Path, token: str, max_examples: int, *paths: str) -> tu
 def test_fuzzer_with_every_check_finds_no_mismatch_and_no_5xx(api, tmp_path):
     """schemathesis, as a user runs it: every operation, positive and negative data, all
     checks (status codes, content types, response schemas, negative data rejected, auth)."""
-    scoring, report = _fuzz(
-        api, tmp_path, API_TOKEN, 1000, "/predict", "/health", "/ready", "/model", "/metrics"
-    )
+    paths = ("/predict", "/health", "/ready", "/model", "/metrics", "/segmentations")
+    named = ("/segmentations/{name}/model", "/segmentations/{name}/predict")
+    scoring, report = _fuzz(api, tmp_path, API_TOKEN, 1000, *paths, *named)
     admin, admin_report = _fuzz(api, tmp_path, ADMIN_TOKEN, 50, "/admin/reload")
     print(report[-1500:], admin_report[-800:])
     assert scoring + admin >= 1000, (scoring, admin)
-    for path in ("/predict", "/health", "/ready", "/model", "/metrics"):
+    for path in (*paths, *named):
         assert f"{path} " in report
     assert "/admin/reload" in admin_report
 
