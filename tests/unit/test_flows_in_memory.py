@@ -197,6 +197,9 @@ def test_training_promotes_to_the_configured_alias_then_keeps_a_worse_challenger
     run = models.runs[first.run_id]
     assert run["tags"]["persona.naming_reference"] == "catalogue"
     assert {"profile/persona_profile.png", "reference/reference.parquet"} <= set(run["files"])
+    assert set(first.personas) <= set(CATALOGUE.names)  # catalogue matches keep their names
+    page = run["files"]["profile/persona_profile.html"].read_text("utf-8")
+    assert "What sets each persona apart" in page and first.personas[0] in page
     assert run["metrics"]["holdout_challenger_score"] == first.challenger_score
 
     always_lose = replace(context.params, promotion_margin=10.0)

@@ -31,7 +31,7 @@ from persona.model.evaluate import decide_promotion
 from persona.model.naming import Persona, catalogue_personas
 from persona.model.params import SearchParams
 from persona.model.preprocess import prepare_features
-from persona.model.profile import plot_profiles, profile_table
+from persona.model.profile import evidence_table, plot_profiles, profile_html, profile_table
 from persona.model.pyfunc import PersonaModel, load_estimator, save_estimator
 from persona.model.search import Candidate, run_search
 from persona.model.selection import select_winner
@@ -338,9 +338,10 @@ def select_step(
     built = build_persona_model(estimator, train, schema, params, references)
     folder = context.run_folder(search.run_id)
     (folder / "personas.json").write_text(json.dumps(built.table, indent=2, default=str))
-    profile = profile_table(train, built.names, schema)
+    evidence = evidence_table(train, built.names, schema)
+    profile = profile_table(train, built.names, schema, evidence)
     profile.to_csv(folder / "persona_profile.csv")
-    profile.to_html(folder / "persona_profile.html")
+    (folder / "persona_profile.html").write_text(profile_html(profile, evidence), "utf-8")
     plot_profiles(profile, train, schema, folder / "persona_profile.png")
 
     reference = reference_sample(train, schema, context.reference_rows, params.seed)

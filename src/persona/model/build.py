@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from persona.data.schema import DatasetSchema
-from persona.model.naming import Persona, cluster_profiles, match_personas
+from persona.model.naming import Persona, cluster_profiles, match_personas, segment_evidence
 from persona.model.params import SearchParams
 from persona.model.preprocess import prepare_features
 from persona.model.pyfunc import PersonaModel, persona_table
@@ -39,6 +39,7 @@ def build_persona_model(
         schema,
         params.max_match_distance,
         params.new_name_prefix,
+        evidence=segment_evidence(train, labels, schema),
     )
     table = persona_table(mapping, schema.features, list(schema.categorical), schema.to_dict())
     names = np.array([mapping[int(label)].name for label in labels], dtype=object)

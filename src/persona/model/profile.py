@@ -1,4 +1,5 @@
-"""Persona profiles a person reads: a table in original units and one bar panel per persona."""
+"""Persona profiles a person reads: a table in original units, the evidence that sets each
+persona apart (why a new one got its name), and one bar panel per persona."""
 
 from __future__ import annotations
 
@@ -12,10 +13,47 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from persona.data.schema import DatasetSchema  # noqa: E402
+from persona.model.naming import MIN_EFFECT, distinguishing, segment_evidence  # noqa: E402
+
+EVIDENCE_COLUMNS = ["persona", "rank", "feature", "level", "in words", "segment", "rest", "effect"]
 
 
-def profile_table(frame: pd.DataFrame, names: np.ndarray, schema: DatasetSchema) -> pd.DataFrame:
-    """Share, size, numeric means and categorical modes per persona, in original units."""
+def evidence_table(frame: pd.DataFrame, names: np.ndarray, schema: DatasetSchema) -> pd.DataFrame:
+    """Per persona, every feature that sets it apart from the other customers, strongest first.
+
+    The rule that names new personas (``persona.model.naming.segment_evidence``), on the same
+    rows, so a descriptive name's features are all here (usually its persona's first rows).
+    ``segment`` and ``rest`` are means in the feature's unit, or the level's share.
+    """
+    rows = []
+    for persona, items in segment_evidence(frame, names, schema).items():
+        for rank, e in enumerate(distinguishing(items), start=1):
+            rows.append(
+                {
+                    "persona": persona,
+                    "rank": rank,
+                    "feature": e.feature,
+                    "level": e.level or "",
+                    "in words": e.phrase,
+                    "segment": round(e.segment, 4),
+                    "rest": round(e.rest, 4),
+                    "effect": round(e.effect, 2),
+                    "evidence": e.sentence(),
+                }
+            )
+    return pd.DataFrame(rows, columns=[*EVIDENCE_COLUMNS, "evidence"])
+
+
+def profile_table(
+    frame: pd.DataFrame,
+    names: np.ndarray,
+    schema: DatasetSchema,
+    evidence: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Share, size, what sets it apart, numeric means and categorical modes per persona, in
+    original units. ``evidence`` is ``evidence_table`` of the same rows (computed when None)."""
+    if evidence is None:
+        evidence = evidence_table(frame, names, schema)
     grouped = frame.assign(persona=names).groupby("persona")
     table = grouped[list(schema.numeric)].mean().round(2)
     for name in schema.categorical:
@@ -28,7 +66,28 @@ def profile_table(frame: pd.DataFrame, names: np.ndarray, schema: DatasetSchema)
         )
     table.insert(0, "customers", grouped.size())
     table.insert(1, "share", (grouped.size() / len(frame)).round(4))
+    said = evidence.assign(
+        said=evidence["evidence"] + evidence["effect"].map(lambda v: f" [effect {v:+.1f}]")
+    )
+    table.insert(2, "evidence", said.groupby("persona")["said"].agg("; ".join))
+    table["evidence"] = table["evidence"].fillna("")
     return table.sort_values("customers", ascending=False)
+
+
+def profile_html(table: pd.DataFrame, evidence: pd.DataFrame) -> str:
+    """The report page: the profile table, then the evidence per persona with how it is read."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Persona profiles</title></head><body>
+<h1>Persona profiles</h1>
+{table.to_html()}
+<h2>What sets each persona apart</h2>
+<p>Effect: for a number, (persona mean &minus; mean of all other customers) / the feature's
+standard deviation over all customers; for a category, Cohen's h of the share of its most
+over-represented level. A feature with |effect| &ge; {MIN_EFFECT} sets a persona apart; a persona
+that matches no known one is named after its strongest such features, in this order.</p>
+{evidence.to_html(index=False)}
+</body></html>
+"""
 
 
 def plot_profiles(
