@@ -69,33 +69,77 @@ def _data_generate(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 def _load_user_frame(args: argparse.Namespace, settings: Settings):
-    from persona.data.files import read_table
+    """The schema, the file's rows (month labelled) and how the file was read, for the JSON."""
+    from datetime import date
+
+    from persona.data.files import read_table_with_dialect
     from persona.data.schema import load_schema
+    from persona.data.snapshot import label_months
 
     schema = load_schema(Path(args.schema) if args.schema else settings.schema_path)
-    frame = read_table(Path(args.file), schema.id_column)
-    if args.month:
-        frame[schema.month_column] = args.month
-    return schema, frame
+    frame, dialect = read_table_with_dialect(
+        Path(args.file),
+        schema.id_column,
+        text_columns=[*schema.categorical, *schema.date_columns],
+        expected_columns=[schema.id_column, *schema.features],
+        delimiter=args.delimiter,
+        encoding=args.encoding,
+    )
+    frame, months = label_months(frame, schema.month_column, args.month, date.today())
+    return schema, frame, {"file": dialect.to_dict(), **months.to_dict()}
 
 
 def _data_validate(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.data.validation import require_valid
 
-    schema, frame = _load_user_frame(args, settings)
-    return require_valid(frame, schema).to_dict()
+    schema, frame, read = _load_user_frame(args, settings)
+    return {**require_valid(frame, schema).to_dict(), **read}
 
 
 def _data_ingest(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import database
     from persona.data.validation import require_valid
 
-    schema, frame = _load_user_frame(args, settings)
+    schema, frame, read = _load_user_frame(args, settings)
     require_valid(frame, schema)
+    frame = frame.drop(columns=[c for c in schema.excluded if c in frame.columns])
     engine = database.make_engine(settings.project_database_url)
     table = args.table or schema.table or settings.customers_table
     written = database.upsert_frame(engine, table, frame, schema)
-    return {"rows": written, "table": table, "table_rows": database.count_rows(engine, table)}
+    return {
+        "rows": written,
+        "table": table,
+        "table_rows": database.count_rows(engine, table),
+        **read,
+    }
+
+
+def _data_infer_schema(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.data.files import read_table_with_dialect
+    from persona.data.infer import infer_schema
+    from persona.errors import InvalidInputError
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InvalidInputError(f"{out} exists; pass --force to overwrite it")
+    frame, dialect = read_table_with_dialect(
+        Path(args.file), args.id, delimiter=args.delimiter, encoding=args.encoding
+    )
+    inferred = infer_schema(frame, id_column=args.id, month_column=args.month)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(inferred.to_yaml(Path(args.file).name, dialect.describe()), encoding="utf-8")
+    return {"schema": str(out), **inferred.summary(), "file": dialect.to_dict()}
+
+
+def _add_dialect_options(parser: argparse.ArgumentParser) -> None:
+    """Overrides of what the reader detects in a text file (``persona.data.files``)."""
+    parser.add_argument(
+        "--delimiter",
+        help="CSV delimiter: one character, or tab/comma/semicolon/pipe (default: detected)",
+    )
+    parser.add_argument(
+        "--encoding", help="text encoding, e.g. utf-8, cp1252, latin-1 (default: detected)"
+    )
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> Any:
@@ -399,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="persona", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    data = commands.add_parser("data", help="generate, validate and ingest customer data")
+    data = commands.add_parser(
+        "data", help="generate, validate, ingest customer data; infer a schema"
+    )
     data_commands = data.add_subparsers(dest="data_command", required=True)
     generate = data_commands.add_parser("generate", help="synthetic monthly snapshots")
     generate.add_argument("--rows", type=int, default=TRAIN_DEFAULTS["rows"])
@@ -418,17 +464,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segmentation(generate)
     generate.set_defaults(handler=_data_generate)
     for name, handler, text in (
-        ("validate", _data_validate, "check a CSV/Parquet file against a schema"),
-        ("ingest", _data_ingest, "validate a CSV/Parquet file and upsert it into the table"),
+        ("validate", _data_validate, "check a customer file against a schema"),
+        ("ingest", _data_ingest, "validate a customer file and upsert it into the table"),
     ):
         sub = data_commands.add_parser(name, help=text)
-        sub.add_argument("--file", required=True)
+        sub.add_argument("--file", required=True, help="CSV/TSV/TXT, XLSX or Parquet")
         sub.add_argument("--schema", help="schema YAML (default PERSONA_SCHEMA)")
-        sub.add_argument("--month", help="set the month column to this YYYY-MM")
+        sub.add_argument(
+            "--month",
+            help="set the month column to this YYYY-MM (a file without the column: default "
+            "the current month)",
+        )
+        _add_dialect_options(sub)
         if name == "ingest":
             sub.add_argument("--table")
         _add_segmentation(sub)
         sub.set_defaults(handler=handler)
+    infer = data_commands.add_parser(
+        "infer-schema", help="write a first schema YAML for a file, with comments to check"
+    )
+    infer.add_argument("file", help="CSV/TSV/TXT, XLSX or Parquet")
+    infer.add_argument("--out", required=True, help="schema YAML to write")
+    infer.add_argument("--id", help="the id column (default: the best unique, non-empty one)")
+    infer.add_argument(
+        "--month", help="the file's YYYY-MM month column (default: none, --month at ingest)"
+    )
+    infer.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    _add_dialect_options(infer)
+    infer.set_defaults(handler=_data_infer_schema)
 
     train = commands.add_parser("train", help="run the training flow in-process (no Mage)")
     # Always registers: the Mage pipeline's `register` variable gates a block this has not.

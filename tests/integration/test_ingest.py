@@ -1,8 +1,10 @@
 """Ingestion into a real PostgreSQL database through the CLI: idempotent, user schemas, errors."""
 
 import json
+from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -11,6 +13,8 @@ from persona.adapters import database
 from persona.cli import main
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
+from persona.data.schema import load_schema
+from persona.data.snapshot import current_month
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,11 +80,14 @@ def test_user_file_with_own_columns_ingests_and_updates(env, tmp_path, capsys):
         "2026-03",
     ]
     code, out, _ = run_cli(capsys, *args)
-    assert code == 0 and json.loads(out) == {
+    result = json.loads(out)
+    assert code == 0 and {k: result[k] for k in ("rows", "table", "table_rows")} == {
         "rows": 500,
         "table": "crm_customers",
         "table_rows": 500,
     }
+    assert (result["month"], result["month_from"]) == ("2026-03", "--month")
+    assert result["file"]["delimiter"] == ","
     renamed.loc[0, "income"] = 123.0
     renamed.to_csv(csv, index=False)
     code, out, _ = run_cli(capsys, *args)
@@ -117,3 +124,113 @@ def test_unreadable_inputs_are_named(env, tmp_path, capsys, caplog):
     (tmp_path / "x.json").write_text("{}")
     code, _, _ = run_cli(capsys, "data", "ingest", "--file", str(tmp_path / "x.json"))
     assert code == 3 and "unsupported file type '.json'" in caplog.text
+
+
+def marketing_export(rows: int, seed: int = 11) -> bytes:
+    """A semicolon export like the public marketing file, written by hand: BOM, CRLF, empty
+    incomes, dd-mm-yyyy dates, a constant column, quoted free text holding the delimiter."""
+    rng = np.random.default_rng(seed)
+    header = (
+        "ID;Year_Birth;Education;Marital_Status;Income;Kidhome;Teenhome;Dt_Customer;Recency;"
+        "MntWines;MntMeatProducts;Z_CostContact;Z_Revenue;Response;Comment"
+    )
+    lines = [header]
+    ids = rng.choice(np.arange(1, 12_000), rows, replace=False)
+    for i, customer in enumerate(ids):
+        income = "" if i % 37 == 5 else str(int(rng.normal(52_000, 20_000)))
+        day, month, year = rng.integers(1, 29), rng.integers(1, 13), rng.integers(2012, 2015)
+        lines.append(
+            ";".join(
+                [
+                    str(customer),
+                    str(rng.integers(1940, 2000)),
+                    str(rng.choice(["Graduation", "PhD", "Master", "2n Cycle", "Basic"])),
+                    str(rng.choice(["Married", "Together", "Single", "Divorced"])),
+                    income,
+                    str(rng.integers(0, 3)),
+                    str(rng.integers(0, 3)),
+                    f"{day:02d}-{month:02d}-{year}",
+                    str(rng.integers(0, 100)),
+                    str(rng.integers(0, 1500)),
+                    str(rng.integers(0, 1700)),
+                    "3",
+                    "11",
+                    str(rng.integers(0, 2)),
+                    f'"visit {i}; asked about ""Gold"" card, call back"',
+                ]
+            )
+        )
+    return "\ufeff".encode() + "\r\n".join(lines).encode() + b"\r\n"
+
+
+def test_a_real_shaped_export_goes_from_infer_schema_to_the_table(env, tmp_path, capsys):
+    export = tmp_path / "marketing_campaign.csv"
+    export.write_bytes(marketing_export(400))
+    schema_path = tmp_path / "marketing.yaml"
+    code, out, _ = run_cli(capsys, "data", "infer-schema", str(export), "--out", str(schema_path))
+    assert code == 0
+    inferred = json.loads(out)
+    assert inferred["id_column"] == "ID" and inferred["date_columns"] == {"Dt_Customer": "%d-%m-%Y"}
+    assert set(inferred["excluded"]) == {"Z_CostContact", "Z_Revenue", "Comment"}
+    schema = load_schema(schema_path)
+    assert "Income" in schema.numeric and "Education" in schema.categorical
+
+    code, out, _ = run_cli(
+        capsys, "data", "validate", "--file", str(export), "--schema", str(schema_path)
+    )
+    assert code == 0 and json.loads(out)["ok"]
+
+    ingest = ["data", "ingest", "--file", str(export), "--schema", str(schema_path)]
+    ingest += ["--table", "marketing"]
+    for _ in range(2):  # idempotent: the same month again changes no row count
+        code, out, _ = run_cli(capsys, *ingest, "--month", "2026-03")
+        assert code == 0
+    result = json.loads(out)
+    assert (result["rows"], result["table_rows"]) == (400, 400)
+    assert (result["month"], result["month_from"]) == ("2026-03", "--month")
+    assert result["file"] == {
+        "format": "csv",
+        "delimiter": ";",
+        "quotechar": '"',
+        "encoding": "utf-8-sig",
+        "bom": True,
+        "delimiter_from": "detected",
+        "encoding_from": "byte order mark",
+    }
+
+    engine = database.make_engine(env["PERSONA_DATABASE_URL"])
+    stored = database.read_months(engine, "marketing", schema, ["2026-03"])
+    assert len(stored) == 400 and set(stored.snapshot_month) == {"2026-03"}
+    assert not {"Comment", "Z_CostContact", "Z_Revenue"} & set(stored.columns)  # excluded
+    assert stored["Dt_Customer"].str.fullmatch(r"\d\d-\d\d-\d{4}").all()  # raw dates kept
+    assert stored["Income"].isna().sum() == 11 and stored["ID"].map(type).eq(str).all()
+
+    before = current_month(date.today())
+    code, out, _ = run_cli(capsys, *ingest)  # no --month: one snapshot of the current month
+    result = json.loads(out)
+    assert result["month"] in {before, current_month(date.today())}
+    assert result["month_from"] == "default (current month)" and result["table_rows"] == 800
+
+
+def test_a_wrong_delimiter_is_one_clear_error_and_nothing_is_written(env, tmp_path, capsys, caplog):
+    export = tmp_path / "marketing_campaign.csv"
+    export.write_bytes(marketing_export(100))
+    schema_path = tmp_path / "marketing.yaml"
+    assert run_cli(capsys, "data", "infer-schema", str(export), "--out", str(schema_path))[0] == 0
+    code, out, _ = run_cli(
+        capsys,
+        "data",
+        "ingest",
+        "--file",
+        str(export),
+        "--schema",
+        str(schema_path),
+        "--delimiter",
+        "tab",
+    )
+    assert code == 3 and out == ""
+    assert "delimiter '\\t' (given)" in caplog.text and "try --delimiter ';'" in caplog.text
+    assert "broke rule" not in caplog.text and "Traceback" not in caplog.text
+    engine = database.make_engine(env["PERSONA_DATABASE_URL"])
+    with pytest.raises(Exception, match="does not exist"):
+        database.read_months(engine, "customers", load_schema(schema_path))

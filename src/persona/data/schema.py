@@ -1,7 +1,9 @@
 """Dataset schema: which columns are the id, the month, the features and (optionally) the truth.
 
 The pipeline reads column roles from here, never from the synthetic generator, so a team's
-own CSV/Parquet trains as soon as a schema file describes it.
+own CSV/Parquet trains as soon as a schema file describes it. Besides the model inputs a file
+may carry date columns (raw dates, checked to parse, kept for features derived from them) and
+columns that are excluded (accepted and ignored, with the reason a person gave).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class DatasetSchema:
     # Columns a file or request may carry that are neither model inputs nor roles above (e.g. a
     # CRM segment): stored by ingest, accepted and reported as ignored by the scoring API.
     passthrough: tuple[str, ...] = ()
+    # Raw dates (name -> strptime format, None: let pandas infer): not model inputs themselves;
+    # validation checks they parse, ingest keeps them for the features derived from them.
+    date_columns: Mapping[str, str | None] = field(default_factory=dict)
+    # Columns a file carries that are ignored (name -> why): not validated, not stored by ingest.
+    excluded: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
@@ -61,6 +68,8 @@ class DatasetSchema:
                 name: list(levels) if levels else None for name, levels in self.categorical.items()
             },
             "passthrough": list(self.passthrough),
+            "date_columns": {name: {"format": fmt} for name, fmt in self.date_columns.items()},
+            "excluded": dict(self.excluded),
         }
 
 
@@ -106,6 +115,20 @@ def schema_from_dict(raw: Mapping[str, Any], source: str = "schema") -> DatasetS
         raise ConfigurationError(
             f"{source}: passthrough columns {clash} are already features or roles"
         )
+    date_columns = _date_columns(raw.get("date_columns"), source)
+    excluded = _excluded(raw.get("excluded"), source)
+    taken = {
+        "feature or role": set(numeric) | set(categorical) | roles,
+        "passthrough column": set(passthrough),
+    }
+    for section, names in (("date_columns", set(date_columns)), ("excluded", set(excluded))):
+        for what, others in taken.items():
+            clash = sorted(names & others)
+            if clash:
+                raise ConfigurationError(
+                    f"{source}: {section} {clash}: already a {what}; a column has one role"
+                )
+        taken["date column"] = set(date_columns)
     share = float(raw.get("max_null_share", 0.05))
     if not 0 <= share <= 1:
         raise ConfigurationError(f"{source}: max_null_share must be in [0, 1], got {share}")
@@ -119,6 +142,47 @@ def schema_from_dict(raw: Mapping[str, Any], source: str = "schema") -> DatasetS
         min_rows=int(raw.get("min_rows", 50)),
         table=raw.get("table"),
         passthrough=passthrough,
+        date_columns=date_columns,
+        excluded=excluded,
+    )
+
+
+def _date_columns(raw: Any, source: str) -> dict[str, str | None]:
+    """``name: {format: "%d-%m-%Y"}`` (or ``name:`` / ``format: null``: pandas infers it)."""
+    if not raw:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(
+            f"{source}: date_columns must map column -> {{format: ...}}, got {type(raw).__name__}"
+        )
+    columns: dict[str, str | None] = {}
+    for name, spec in raw.items():
+        spec = spec or {}
+        if not isinstance(spec, Mapping) or set(spec) - {"format"}:
+            raise ConfigurationError(
+                f"{source}: date column {name!r}: expected {{format: STRFTIME or null}}, "
+                f"got {spec!r}"
+            )
+        fmt = spec.get("format")
+        if fmt is not None and (not isinstance(fmt, str) or "%" not in fmt):
+            raise ConfigurationError(
+                f"{source}: date column {name!r}: format must be a strftime pattern such as "
+                f"'%d-%m-%Y' (or null), got {fmt!r}"
+            )
+        columns[str(name)] = fmt
+    return columns
+
+
+def _excluded(raw: Any, source: str) -> dict[str, str]:
+    """``name: reason``; a bare list of names is accepted too (no reason given)."""
+    if not raw:
+        return {}
+    if isinstance(raw, Mapping):
+        return {str(name): "" if reason is None else str(reason) for name, reason in raw.items()}
+    if isinstance(raw, list | tuple):
+        return {str(name): "" for name in raw}
+    raise ConfigurationError(
+        f"{source}: excluded must map column -> reason, got {type(raw).__name__}"
     )
 
 

@@ -7,6 +7,7 @@ the rule, how many rows broke it and a few offending rows, so a person can fix t
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -127,15 +128,41 @@ def _dtype_findings(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[list[Fi
     return findings, broken
 
 
+def unparsed_dates(values: pd.Series, fmt: str | None) -> pd.Series:
+    """Which values are present but are not a date in ``fmt`` (None: the format pandas infers)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.Series(False, index=values.index)
+    with warnings.catch_warnings():  # "could not infer format": the per-value parse is the check
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = pd.to_datetime(values.astype(object), format=fmt, errors="coerce")
+    return parsed.isna() & values.notna()
+
+
+def _date_findings(frame: pd.DataFrame, schema: DatasetSchema) -> list[Finding]:
+    findings = []
+    for name, fmt in schema.date_columns.items():
+        if name not in frame.columns:
+            continue
+        bad = frame.index[unparsed_dates(frame[name], fmt)].tolist()
+        if bad:
+            rule = f"a date in format {fmt}" if fmt else "a date"
+            findings.append(
+                Finding(name, rule, len(bad), _examples(frame, bad, schema.id_column, name))
+            )
+    return findings
+
+
 def validate_frame(frame: pd.DataFrame, schema: DatasetSchema) -> ValidationReport:
     """Check ``frame`` against ``schema`` and return every finding (never raises for data)."""
     findings: list[Finding] = []
     if len(frame) < schema.min_rows:
         findings.append(Finding("<table>", f"at least {schema.min_rows} rows", len(frame)))
-    missing = [c for c in [*schema.key, *schema.features] if c not in frame.columns]
+    required = [*schema.key, *schema.features, *schema.date_columns]
+    missing = [c for c in required if c not in frame.columns]
     findings += [Finding(c, "column present", len(frame)) for c in missing]
     dtype_findings, broken = _dtype_findings(frame, schema)
     findings += dtype_findings
+    findings += _date_findings(frame, schema)
     contract = build_pandera_schema(schema)
     contract = contract.remove_columns([c for c in [*missing, *broken] if c in contract.columns])
     if any(c in missing for c in schema.key):

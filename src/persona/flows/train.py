@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from persona.data.catalogue import Catalogue
 from persona.data.files import read_table
 from persona.data.generator import generate_snapshot
 from persona.data.schema import DatasetSchema
+from persona.data.snapshot import label_months
 from persona.data.validation import require_valid
 from persona.errors import ConfigurationError
 from persona.flags import parse_bool
@@ -228,15 +229,40 @@ def load_step(
             ignore_index=True,
         )
     if request.source == "file":
-        if not request.path:
-            raise ConfigurationError("source=file needs the variable 'path'")
-        frame = read_table(Path(request.path), schema.id_column)
-        if request.months and schema.month_column in frame.columns:
-            frame = frame[frame[schema.month_column].isin(request.months)].reset_index(drop=True)
-        return frame
+        return _read_training_file(request, schema)
     if context.customers is None:
         raise ConfigurationError("source=table needs the project database (PERSONA_DATABASE_URL)")
     return context.customers.read_months(schema, request.months or None)
+
+
+def _read_training_file(
+    request: DataRequest, schema: DatasetSchema, today: date | None = None
+) -> pd.DataFrame:
+    """The file's rows of the requested months; a file without the month column is one
+    snapshot, labelled with the one requested month, else the current month."""
+    if not request.path:
+        raise ConfigurationError("source=file needs the variable 'path'")
+    frame = read_table(
+        Path(request.path),
+        schema.id_column,
+        text_columns=[*schema.categorical, *schema.date_columns],
+        expected_columns=[schema.id_column, *schema.features],
+    )
+    if schema.month_column in frame.columns:
+        if request.months:
+            frame = frame[frame[schema.month_column].isin(request.months)].reset_index(drop=True)
+        return frame
+    if len(request.months) > 1:
+        raise ConfigurationError(
+            f"{request.path} has no month column {schema.month_column!r}, so it is one month: "
+            f"give one month (months=YYYY-MM) or none (the current month), got {request.months}"
+        )
+    month = request.months[0] if request.months else None
+    frame, label = label_months(
+        frame, schema.month_column, month, today or date.today(), "run variable 'months'"
+    )
+    logger.info("%s: one snapshot, month %s (%s)", request.path, label.months[0], label.source)
+    return frame
 
 
 def validate_step(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
