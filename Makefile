@@ -77,7 +77,7 @@ export DO_NOT_TRACK ?= 1
 LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
 LOCAL_DB ?= $(shell (pg_isready -q -h 127.0.0.1 -p 5432 || command -v pg_ctlcluster) >/dev/null 2>&1 && echo postgres || echo sqlite)
 STACK_TARGETS := local-up local-down local-status mlflow mage serve data ingest train train-local score \
-        segmentations segmentation-add segmentation-remove \
+        segmentations segmentation-add segmentation-remove personas persona-rename \
         rollback promote monitor monitor-local monitor-ui demo stack-db
 ifeq ($(LOCAL_DB),postgres)
 $(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI := $(or $(MLFLOW_BACKEND_STORE_URI),$(LOCAL_PG)/persona_mlflow)
@@ -105,7 +105,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
-        segmentation-remove rollback promote monitor monitor-local monitor-ui \
+        segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui \
         bench-train bench-serve bench-monitor locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
@@ -247,6 +247,13 @@ segmentation-add: $(VENV)/dev/.installed stack-db ## Add segmentation SEGMENTATI
 segmentation-remove: $(VENV)/dev/.installed stack-db ## Forget segmentation SEGMENTATION (FORCE=1: also while it serves a model)
 	@test -n "$(SEGMENTATION)" || { echo "usage: make segmentation-remove SEGMENTATION=marketing [FORCE=1]" >&2; exit 2; }
 	$(DEV)/persona segmentation remove "$(SEGMENTATION)" $(if $(FORCE),--force)
+
+personas: $(VENV)/dev/.installed stack-db ## The served personas of SEGMENTATION: ids, names, shares
+	$(DEV)/persona personas list
+
+persona-rename: $(VENV)/dev/.installed stack-db ## Call persona ID of SEGMENTATION NEW_NAME (served at the API's next check, kept by retrains)
+	@test -n "$(ID)" -a -n "$(NEW_NAME)" || { echo 'usage: make persona-rename ID=2 NEW_NAME="Affluent wine lovers" [SEGMENTATION=..]' >&2; exit 2; }
+	$(DEV)/persona personas rename "$(ID)" "$(NEW_NAME)"
 
 score: $(VENV)/dev/.installed stack-db ## Score MONTH's customers through the API into PERSONA_SCORES_TABLE
 	$(DEV)/persona score $(call _MONTH_OPTION,--month )

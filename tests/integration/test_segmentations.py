@@ -14,7 +14,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 import pytest
 import requests
@@ -27,38 +26,10 @@ from persona.services.processes import free_port, start_service, wait_http
 pytestmark = pytest.mark.integration
 
 FIXTURES = ROOT / "tests/fixtures"
+# Shaped like a public marketing export (semicolon, BOM, int ids, dd-mm-yyyy dates, a few
+# missing incomes, a constant and a free-text column, no month column); the README uses it.
+EXAMPLE = ROOT / "00_create_data/examples/marketing_campaign.csv"
 POLL_SECONDS = 1.0
-
-
-def marketing_export(n: int = 400, seed: int = 5) -> pd.DataFrame:
-    """Like a public marketing export: other names, an int id, codes, dates, gaps, clutter."""
-    rng = np.random.default_rng(seed)
-    group = rng.choice(3, n, p=[0.5, 0.3, 0.2])
-    income = np.choose(group, [33_000, 76_000, 55_000]) + rng.normal(0, 4_000, n)
-    income[rng.random(n) < 0.03] = np.nan
-    frame = pd.DataFrame(
-        {
-            "ID": rng.permutation(np.arange(1000, 1000 + n)),
-            "Year_Birth": np.choose(group, [1985, 1960, 1975]) + rng.integers(-6, 7, n),
-            "Education": np.choose(group, ["Basic", "PhD", "Graduation"]),
-            "Income": income.round(0),
-            "Kidhome": np.choose(group, [2, 0, 1]) * (rng.random(n) < 0.9),
-            "Dt_Customer": [
-                f"{d:02d}-{m:02d}-{y}"
-                for d, m, y in zip(
-                    rng.integers(1, 29, n),
-                    rng.integers(1, 13, n),
-                    rng.integers(2012, 2015, n),
-                    strict=True,
-                )
-            ],
-            "MntWines": np.choose(group, [20, 700, 250]) + rng.gamma(2.0, 15.0, n).round(0),
-            "MntMeatProducts": np.choose(group, [15, 450, 120]) + rng.gamma(2.0, 10.0, n).round(0),
-            "Z_CostContact": 3,
-            "Note": [f"contact {i} said {rng.integers(1e6)}" for i in range(n)],
-        }
-    )
-    return frame
 
 
 def run(capsys, *argv: str):
@@ -95,12 +66,12 @@ def stack(mlflow_server, make_database, tmp_path, monkeypatch):
         "PERSONA_PARAMS": str(FIXTURES / "params_fast.yaml"),
         "PERSONA_SCHEMA": str(ROOT / "00_create_data/schema.yaml"),
         "PERSONA_CATALOGUE": str(ROOT / "00_create_data/personas.yaml"),
+        "PERSONA_DRIFT_CONFIG": str(ROOT / "04_monitoring/drift.yaml"),
         "PERSONA_MODEL_POLL_SECONDS": str(POLL_SECONDS),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
-    main(["train", "--source", "synthetic", "--rows", "2000"])
+    assert main(["train", "--source", "synthetic", "--rows", "2000"]) == 0
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     api = start_service(
@@ -117,12 +88,11 @@ def stack(mlflow_server, make_database, tmp_path, monkeypatch):
     api.stop()
 
 
-def test_own_export_is_served_beside_the_default_without_a_restart(stack, capsys):
+def test_own_export_is_served_beside_the_default_without_a_restart(stack, capsys, caplog):
     url, tmp = stack["url"], stack["tmp"]
     default_before = requests.get(f"{url}/model", timeout=10).json()
-    export = marketing_export()
-    path = tmp / "marketing_campaign.csv"
-    path.write_bytes(b"\xef\xbb\xbf" + export.to_csv(sep=";", index=False).encode())
+    path = EXAMPLE
+    export = pd.read_csv(path, sep=";", encoding="utf-8-sig")
 
     inferred = run(capsys, "data", "infer-schema", str(path), "--out", str(tmp / "marketing.yaml"))
     assert inferred["id_column"] == "ID"
@@ -134,13 +104,17 @@ def test_own_export_is_served_beside_the_default_without_a_restart(stack, capsys
     trained = run(capsys, "train", "--segmentation", "marketing")
     assert (trained["version"], trained["alias"]) == ("1", "production")
 
-    # served by the running API within the poll interval: no restart, no .env edit
-    served = wait_until(
-        lambda: (r := requests.get(f"{url}/segmentations/marketing/model", timeout=10)).ok
-        and r.json(),
-        30,
-        "the API to serve the new segmentation",
-    )
+    # served by every worker of the running API within the poll interval: no restart, no .env
+    seen: dict[int, str | None] = {}
+
+    def every_worker_serves() -> bool:
+        answer = requests.get(f"{url}/segmentations", timeout=10).json()
+        served = {s["name"]: s["version"] for s in answer["segmentations"]}
+        seen[answer["worker"]] = served.get("marketing")
+        return len(seen) == 2 and set(seen.values()) == {"1"}
+
+    wait_until(every_worker_serves, 30, "both workers to serve the new segmentation")
+    served = requests.get(f"{url}/segmentations/marketing/model", timeout=10).json()
     assert served["version"] == "1" and served["input"]["id_column"] == "ID"
     listed = requests.get(f"{url}/segmentations", timeout=10).json()["segmentations"]
     assert [s["name"] for s in listed] == ["default", "marketing"]
@@ -195,7 +169,7 @@ def test_own_export_is_served_beside_the_default_without_a_restart(stack, capsys
 
     # removal refuses while it serves, then stops the API serving it
     assert main(["segmentation", "remove", "marketing"]) == 2
-    assert "--force" in capsys.readouterr().err
+    assert "--force" in caplog.text
     run(capsys, "segmentation", "remove", "marketing", "--force")
     wait_until(
         lambda: requests.get(f"{url}/segmentations/marketing/model", timeout=10).status_code == 404,

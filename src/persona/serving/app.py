@@ -309,7 +309,9 @@ def create_app(
                 "error": None if served else (found.last_error or "model not loaded yet"),
             }
             listed.append(entry)
-        return _json({"segmentations": listed, "registry_error": stores.last_error})
+        # which worker answered: each Gunicorn worker finds segmentations on its own poll
+        body = {"segmentations": listed, "registry_error": stores.last_error, "worker": os.getpid()}
+        return _json(body)
 
     @app.get("/metrics")
     def metrics_text() -> Response:

@@ -82,8 +82,9 @@ class InputSpec:
     ) -> InputSpec:
         """The contract of a dataset schema, for the given (numeric, categorical) model inputs.
 
-        Schema columns the model does not use, the month, truth and passthrough columns are
-        accepted and ignored; every input the schema describes carries the schema's rules.
+        Schema columns the model does not use, the month, truth, passthrough, date and
+        excluded columns are accepted and ignored (an export is sent as it is); every input the
+        schema describes carries the schema's rules.
         """
         numeric, categorical = features or (list(schema.numeric), list(schema.categorical))
         used = {*numeric, *categorical, schema.id_column}
@@ -92,6 +93,8 @@ class InputSpec:
             schema.truth_column,
             *schema.features,
             *schema.passthrough,
+            *schema.date_columns,
+            *schema.excluded,
         )
         ignored = tuple(dict.fromkeys(c for c in candidates if c and c not in used))
         return cls(
