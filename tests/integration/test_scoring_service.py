@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import requests
 from conftest import ROOT, VENVS, start_mlflow_server
+from marketing import SCHEMA_PATH, marketing_frame
 from mlflow.tracking import MlflowClient
 
 from persona.composition import training_context
@@ -391,6 +392,128 @@ def test_on_invalid_flag_answers_every_row(api, customers):
     assert by_header.json()["predictions"] == predictions
     metrics = requests.get(f"{api.url}/metrics", timeout=5).text
     assert "persona_rows_flagged_total" in metrics
+
+
+@pytest.fixture(scope="module")
+def raw_model(registry, tmp_path_factory):
+    """A model with derived features (00_create_data/schema_marketing.yaml), trained from a
+    marketing export file by the real training flow into the same MLflow server."""
+    home = tmp_path_factory.mktemp("raw-model")
+    name = f"persona-raw-{uuid.uuid4().hex[:8]}"
+    export = home / "marketing.csv"
+    marketing_frame(2000, 3, missing_income=20).to_csv(export, index=False)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PERSONA_HOME")}
+    os.environ.update({"MLFLOW_TRACKING_URI": registry["server"].url, "PERSONA_HOME": str(home)})
+    try:
+        settings = load_settings(
+            overrides={
+                "params_path": FIXTURES / "params_fast.yaml",
+                "model_name": name,
+                "mlflow_experiment": name,
+                "catalogue_path": ROOT / "00_create_data/personas.yaml",
+                "schema_path": SCHEMA_PATH,
+            }
+        )
+        run_training(
+            training_context(settings),
+            DataRequest(source="file", path=str(export)),
+            progress=False,
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return name
+
+
+def test_a_model_with_derived_features_serves_raw_columns_under_gunicorn(
+    registry, raw_model, make_database, tmp_path
+):
+    """The served model takes the raw export columns (a dd-mm-yyyy or ISO date as text),
+    computes age, tenure, spend and log income itself, on its fast path, as the registered
+    pyfunc does; a bad date is a 400 naming row, column and format; the scoring log keeps the
+    raw columns, from which monitoring computes the same model inputs."""
+    from persona.adapters.scoring_log import read_scoring_log
+    from persona.data.schema import load_schema
+    from persona.flows.monitor import frame_from_scoring_log
+    from persona.model.preprocess import prepare_features, raw_inputs
+
+    url = make_database("persona_rawlog")
+    service = start_api(
+        registry,
+        tmp_path,
+        PERSONA_MODEL_NAME=raw_model,
+        PERSONA_SCHEMA=str(SCHEMA_PATH),
+        PERSONA_SCORING_LOG="true",
+        PERSONA_DATABASE_URL=url,
+    )
+    schema = load_schema(SCHEMA_PATH)
+    frame = marketing_frame(40, 30, month="2026-03")
+    frame.loc[5, "Dt_Customer"] = "2013-05-17"  # ISO, as pandas writes dates, is read too
+    frame.loc[6, "Income"] = np.nan
+    rows = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        for row in frame.drop(columns=["snapshot_month"]).to_dict(orient="records")
+    ]
+    try:
+        wait_http(f"{service.url}/ready", 60, service.process, service.log)
+        response = post(service, rows)
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+
+        mlflow.set_tracking_uri(registry["server"].url)
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{raw_model}@production")
+        expected = pyfunc.predict(raw_inputs(frame, schema))
+        assert [p["persona_id"] for p in predictions] == list(expected.persona_id)
+        np.testing.assert_allclose([p["confidence"] for p in predictions], expected.confidence)
+        np.testing.assert_allclose([p["distance"] for p in predictions], expected.distance)
+
+        text = frame.to_csv(index=False)
+        as_csv = post(service, data=text, headers={"Content-Type": "text/csv"})
+        assert as_csv.json()["predictions"] == predictions
+
+        bad = [dict(r) for r in rows]
+        bad[3]["Dt_Customer"] = "31-02-2012"
+        refused = post(service, bad)
+        assert refused.status_code == 400, refused.text
+        (found,) = refused.json()["error"]["details"]
+        assert (found["field"], found["rows"], found["kind"]) == (
+            "Dt_Customer",
+            [3],
+            "invalid_value",
+        )
+        assert found["expected"] == "a date as %d-%m-%Y (e.g. 04-09-2012) or YYYY-MM-DD"
+
+        model = requests.get(f"{service.url}/model", timeout=5).json()
+        assert model["fast_path"] is True and model["input"]["dates"] == ["Dt_Customer"]
+        assert set(model["derived"]) == {
+            "reference_date",
+            "age",
+            "tenure_days",
+            "total_spend",
+            "log_income",
+        }
+        frozen = pyfunc.unwrap_python_model().derived.reference_date
+        assert model["derived"]["reference_date"] == frozen.isoformat()  # the training date
+        customer = requests.get(f"{service.url}/openapi.json", timeout=5).json()["components"][
+            "schemas"
+        ]["Customer"]
+        assert set(schema.features) <= set(customer["required"])
+        assert "age" not in customer["properties"]
+    finally:
+        service.stop()  # a stopping worker writes what it has queued
+
+    logged = read_scoring_log(url, "scoring_log", days=1)
+    current = frame_from_scoring_log(logged, schema)
+    assert len(current) == len(frame)
+    by_id = current.set_index("ID").loc[frame["ID"]]
+    assert by_id["Dt_Customer"].tolist() == frame["Dt_Customer"].tolist()  # as sent, as text
+    inputs = prepare_features(by_id, schema.with_reference_date(frozen))
+    np.testing.assert_allclose(inputs["age"], 2026 - frame["Year_Birth"])
+    labels = pyfunc.unwrap_python_model().estimator.predict(inputs)
+    assert list(pyfunc.unwrap_python_model().persona_ids[labels]) == list(expected.persona_id)
 
 
 class Load:

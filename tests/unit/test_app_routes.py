@@ -19,6 +19,8 @@ pytest.importorskip(
     ".venv/scoring/bin/python",
 )
 
+import pandas as pd
+from marketing import marketing_frame, marketing_model
 from memory_source import CATALOGUE, ROOT, MemorySource, tiny_model
 
 from persona.serving.app import create_app
@@ -341,3 +343,82 @@ def test_a_renamed_persona_is_served_from_the_next_check_without_a_reload(source
     described = {p["persona_id"]: p for p in client.get("/model").get_json()["personas"]}
     assert described[renamed]["name"] == "Affluent wine lovers"
     assert described[renamed]["model_name"] == before[0]["persona_name"]
+
+
+# ------------------------------------------------- a model with derived features takes raw columns
+
+
+@pytest.fixture
+def marketing_client():
+    source = MemorySource()
+    source.add(marketing_model(), "production")
+    app, store = make_app(source)
+    assert store.refresh()
+    return app.test_client()
+
+
+def marketing_records(n: int = 6) -> list[dict]:
+    rows = marketing_frame(n, 21).drop(columns=["snapshot_month"]).to_dict(orient="records")
+    rows[1]["Dt_Customer"] = "2013-05-17"  # ISO, as pandas writes dates, works as well
+    return rows
+
+
+def test_a_model_with_derived_features_scores_raw_columns_in_json_and_csv(marketing_client):
+    rows = marketing_records()
+    response = marketing_client.post("/predict", json=rows, headers=AUTH)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    predictions = response.get_json()["predictions"]
+    expected = marketing_model().predict(None, pd.DataFrame(rows))
+    assert [p["persona_id"] for p in predictions] == expected["persona_id"].tolist()
+    assert [p["confidence"] for p in predictions] == pytest.approx(expected["confidence"].tolist())
+    as_csv = marketing_client.post(
+        "/predict", data=csv_body(rows), headers={**AUTH, "Content-Type": "text/csv"}
+    )
+    assert as_csv.get_json()["predictions"] == predictions
+
+    described = marketing_client.get("/model").get_json()
+    assert described["fast_path"] is True
+    assert described["input"]["dates"] == ["Dt_Customer"]
+    assert described["input"]["numeric"][:2] == ["Year_Birth", "Income"]
+    assert described["derived"]["age"] == {
+        "expr": "2026 - Year_Birth",
+        "min": 16,
+        "max": 110,
+        "unit": "years",
+    }
+    customer = marketing_client.get("/openapi.json").get_json()["components"]["schemas"]["Customer"]
+    assert {"Year_Birth", "MntWines", "Dt_Customer"} <= set(customer["required"])
+    assert "age" not in customer["properties"]
+    assert customer["properties"]["Dt_Customer"]["type"] == "string"
+    assert "%d-%m-%Y" in customer["properties"]["Dt_Customer"]["description"]
+
+
+def test_a_bad_date_is_a_400_naming_row_column_and_format(marketing_client):
+    rows = marketing_records()
+    rows[2]["Dt_Customer"] = "31-02-2012"
+    error = refused(marketing_client, 400, "invalid_value", json=rows)
+    (found,) = error["details"]
+    assert (found["field"], found["rows"], found["example"]) == ("Dt_Customer", [2], "31-02-2012")
+    assert found["expected"] == "a date as %d-%m-%Y (e.g. 04-09-2012) or YYYY-MM-DD"
+    assert "Dt_Customer" in error["message"]
+    in_csv = refused(
+        marketing_client,
+        400,
+        "invalid_value",
+        data=csv_body(rows),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert in_csv["details"] == error["details"]
+
+    flagged = marketing_client.post("/predict?on_invalid=flag", json=rows, headers=AUTH)
+    predictions = flagged.get_json()["predictions"]
+    assert flagged.status_code == 200 and predictions[2]["persona_id"] is None
+    assert predictions[2]["problems"][0]["field"] == "Dt_Customer"
+    assert all(p["persona_id"] is not None for i, p in enumerate(predictions) if i != 2)
+
+    rows[2]["Dt_Customer"] = 20120904  # a date travels as text
+    found = refused(marketing_client, 400, "invalid_type", json=rows)["details"][0]
+    assert (found["field"], found["rows"]) == ("Dt_Customer", [2])
+    missing = [{k: v for k, v in row.items() if k != "Dt_Customer"} for row in marketing_records()]
+    found = refused(marketing_client, 400, "missing_columns", json=missing)["details"][0]
+    assert (found["field"], found["expected"]) == ("Dt_Customer", "date column")

@@ -10,12 +10,15 @@ import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from conftest import ROOT
+from marketing import SCHEMA_PATH, marketing_frame
+from scipy.stats import wasserstein_distance
 
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
@@ -277,3 +280,85 @@ def test_a_stored_drift_check_round_trips_with_nan_scores():
     back = from_mage(monitor.StoredDrift, json.loads(json.dumps(to_mage(stored))))
     assert back.decision is monitor.Decision.NO_DRIFT
     assert math.isnan(back.result.columns[0].score) and back.result.columns[0].column == "age"
+
+
+# ------------------------------------------------------- raw columns in, derived features as inputs
+
+
+class DistanceReports:
+    """A stand-in for Evidently: each column's normed Wasserstein distance (numeric columns),
+    in the snapshot-dict shape ``interpret_report`` reads. Records what it was given."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[list[str], Any]] = []
+
+    def run(self, reference, current, schema, config):
+        self.given.append((list(reference.columns), schema))
+        metrics = []
+        for column in reference.columns:
+            if column in schema.numeric:
+                before, after = reference[column].dropna(), current[column].dropna()
+                score = wasserstein_distance(before, after) / (before.std() or 1.0)
+                method = "wasserstein"
+            else:
+                score, method = 0.0, "hellinger"
+            config_ = {"type": "evidently:metric_v2:ValueDrift", "column": column}
+            metrics.append({"config": {**config_, "method": method}, "value": score})
+        return None, {"metrics": metrics, "tests": []}
+
+    def save_html(self, snapshot, path: Path) -> Path:
+        path.write_text("<html></html>")
+        return path
+
+    def publish(self, snapshot) -> int:
+        return 1
+
+
+def test_training_and_monitoring_on_raw_marketing_columns(context, tmp_path):
+    """A marketing export (Dt_Customer as dd-mm-yyyy text) trains a model whose inputs are the
+    derived age, tenure_days, total_spend and log_income; the model takes the raw columns, and
+    drift is checked on its inputs."""
+    schema = load_schema(SCHEMA_PATH)  # no reference date: the training date is frozen
+    marketing = replace(context, schema=schema, catalogue=None)
+    frame = train.validate_step(marketing_frame(1500, 1, missing_income=30), schema)
+    split = train.split_step(marketing, frame)
+    before = datetime.now(UTC).date().isoformat()
+    search = train.search_step(marketing, split, progress=False)
+    assert search.reference_date in {before, datetime.now(UTC).date().isoformat()}
+    assert from_mage(train.SearchOutcome, json.loads(json.dumps(to_mage(search)))) == search
+    selection = train.select_step(marketing, search, split, None)
+    registered = train.register_step(marketing, selection, split, None)
+    assert registered.registration.alias == "live"
+
+    models = marketing.registry
+    model = models.load(selection.model_uri).unwrap_python_model()
+    inputs = ["Kidhome", "age", "tenure_days", "total_spend", "log_income", "Education"]
+    assert model.features == inputs and model.inputs == schema.features
+    assert model.derived.reference_date.isoformat() == search.reference_date
+    run = models.runs[search.run_id]
+    assert run["tags"]["persona.reference_date"] == search.reference_date
+    profile = pd.read_csv(run["files"]["profile/persona_profile.csv"])
+    assert {"age", "tenure_days", "total_spend"} <= set(profile.columns)
+    assert "Year_Birth" not in profile.columns
+    stored = pd.read_parquet(run["files"]["reference/reference.parquet"])
+    assert {"Year_Birth", "Dt_Customer"} <= set(stored.columns) and "age" not in stored.columns
+    assert stored["Dt_Customer"].str.fullmatch(r"\d\d-\d\d-\d{4}").all()
+    scored = model.predict(None, split.holdout[schema.features])
+    assert scored["persona_name"].notna().all() and len(scored) == len(split.holdout)
+
+    reports = DistanceReports()
+    watching = monitor.MonitorContext(
+        config=replace(load_drift_config(ROOT / "04_monitoring/drift.yaml"), min_rows=500),
+        training=marketing,
+        notifier=MemoryNotifier(),
+        drift_store=MemoryDriftStore(),
+        reports=reports,
+        workdir=tmp_path / "monitoring",
+    )
+    reference = monitor.load_reference_step(watching)
+    older = marketing_frame(1500, 1, month="2026-02", born_shift=-15)  # the same people, older
+    check = monitor.check_drift_step(watching, reference, older)
+    assert [c.column for c in check.result.columns] == inputs
+    assert reports.given[0][0] == inputs and "age" in reports.given[0][1].numeric
+    drifted = {c.column for c in check.result.columns if c.drifted}
+    assert drifted == {"age"}

@@ -34,10 +34,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from persona.data.derived import parse_dates
 from persona.data.files import as_text
 from persona.data.months import MONTH_PATTERN
-from persona.data.schema import DatasetSchema, NumericSpec
-from persona.data.validation import unparsed_dates
+from persona.data.schema import DatasetSchema, DateSpec, NumericSpec
 from persona.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class InferredSchema:
             "month_in_file": self.month_in_file,
             "numeric_features": list(schema.numeric),
             "categorical_features": list(schema.categorical),
-            "date_columns": dict(schema.date_columns),
+            "date_columns": {name: spec.format for name, spec in schema.date_columns.items()},
             "excluded": dict(schema.excluded),
             "checks": sum(
                 line.startswith(CHECK)
@@ -150,7 +150,7 @@ def infer_schema(
         month_column=month,
         max_null_share=share,
         min_rows=min_rows,
-        date_columns=dates,
+        date_columns={name: DateSpec(fmt) for name, fmt in dates.items()},
         excluded=excluded,
     )
     logger.info(
@@ -353,7 +353,7 @@ def _date_format(text: pd.Series, name: str, notes: dict[str, list[str]]) -> str
                 fmt = guess_datetime_format(value, dayfirst=dayfirst)
                 if fmt and "%d" in fmt and fmt not in guesses:
                     guesses.append(fmt)
-    fitting = [fmt for fmt in guesses if not unparsed_dates(distinct, fmt).any()]
+    fitting = [fmt for fmt in guesses if not parse_dates(distinct, fmt)[1].any()]
     if not fitting:
         return None
     fitting.sort(key=_date_preference)
@@ -500,9 +500,9 @@ def _render(inferred: InferredSchema, source: str, read_as: str) -> str:
         out.append(f"  {_scalar(name)}:")
         out += [f"  - {_scalar(level)}" for level in levels or ()]
     out.append("date_columns:" + ("" if schema.date_columns else " {}"))
-    for name, fmt in schema.date_columns.items():
+    for name, spec in schema.date_columns.items():
         out += _comments(notes.get(name, ()), "  ")
-        out += [f"  {_scalar(name)}:", f"    format: {_scalar(fmt)}"]
+        out += [f"  {_scalar(name)}:", f"    format: {_scalar(spec.format)}"]
     out.append("excluded:" + ("" if schema.excluded else " {}"))
     for name, reason in schema.excluded.items():
         out += _comments(notes.get(name, ()), "  ")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from persona.data.derived import date_format_text, parse_dates
 from persona.data.schema import DatasetSchema
 
 MAX_TEXT_CHARS = 256  # ids and free-text levels: longer is an error, not something to echo
@@ -92,6 +93,16 @@ class MaxLength(Rule):
         )
 
 
+@dataclass(frozen=True)
+class ValidDate(Rule):
+    """Text in the date column's format (or ISO YYYY-MM-DD), or a datetime value."""
+
+    format: str | None = None
+
+    def broken(self, values: np.ndarray | list) -> np.ndarray:
+        return parse_dates(values, self.format)[1]
+
+
 def _as_list(values: np.ndarray | list) -> list:
     """Python values, for the set and ``in`` checks that run at C speed on a list."""
     return values if isinstance(values, list) else values.tolist()
@@ -124,6 +135,12 @@ def categorical_rules(schema: DatasetSchema, name: str) -> tuple[Rule, ...]:
         f"at most {MAX_TEXT_CHARS} characters", f"text of at most {MAX_TEXT_CHARS} characters"
     )
     return (level_rule(levels),) if levels else (text,)
+
+
+def date_rules(schema: DatasetSchema, name: str) -> tuple[Rule, ...]:
+    fmt = schema.date_columns[name].format
+    shown = date_format_text(fmt)
+    return (ValidDate(f"date {shown}", f"a date as {shown}", fmt),)
 
 
 def id_rules() -> tuple[Rule, ...]:

@@ -2,20 +2,22 @@
 
 A failed validation raises DataValidationError carrying a report that names the column,
 the rule, how many rows broke it and a few offending rows, so a person can fix the source.
+The raw columns are checked as the schema declares them (date columns must hold dates); derived
+features are then computed from them and checked for their null share and declared ranges.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from persona.data.months import MONTH_PATTERN
-from persona.data.rules import Rule, categorical_rules, id_rules, numeric_rules
+from persona.data.rules import Rule, categorical_rules, date_rules, id_rules, numeric_rules
 from persona.data.schema import DatasetSchema
 from persona.errors import DataValidationError
 
@@ -87,6 +89,10 @@ def build_pandera_schema(schema: DatasetSchema) -> pa.DataFrameSchema:
         checks = [_null_share_check(schema.max_null_share)]
         checks += [_check(rule) for rule in numeric_rules(schema, name)]
         columns[name] = pa.Column(nullable=True, checks=checks)
+    for name in schema.date_columns:  # read by derived features or not, they must parse
+        checks = [_null_share_check(schema.max_null_share)]
+        checks += [_check(rule) for rule in date_rules(schema, name)]
+        columns[name] = pa.Column(nullable=True, checks=checks)
     for name in schema.categorical:
         checks = [_null_share_check(schema.max_null_share)]
         checks += [_check(rule) for rule in categorical_rules(schema, name)]
@@ -128,41 +134,16 @@ def _dtype_findings(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[list[Fi
     return findings, broken
 
 
-def unparsed_dates(values: pd.Series, fmt: str | None) -> pd.Series:
-    """Which values are present but are not a date in ``fmt`` (None: the format pandas infers)."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return pd.Series(False, index=values.index)
-    with warnings.catch_warnings():  # "could not infer format": the per-value parse is the check
-        warnings.simplefilter("ignore", UserWarning)
-        parsed = pd.to_datetime(values.astype(object), format=fmt, errors="coerce")
-    return parsed.isna() & values.notna()
-
-
-def _date_findings(frame: pd.DataFrame, schema: DatasetSchema) -> list[Finding]:
-    findings = []
-    for name, fmt in schema.date_columns.items():
-        if name not in frame.columns:
-            continue
-        bad = frame.index[unparsed_dates(frame[name], fmt)].tolist()
-        if bad:
-            rule = f"a date in format {fmt}" if fmt else "a date"
-            findings.append(
-                Finding(name, rule, len(bad), _examples(frame, bad, schema.id_column, name))
-            )
-    return findings
-
-
 def validate_frame(frame: pd.DataFrame, schema: DatasetSchema) -> ValidationReport:
     """Check ``frame`` against ``schema`` and return every finding (never raises for data)."""
     findings: list[Finding] = []
     if len(frame) < schema.min_rows:
         findings.append(Finding("<table>", f"at least {schema.min_rows} rows", len(frame)))
-    required = [*schema.key, *schema.features, *schema.date_columns]
+    required = list(dict.fromkeys([*schema.key, *schema.features, *schema.date_columns]))
     missing = [c for c in required if c not in frame.columns]
     findings += [Finding(c, "column present", len(frame)) for c in missing]
     dtype_findings, broken = _dtype_findings(frame, schema)
     findings += dtype_findings
-    findings += _date_findings(frame, schema)
     contract = build_pandera_schema(schema)
     contract = contract.remove_columns([c for c in [*missing, *broken] if c in contract.columns])
     if any(c in missing for c in schema.key):
@@ -171,9 +152,43 @@ def validate_frame(frame: pd.DataFrame, schema: DatasetSchema) -> ValidationRepo
         contract.validate(frame, lazy=True)
     except SchemaErrors as errors:
         findings += _findings_from_pandera(errors.failure_cases, frame, schema)
+    findings += _derived_findings(frame, schema, {*missing, *broken})
     report = ValidationReport(n_rows=len(frame), findings=findings)
     logger.info(report.to_text().splitlines()[0])
     return report
+
+
+def _derived_findings(
+    frame: pd.DataFrame, schema: DatasetSchema, unusable: set[str]
+) -> list[Finding]:
+    """Null share and declared ranges of the derived features, computed as the model computes
+    them (today as the reference date unless the schema fixes one). A feature whose raw
+    columns are absent or not numeric is skipped (those columns are already reported), and an
+    unreadable date counts as missing (the date column's rule reports it)."""
+    derived = schema.with_reference_date(datetime.now(UTC).date()).derived
+    usable = tuple(f for f in derived if not unusable.intersection(f.columns))
+    if not usable:
+        return []
+    values = replace(derived, features=usable).evaluate(frame, bad_dates="missing")
+    computed = pd.DataFrame(values, index=frame.index)
+    if schema.id_column in frame.columns:
+        computed[schema.id_column] = frame[schema.id_column]
+    inputs = schema.model_schema
+    columns = {
+        name: pa.Column(
+            nullable=True,
+            checks=[
+                _null_share_check(schema.max_null_share),
+                *(_check(rule) for rule in numeric_rules(inputs, name)),
+            ],
+        )
+        for name in values
+    }
+    try:
+        pa.DataFrameSchema(columns, strict=False).validate(computed, lazy=True)
+    except SchemaErrors as errors:
+        return _findings_from_pandera(errors.failure_cases, computed, schema)
+    return []
 
 
 def _findings_from_pandera(

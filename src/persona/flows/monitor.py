@@ -23,6 +23,7 @@ from persona.data.validation import require_valid
 from persona.errors import ConfigurationError, ModelUnavailableError
 from persona.flags import parse_bool
 from persona.flows import train
+from persona.model.preprocess import prepare_features
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, interpret_report
 from persona.ports import DriftReports, DriftStore, Notifier
@@ -242,8 +243,13 @@ def check_drift_step(
     context: MonitorContext, reference: Reference, current: pd.DataFrame
 ) -> DriftCheck:
     """Run the drift report, save it as HTML to the artifact store and the report UI."""
-    schema, config = context.training.schema, context.config
-    columns = feature_columns(schema)
+    config = context.config
+    # Drift is on the model inputs, derived features computed from both frames' raw columns by
+    # the model's own code. Both count days to one date (today's unless the schema fixes one):
+    # a common shift of the date leaves every distance between the two distributions as it is.
+    schema = context.training.schema.with_reference_date(datetime.now(UTC).date())
+    inputs = schema.model_schema
+    columns = feature_columns(inputs)
     reference_frame = pd.read_parquet(reference.path)
     enough = config.enough_data(len(current))
     if not enough.ok:
@@ -251,7 +257,10 @@ def check_drift_step(
         logger.warning("drift check skipped: %s", enough.reason)
         return DriftCheck(result, None, None)
     snapshot, report = context.reports.run(
-        reference_frame[columns], current[columns], schema, config
+        prepare_features(reference_frame, schema)[columns],
+        prepare_features(current, schema)[columns],
+        inputs,
+        config,
     )
     result = interpret_report(report, config, len(reference_frame), len(current))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

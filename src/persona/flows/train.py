@@ -31,7 +31,7 @@ from persona.model.build import build_persona_model
 from persona.model.evaluate import decide_promotion
 from persona.model.naming import Persona, catalogue_personas
 from persona.model.params import SearchParams
-from persona.model.preprocess import prepare_features
+from persona.model.preprocess import raw_inputs
 from persona.model.profile import evidence_table, plot_profiles, profile_html, profile_table
 from persona.model.pyfunc import PersonaModel, load_estimator, save_estimator
 from persona.model.search import Candidate, run_search
@@ -156,6 +156,13 @@ class SearchOutcome:
     n_holdout: int
     search_seconds: float
     candidates: tuple[CandidateFile, ...]
+    # The day date functions of derived features counted to in the search (ISO), which the
+    # selected model keeps; None when the schema needs none or fixes its own.
+    reference_date: str | None = None
+
+    def schema(self, schema: DatasetSchema) -> DatasetSchema:
+        """``schema`` as the candidates were fitted under (reference date frozen)."""
+        return schema.with_reference_date(self.reference_date)
 
 
 @dataclass(frozen=True)
@@ -296,8 +303,14 @@ def load_champion(context: TrainingContext) -> Champion | None:
 def search_step(
     context: TrainingContext, split: Split, progress: bool | None = None
 ) -> SearchOutcome:
-    """Fit every candidate on the training split, log a nested run each, keep them on disk."""
-    schema, params = context.schema, context.params
+    """Fit every candidate on the training split, log a nested run each, keep them on disk.
+
+    Derived features that count days to a reference date count to today's (UTC) date when the
+    schema fixes none; the date is kept in the outcome and frozen into the selected model.
+    """
+    params = context.params
+    schema = context.schema.with_reference_date(datetime.now(UTC).date())
+    reference_date = None if schema is context.schema else schema.reference_date.isoformat()
     train, holdout = split.train, split.holdout
     months: tuple[str, ...] = ()
     if schema.month_column in train:
@@ -305,6 +318,8 @@ def search_step(
         months = tuple(sorted(seen.astype(str).unique()))
     run_name = f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     tags = {"persona.stage": "training", "persona.months": ",".join(months)}
+    if reference_date is not None:
+        tags["persona.reference_date"] = reference_date
     run_params = {
         **params.to_flat_dict(),
         "n_rows": len(train) + len(holdout),
@@ -334,7 +349,7 @@ def search_step(
                 )
             )
     return SearchOutcome(
-        run_id, months, len(train), len(holdout), result.seconds, tuple(candidates)
+        run_id, months, len(train), len(holdout), result.seconds, tuple(candidates), reference_date
     )
 
 
@@ -351,7 +366,7 @@ def select_step(
     context: TrainingContext, search: SearchOutcome, split: Split, champion: Champion | None
 ) -> Selection:
     """Pick the winner among this session's candidates, name its personas, log the pyfunc."""
-    schema, params, train = context.schema, context.params, split.train
+    schema, params, train = search.schema(context.schema), context.params, split.train
     pool = [
         Candidate(c.name, c.family, c.k, c.params, c.metrics, estimator=None)
         for c in search.candidates
@@ -364,16 +379,18 @@ def select_step(
     built = build_persona_model(estimator, train, schema, params, references)
     folder = context.run_folder(search.run_id)
     (folder / "personas.json").write_text(json.dumps(built.table, indent=2, default=str))
-    evidence = evidence_table(train, built.names, schema)
-    profile = profile_table(train, built.names, schema, evidence)
+    # profiles describe the model inputs (derived features included) in their units
+    inputs = schema.model_schema
+    evidence = evidence_table(built.features, built.names, inputs)
+    profile = profile_table(built.features, built.names, inputs, evidence)
     profile.to_csv(folder / "persona_profile.csv")
     (folder / "persona_profile.html").write_text(profile_html(profile, evidence), "utf-8")
-    plot_profiles(profile, train, schema, folder / "persona_profile.png")
+    plot_profiles(profile, built.features, inputs, folder / "persona_profile.png")
 
     reference = reference_sample(train, schema, context.reference_rows, params.seed)
     reference.to_parquet(folder / REFERENCE_FILE, index=False)
 
-    example = prepare_features(train.head(5), schema)
+    example = raw_inputs(train.head(5), schema)  # the model takes the raw columns
     model_uri = context.tracker.log_to_run(
         search.run_id,
         tags={"persona.winner": winner.name, "persona.naming_reference": naming_reference},
@@ -406,9 +423,13 @@ def register_step(
     context: TrainingContext, selection: Selection, split: Split, champion: Champion | None
 ) -> RegistrationOutcome:
     """Champion/challenger on the held-out rows, then register and move the right alias."""
-    schema, params = context.schema, context.params
-    holdout = split.holdout[list(schema.features)]  # what the models take; ids and truth stay out
+    params = context.params
     challenger = context.registry.load(selection.model_uri)
+    # the challenger's own schema: derived features count to the date frozen into it
+    schema = context.schema.with_reference_date(
+        challenger.unwrap_python_model().derived.reference_date
+    )
+    holdout = raw_inputs(split.holdout, schema)  # what the models take; ids and truth stay out
     challenger_labels = challenger.predict(holdout)["persona_id"].to_numpy()
     production_labels = None
     if champion is not None:

@@ -1,7 +1,9 @@
 """The logged model: one MLflow pyfunc returning persona_id, persona_name, confidence, distance.
 
 The fitted sklearn pipeline is stored with skops (no pickle of the estimator) and the persona
-table as JSON beside it.
+table as JSON beside it. The table carries the dataset schema the model was trained under; when
+that schema has derived features (``persona.data.derived``), the model takes the raw columns and
+computes them itself before the estimator, with the reference date frozen at training.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import numpy as np
 import pandas as pd
 import skops.io
 
+from persona.data.derived import DerivedFeatures
+from persona.data.schema import schema_from_dict
 from persona.errors import ModelUnavailableError
 from persona.model.naming import Persona
-from persona.model.preprocess import categorical_values
+from persona.model.preprocess import model_inputs
 from persona.model.scoring import assign
 
 OUTPUT_COLUMNS = ["persona_id", "persona_name", "confidence", "distance"]
@@ -52,6 +56,12 @@ class PersonaModel(mlflow.pyfunc.PythonModel):
         self.categorical: list[str] = persona_table["categorical"]
         # The dataset schema the model was trained under: its data contract, where it has one.
         self.schema: dict | None = persona_table.get("schema")
+        # Derived features the model computes from raw columns (empty for most models), and the
+        # raw columns it then reads; without derived features, the estimator's own columns.
+        self.derived = DerivedFeatures()
+        if self.schema and self.schema.get("derived"):
+            self.derived = schema_from_dict(self.schema, "model schema").derived
+        self.inputs: list[str] = persona_table.get("inputs", self.features)
         personas = {int(k): Persona.from_dict(v) for k, v in persona_table["clusters"].items()}
         size = max(personas) + 1
         self.persona_ids = np.array([personas[i].persona_id for i in range(size)])
@@ -65,9 +75,7 @@ class PersonaModel(mlflow.pyfunc.PythonModel):
         return model
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        features = model_input[self.features].copy()
-        for name in self.categorical:
-            features[name] = categorical_values(features[name])
+        features = model_inputs(model_input, self.features, self.categorical, self.derived)
         result = assign(self.estimator, features)
         return pd.DataFrame(
             {
@@ -81,13 +89,19 @@ class PersonaModel(mlflow.pyfunc.PythonModel):
 
 
 def persona_table(
-    mapping: dict[int, Persona], features: list[str], categorical: list[str], schema: dict
+    mapping: dict[int, Persona],
+    features: list[str],
+    categorical: list[str],
+    schema: dict,
+    inputs: list[str] | None = None,
 ) -> dict:
-    """JSON-able table stored with the model: cluster label -> persona, column roles and the
-    schema (ranges, levels) it was trained under, which the scoring API enforces."""
+    """JSON-able table stored with the model: cluster label -> persona, column roles (the
+    estimator's ``features``, and the raw ``inputs`` when they differ) and the schema (ranges,
+    levels, derived features) it was trained under, which the scoring API enforces."""
     return {
         "features": features,
         "categorical": categorical,
+        **({"inputs": inputs} if inputs is not None and inputs != features else {}),
         "clusters": {str(label): persona.to_dict() for label, persona in mapping.items()},
         "schema": schema,
     }

@@ -281,9 +281,10 @@ def check_enough_data(
 
 
 def feature_columns(schema: DatasetSchema) -> list[str]:
-    """The columns drift is checked on: features only, never the id, month or truth."""
+    """The columns drift is checked on: the model inputs (derived features included, raw
+    columns that only feed them left out), never the id, month or truth."""
     excluded = {schema.id_column, schema.month_column, schema.truth_column}
-    columns = [c for c in schema.features if c not in excluded]
+    columns = [c for c in schema.model_schema.features if c not in excluded]
     if not columns:
         raise ConfigurationError("the schema names no feature columns to check for drift")
     return columns
@@ -291,7 +292,7 @@ def feature_columns(schema: DatasetSchema) -> list[str]:
 
 def column_tests(config: DriftConfig, schema: DatasetSchema) -> dict[str, MethodSpec]:
     """Each feature's method and threshold: its override, else its type's default."""
-    numeric = set(schema.numeric)
+    numeric = set(schema.model_schema.numeric)
     columns = feature_columns(schema)
     unknown = set(config.columns) - set(columns)
     if unknown:

@@ -46,10 +46,12 @@ def check_columns(
     everyone = range(n)
     for name in spec.features:
         if name not in present:
-            role = "numeric" if name in spec.numeric else "categorical"
-            details.append(
-                detail("missing_columns", name, everyone, n, f"{role} feature column", "absent")
+            expected = (
+                "numeric feature column"
+                if name in spec.numeric
+                else "date column" if name in spec.dates else "categorical feature column"
             )
+            details.append(detail("missing_columns", name, everyone, n, expected, "absent"))
     unknown = sorted(present - spec.known) if spec.extra_columns == "reject" else []
     for name in unknown:
         rows = rows_with(name) if rows_with else everyone

@@ -1,9 +1,13 @@
 """The request contract of the served model, and the row-level rules every request must meet.
 
-The contract is the model's own: its feature columns, and the ranges, levels and text limits of
+The contract is the model's own: its input columns, and the ranges, levels and text limits of
 the dataset schema it was trained under (``persona.data.rules``, the rules data validation
 applies to a table before training). So a value that could never have been trained on (an age
 of -500, a channel "fax") is refused or flagged here by the same rule, under the same name.
+
+A model with derived features takes the raw columns they are computed from (the model computes
+them); its date columns travel as text columns, in the schema's format or ISO, under the date
+rule validation applies too (a date that cannot be read is refused or flagged like any value).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from persona.data.rules import (
     IntegerValued,
     OneOf,
     Rule,
+    ValidDate,
     categorical_rules,
+    date_rules,
     id_rules,
     numeric_rules,
 )
@@ -43,7 +49,7 @@ class InputSpec:
     """Which columns a customer record carries, and the rules their values follow."""
 
     numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
+    categorical: tuple[str, ...]  # text columns: categorical features, then dates (as text)
     id_column: str | None = "customer_id"
     ignored: tuple[str, ...] = ()  # accepted and dropped (month, truth, passthrough columns)
     max_rows: int = 100_000
@@ -51,6 +57,7 @@ class InputSpec:
     numeric_rules: tuple[tuple[Rule, ...], ...] = ()  # per numeric column; () = none
     categorical_rules: tuple[tuple[Rule, ...], ...] = ()  # per categorical column
     extra_columns: str = "reject"  # "ignore": any other column is accepted and reported
+    dates: tuple[str, ...] = ()  # the text columns that hold dates
 
     def __post_init__(self) -> None:
         names = [*self.numeric, *self.categorical, *self.ignored]
@@ -71,6 +78,8 @@ class InputSpec:
             raise ConfigurationError("input spec: one rule tuple per numeric column")
         if self.categorical_rules and len(self.categorical_rules) != len(self.categorical):
             raise ConfigurationError("input spec: one rule tuple per categorical column")
+        if set(self.dates) - set(self.categorical):
+            raise ConfigurationError("input spec: date columns must be text columns")
 
     @classmethod
     def from_schema(
@@ -80,18 +89,23 @@ class InputSpec:
         features: tuple[list[str], list[str]] | None = None,
         extra_columns: str = "reject",
     ) -> InputSpec:
-        """The contract of a dataset schema, for the given (numeric, categorical) model inputs.
+        """The contract of a dataset schema, for the given (numeric, text) model inputs, or
+        by default the schema's raw input columns (derived features' raw columns included).
 
         Schema columns the model does not use, the month, truth, passthrough, date and
         excluded columns are accepted and ignored (an export is sent as it is); every input the
         schema describes carries the schema's rules.
         """
-        numeric, categorical = features or (list(schema.numeric), list(schema.categorical))
+        numeric, categorical = features or (
+            list(schema.numeric),
+            [*schema.input_dates, *schema.categorical],
+        )
         used = {*numeric, *categorical, schema.id_column}
         candidates = (
             schema.month_column,
             schema.truth_column,
             *schema.features,
+            *schema.date_columns,
             *schema.passthrough,
             *schema.date_columns,
             *schema.excluded,
@@ -106,10 +120,9 @@ class InputSpec:
             numeric_rules=tuple(
                 numeric_rules(schema, n) if n in schema.numeric else () for n in numeric
             ),
-            categorical_rules=tuple(
-                categorical_rules(schema, n) if n in schema.categorical else () for n in categorical
-            ),
+            categorical_rules=tuple(_text_rules(schema, n) for n in categorical),
             extra_columns=extra_columns,
+            dates=tuple(n for n in categorical if n in schema.date_columns),
         )
 
     @property
@@ -223,6 +236,14 @@ class InputSpec:
         return {"nullable": True} if self.nullable else {}
 
 
+def _text_rules(schema: DatasetSchema, name: str) -> tuple[Rule, ...]:
+    if name in schema.categorical:
+        return categorical_rules(schema, name)
+    if name in schema.date_columns:
+        return date_rules(schema, name)
+    return ()
+
+
 def _number_keywords(rules: tuple[Rule, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for rule in rules:
@@ -237,6 +258,8 @@ def _number_keywords(rules: tuple[Rule, ...]) -> dict[str, Any]:
 
 def _text_keywords(rules: tuple[Rule, ...], nullable: bool) -> dict[str, Any]:
     for rule in rules:
+        if isinstance(rule, ValidDate):  # ISO is always read; the description adds the rest
+            return {"format": "date", "description": rule.expected[:1].upper() + rule.expected[1:]}
         if isinstance(rule, OneOf):
             levels: list[Any] = sorted(rule.levels)
             return {"enum": [*levels, None] if nullable else levels}

@@ -11,6 +11,9 @@ One-hot columns are never materialised: a categorical column contributes one gat
 precomputed table (its level's offset in the feature space), and an unknown level gathers the
 trailing all-zero row, which is exactly ``handle_unknown="ignore"``.
 
+A model with derived features takes raw columns: ``score`` computes the derived ones on the
+arrays first (``persona.data.derived``, the code the pyfunc runs), then the compiled maths.
+
 Anything the compiler does not recognise raises ``ModelUnavailableError`` naming it, so the
 caller can fall back to the pyfunc instead of serving different numbers.
 """
@@ -32,7 +35,9 @@ from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
 
-from persona.errors import InvalidInputError, ModelUnavailableError
+from persona.data.derived import DerivedFeatures
+from persona.data.schema import schema_from_dict
+from persona.errors import ConfigurationError, InvalidInputError, ModelUnavailableError
 from persona.model.naming import Persona
 from persona.model.scoring import most_probable_component, nearest_centre, squared_distances
 
@@ -276,14 +281,30 @@ def _persona_arrays(persona_table: dict) -> tuple[np.ndarray, np.ndarray]:
     return ids, names
 
 
+def _derived_of(persona_table: dict) -> DerivedFeatures:
+    schema = persona_table.get("schema") or {}
+    if not schema.get("derived"):
+        return DerivedFeatures()
+    try:
+        return schema_from_dict(schema, "model schema").derived
+    except ConfigurationError as exc:
+        raise ModelUnavailableError(f"persona table is malformed: {exc}") from None
+
+
 class CompiledModel:
     """A fitted persona pipeline reduced to numpy arrays; ``score`` matches the pyfunc."""
 
     numeric: tuple[str, ...]  # input columns, in the order `score` expects them
-    categorical: tuple[str, ...]
+    categorical: tuple[str, ...]  # text input columns: the derived features' dates first
     family: str  # e.g. "kmeans", "gaussian_mixture[diag]" (for logs)
 
-    def __init__(self, estimator: Any, persona_ids: np.ndarray, persona_names: np.ndarray) -> None:
+    def __init__(
+        self,
+        estimator: Any,
+        persona_ids: np.ndarray,
+        persona_names: np.ndarray,
+        derived: DerivedFeatures | None = None,
+    ) -> None:
         """Prefer ``from_pipeline`` / ``from_persona_model``."""
         if type(estimator) is not Pipeline or len(estimator.steps) != 2:
             raise _unsupported(f"estimator {type(estimator).__name__} (need preprocess + cluster)")
@@ -293,7 +314,8 @@ class CompiledModel:
         self._persona_names.setflags(write=False)
         try:
             layout = _compile_preprocessor(estimator.steps[0][1])
-            self.numeric, self.categorical = layout.numeric, layout.categorical
+            self._layout_numeric, self._layout_categorical = layout.numeric, layout.categorical
+            self._derive_inputs(derived or DerivedFeatures())
             self._ops = layout.numeric_ops
             self._columns = layout.categorical_columns
             self._compile_model(estimator.steps[1][1], layout)
@@ -314,18 +336,31 @@ class CompiledModel:
     def from_pipeline(cls, estimator: Any, persona_table: dict) -> CompiledModel:
         """Compile a fitted ``Pipeline([preprocess, cluster])`` and its persona table."""
         ids, names = _persona_arrays(persona_table)
-        return cls(estimator, ids, names)
+        return cls(estimator, ids, names, _derived_of(persona_table))
 
     @classmethod
     def from_persona_model(cls, model: PersonaModel) -> CompiledModel:
         """Compile a loaded pyfunc, reusing its label -> persona mapping."""
         try:
             estimator, ids, names = model.estimator, model.persona_ids, model.persona_names
+            derived = model.derived
         except AttributeError:
             raise ModelUnavailableError("PersonaModel has not been loaded") from None
-        return cls(estimator, ids, names)
+        return cls(estimator, ids, names, derived)
 
     # -- compile -----------------------------------------------------------------------------
+
+    def _derive_inputs(self, derived: DerivedFeatures) -> None:
+        """The raw columns ``score`` takes: the estimator's own, or for derived features the
+        raw numeric columns they and the estimator read, and their date columns as text."""
+        self._derived = derived
+        if not derived:
+            self.numeric, self.categorical = self._layout_numeric, self._layout_categorical
+            return
+        computed = set(derived.names)
+        raw = [n for n in self._layout_numeric if n not in computed]
+        self.numeric = tuple(dict.fromkeys([*raw, *derived.numeric_columns]))
+        self.categorical = (*derived.date_columns, *self._layout_categorical)
 
     def _compile_model(self, model: Any, layout: _Layout) -> None:
         kind = type(model)
@@ -403,9 +438,9 @@ class CompiledModel:
             X = np.array(numeric, dtype=np.float64, copy=True)
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"numeric features must be numbers: {exc}") from None
-        if X.ndim != 2 or X.shape[1] != len(self.numeric):
+        if X.ndim != 2 or X.shape[1] != len(self._layout_numeric):
             raise InvalidInputError(
-                f"numeric must have shape (n, {len(self.numeric)}), got {X.shape}"
+                f"numeric must have shape (n, {len(self._layout_numeric)}), got {X.shape}"
             )
         if np.isinf(X).any():
             raise InvalidInputError("numeric features contain infinity")
@@ -426,17 +461,17 @@ class CompiledModel:
 
     def _codes(self, categorical: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
         """Feature-space column per row and categorical column (-1: contributes nothing)."""
-        if len(categorical) != len(self.categorical):
+        if len(categorical) != len(self._layout_categorical):
             raise InvalidInputError(
-                f"expected {len(self.categorical)} categorical arrays "
-                f"{list(self.categorical)}, got {len(categorical)}"
+                f"expected {len(self._layout_categorical)} categorical arrays "
+                f"{list(self._layout_categorical)}, got {len(categorical)}"
             )
         codes = []
         for column in self._columns:
             values = categorical[column.position]
             if len(values) != n:
                 raise InvalidInputError(
-                    f"categorical {self.categorical[column.position]!r} has {len(values)} "
+                    f"categorical {self._layout_categorical[column.position]!r} has {len(values)} "
                     f"values for {n} rows"
                 )
             try:
@@ -463,8 +498,11 @@ class CompiledModel:
         Missing values are treated exactly as the pyfunc treats them: NaN (numeric or
         categorical) is imputed with the fitted statistic, while None reaches the encoder as a
         level of its own, learned when the training data had None gaps, otherwise unknown (all
-        zeros). Raises ``InvalidInputError`` on wrong shapes or infinite values.
+        zeros). Raises ``InvalidInputError`` on wrong shapes or infinite values, or on a date
+        that cannot be read (the API's contract refuses such rows before they get here).
         """
+        if self._derived:
+            numeric, categorical = self._compute_derived(numeric, categorical)
         Z = self._preprocess_numeric(numeric)
         n = Z.shape[0]
         codes = self._codes(categorical, n)
@@ -491,6 +529,34 @@ class CompiledModel:
             confidence=assigned.confidence,
             distance=assigned.distance,
         )
+
+    def _compute_derived(
+        self, numeric: np.ndarray, categorical: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, Sequence[np.ndarray]]:
+        """The estimator's inputs from the raw ones: derived columns computed on the arrays."""
+        try:
+            raw = np.asarray(numeric, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"numeric features must be numbers: {exc}") from None
+        if raw.ndim != 2 or raw.shape[1] != len(self.numeric):
+            raise InvalidInputError(
+                f"numeric must have shape (n, {len(self.numeric)}), got {raw.shape}"
+            )
+        if np.isinf(raw).any():
+            raise InvalidInputError("numeric features contain infinity")
+        if len(categorical) != len(self.categorical):
+            raise InvalidInputError(
+                f"expected {len(self.categorical)} text arrays {list(self.categorical)}, "
+                f"got {len(categorical)}"
+            )
+        columns: dict[str, Any] = {name: raw[:, j] for j, name in enumerate(self.numeric)}
+        columns.update(zip(self.categorical, categorical, strict=True))
+        values = self._derived.evaluate(columns)
+        n = raw.shape[0]
+        model_numeric = np.empty((n, len(self._layout_numeric)), dtype=np.float64)
+        for j, name in enumerate(self._layout_numeric):
+            model_numeric[:, j] = values[name] if name in values else columns[name]
+        return model_numeric, categorical[len(self._derived.date_columns) :]
 
     def _weighted_log_prob(
         self, Z: np.ndarray, codes: list[np.ndarray], sq: np.ndarray, n: int

@@ -106,8 +106,11 @@ class ServedModel:
             "input": {
                 "id_column": self.spec.id_column,
                 "numeric": list(self.spec.numeric),
-                "categorical": list(self.spec.categorical),
+                "categorical": [c for c in self.spec.categorical if c not in self.spec.dates],
+                "dates": list(self.spec.dates),
             },
+            # model inputs the model computes from the raw input columns, as the schema wrote them
+            "derived": self.model.derived.to_dict(),
             "personas": [
                 {
                     "persona_id": p.persona_id,
@@ -159,17 +162,20 @@ def spec_for_model(
 ) -> Callable[[PersonaModel], InputSpec]:
     """The request contract of a model: its own feature columns under the schema it was trained
     with (logged with it); ``schema`` serves models logged before they carried one (None: such
-    a model cannot be served)."""
+    a model cannot be served). A model with derived features takes the raw columns of its schema
+    (dates as text) and computes them."""
 
     def build(model: PersonaModel) -> InputSpec:
-        categorical = list(model.categorical)
-        numeric = [f for f in model.features if f not in categorical]
         if model.schema:
             trained = schema_from_dict(model.schema, "model schema")
         elif schema is not None:
             trained = schema
         else:
             raise ModelUnavailableError("the model carries no schema, so no request contract")
+        if model.derived:
+            return InputSpec.from_schema(trained, max_rows, extra_columns=extra_columns)
+        categorical = list(model.categorical)
+        numeric = [f for f in model.features if f not in categorical]
         return InputSpec.from_schema(trained, max_rows, (numeric, categorical), extra_columns)
 
     return build
