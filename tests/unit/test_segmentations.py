@@ -144,3 +144,15 @@ def test_a_mage_run_variable_picks_the_segmentation(stack, capsys):
     context = blocks._context({"segmentation": "mall", "seed": "3"})
     assert context.schema.id_column == "ID" and context.catalogue is None
     assert context.registry.model_name == "persona-segmentation-mall"
+
+
+def test_a_bad_derived_expression_is_refused_when_the_segmentation_is_added(stack, capsys, caplog):
+    tmp_path, _ = stack
+    schema = tmp_path / "bad.yaml"
+    schema.write_text(yaml.safe_dump({**MARKETING, "derived": {"total_spend": "MntWine + 1"}}))
+    code, _, _ = run(capsys, "segmentation", "add", "shop", "--schema", str(schema))
+    assert code == 2
+    assert "unknown column 'MntWine'" in caplog.text and "MntWines" in caplog.text
+    assert "total_spend" in caplog.text
+    code, listed, _ = run(capsys, "segmentation", "list")
+    assert [s["name"] for s in listed] == ["default"]  # nothing was stored
