@@ -43,6 +43,7 @@ class SearchParams:
     stability_sample: int = 4000
     selection_metric: str = "silhouette"
     min_stability: float = 0.85
+    stability_reference_rows: int = 4000
     tie_tolerance: float = 0.005
     max_match_distance: float = 1.5
     new_name_prefix: str = "Emerging Segment"
@@ -114,12 +115,15 @@ def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> SearchPa
         stability_sample=int(metrics.get("stability_sample", 4000)),
         selection_metric=str(selection.get("metric", "silhouette")),
         min_stability=float(selection.get("min_stability", 0.85)),
+        stability_reference_rows=int(selection.get("stability_reference_rows", 4000)),
         tie_tolerance=float(selection.get("tie_tolerance", 0.005)),
         max_match_distance=float(naming.get("max_match_distance", 1.5)),
         new_name_prefix=str(naming.get("new_name_prefix", "Emerging Segment")),
         promotion_metric=str(promotion.get("metric", "silhouette")),
         promotion_margin=float(promotion.get("margin", 0.01)),
     )
+    if params.stability_reference_rows < 1:
+        raise ConfigurationError(f"{source}: selection.stability_reference_rows must be >= 1")
     if not 0 < params.holdout_fraction < 0.9:
         raise ConfigurationError(f"{source}: split.holdout_fraction must be in (0, 0.9)")
     for key, value in (

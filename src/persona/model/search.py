@@ -94,6 +94,11 @@ def make_estimator(family: str, k: int, kwargs: dict[str, Any], seed: int):
     return GaussianMixture(n_components=k, random_state=seed, **kwargs)
 
 
+def stability_rows(n_rows: int, params: SearchParams) -> int:
+    """Rows in each bootstrap refit: the selection rule scales its stability cut by this."""
+    return min(params.stability_sample, n_rows)
+
+
 def _stability(
     model, X: np.ndarray, eval_X: np.ndarray, eval_labels: np.ndarray, params: SearchParams
 ) -> float:
@@ -101,7 +106,7 @@ def _stability(
     rng = np.random.default_rng(params.seed + 1)
     scores = []
     for _ in range(params.stability_resamples):
-        rows = rng.integers(0, len(X), size=min(params.stability_sample, len(X)))
+        rows = rng.integers(0, len(X), size=stability_rows(len(X), params))
         refit = clone(model).fit(X[rows])
         scores.append(adjusted_rand_score(eval_labels, refit.predict(eval_X)))
     return float(np.mean(scores)) if scores else float("nan")
@@ -132,6 +137,7 @@ def _evaluate(spec, X: np.ndarray, sample: np.ndarray, truth, params: SearchPara
         fit_seconds = time.perf_counter() - t0
         metrics = score_labels(X, labels, sample)
         metrics["stability"] = _stability(model, X, X[sample], labels[sample], params)
+    metrics["stability_rows"] = float(stability_rows(len(X), params))
     metrics["n_clusters_used"] = float(len(np.unique(labels)))
     metrics["fit_seconds"] = fit_seconds
     if truth is not None:
