@@ -10,7 +10,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.mixture import BayesianGaussianMixture
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder
 from threadpoolctl import threadpool_limits
 
 from persona.data.catalogue import load_catalogue
@@ -19,7 +19,12 @@ from persona.errors import InvalidInputError, ModelUnavailableError
 from persona.model.build import build_persona_model
 from persona.model.naming import catalogue_personas
 from persona.model.params import PreprocessingParams, SearchParams
-from persona.model.preprocess import build_preprocessor, categorical_values, prepare_features
+from persona.model.preprocess import (
+    FeaturePlan,
+    build_preprocessor,
+    categorical_values,
+    prepare_features,
+)
 from persona.model.pyfunc import PersonaModel
 from persona.model.search import make_estimator
 from persona.serving.contract import Batch
@@ -36,7 +41,26 @@ PREPROCESSING = {
     "robust": PreprocessingParams(scale="robust", numeric_impute="mean"),
     "standard-numeric-only": PreprocessingParams(scale="standard", categorical_weight=0.0),
     "robust-numeric-only": PreprocessingParams(scale="robust", categorical_weight=0.0),
+    # a feature plan (persona.model.preprocess): a second numeric block through log1p, and a
+    # column left out; or every numeric column logged (the log block alone)
+    "standard-log-and-drop": PreprocessingParams(scale="standard"),
+    "robust-all-logged": PreprocessingParams(scale="robust", numeric_impute="mean"),
 }
+PLANS = {
+    "standard-log-and-drop": FeaturePlan(
+        log=("annual_income", "avg_basket_value", "recency_days"), dropped=("web_visits",)
+    ),
+    "robust-all-logged": FeaturePlan(log=tuple(SCHEMA.numeric)),
+}
+
+
+def numeric_inputs(prep: str, schema=SCHEMA) -> tuple[str, ...]:
+    """The numeric columns a model reads, in its order: unlogged, then logged; none left out."""
+    plan = PLANS.get(prep, FeaturePlan())
+    kept = [name for name in schema.numeric if name not in plan.dropped]
+    return tuple(sorted(kept, key=lambda name: name in plan.log))
+
+
 FAMILIES = {
     "kmeans": ("kmeans", {"n_init": 1}),
     "minibatch_kmeans": ("minibatch_kmeans", {"n_init": 1, "batch_size": 1024}),
@@ -78,7 +102,8 @@ def preprocessor(name: str, reverse_numeric: bool = False):
     if reverse_numeric:
         schema = replace(SCHEMA, numeric=dict(reversed(list(SCHEMA.numeric.items()))))
     features = prepare_features(training_frame(), schema)
-    return schema, build_preprocessor(schema, PREPROCESSING[name]).fit(features)
+    pre = build_preprocessor(schema, PREPROCESSING[name], PLANS.get(name)).fit(features)
+    return schema, pre
 
 
 @cache
@@ -128,7 +153,7 @@ def test_matches_pyfunc(prep, family):
         cleaned[name] = categorical_values(cleaned[name])
     np.testing.assert_array_equal(scores.labels, model.estimator.predict(cleaned))
     np.testing.assert_array_equal(numeric, before)  # the caller's array is not imputed in place
-    assert compiled.numeric == tuple(SCHEMA.numeric)
+    assert compiled.numeric == numeric_inputs(prep)
     with_categoricals = PREPROCESSING[prep].categorical_weight > 0
     assert compiled.categorical == (tuple(SCHEMA.categorical) if with_categoricals else ())
 
@@ -180,6 +205,10 @@ def unsupported_pipeline(case: str) -> Pipeline:
         impute = pre.transformers[1][1].steps[0]
         encoder = OneHotEncoder(drop="first", handle_unknown="ignore", sparse_output=False)
         pre.set_params(categorical=Pipeline([impute, ("one_hot", encoder)]))
+    elif case == "function":
+        impute, scale = pre.transformers[0][1].steps
+        root = FunctionTransformer(np.sqrt, feature_names_out="one-to-one")
+        pre.set_params(numeric=Pipeline([impute, ("sqrt", root), scale]))
     elif case == "cluster-model":
         cluster = BayesianGaussianMixture(n_components=K, max_iter=5, random_state=0)
     steps = [("preprocess", pre), ("cluster", cluster)]
@@ -193,6 +222,7 @@ def unsupported_pipeline(case: str) -> Pipeline:
     [
         ("scaler", "MinMaxScaler"),
         ("encoder-drop", "OneHotEncoder with drop"),
+        ("function", "FunctionTransformer"),
         ("cluster-model", "BayesianGaussianMixture"),
         ("extra-step", "need preprocess \\+ cluster"),
     ],
@@ -230,11 +260,13 @@ def test_malformed_input_is_invalid_input():
 
 
 @pytest.mark.parametrize(
-    ("prep", "reverse"), [("standard-numeric-only", False), ("standard", True)]
+    ("prep", "reverse"),
+    [("standard-numeric-only", False), ("standard", True), ("standard-log-and-drop", False)],
 )
 def test_served_model_feeds_the_fast_path_from_a_request_batch(prep, reverse):
-    """A request carries every feature in the model's order; numeric-only models or another
-    column order must still score exactly like the pyfunc, on both scoring paths."""
+    """A request carries every feature in the model's order; numeric-only models, another
+    column order or a column the model leaves out must still score exactly like the pyfunc,
+    on both scoring paths."""
     model, _ = trained(prep, "kmeans", reverse_numeric=reverse)
     spec = spec_for_model(SCHEMA, 5000)(model)
     frame = scoring_frame()
@@ -277,12 +309,16 @@ def hostile_frame(seed: int) -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_both_paths_agree_on_random_and_hostile_values(family):
+@pytest.mark.parametrize(
+    ("prep", "family"),
+    [*(("standard", family) for family in FAMILIES), ("standard-log-and-drop", "kmeans")],
+)
+def test_both_paths_agree_on_random_and_hostile_values(prep, family):
     """The pyfunc and the fast path share the assignment maths (persona.model.scoring); what
     they compute apart (the feature space) must agree too, overflow included: a row is
-    unscorable (non-finite confidence or distance) on both paths or on neither."""
-    model, _ = trained("standard", family)
+    unscorable (non-finite confidence or distance) on both paths or on neither. Through log1p,
+    an amount below -1 (outside the schema) is NaN on both paths."""
+    model, _ = trained(prep, family)
     compiled = CompiledModel.from_persona_model(model)
     for seed in (1, 2):
         frame = hostile_frame(seed)

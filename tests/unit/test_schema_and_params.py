@@ -52,6 +52,8 @@ def test_default_params_cover_the_required_families():
     assert params.candidates["gaussian_mixture"]["covariance_type"]
     assert params.promotion_margin > 0
     assert params.to_flat_dict()["pre.scale"] == "standard"
+    # the search plans its features (log1p of heavy tails, signal-free columns left out)
+    assert params.preprocessing.log_tail_share and params.preprocessing.drop_uninformative_p
 
 
 @pytest.mark.parametrize(
@@ -70,6 +72,22 @@ def test_default_params_cover_the_required_families():
         (
             {"candidates": {"kmeans": {"k": [3]}}, "selection": {"metric": "bic"}},
             "selection.metric",
+        ),
+        (
+            {"candidates": {"kmeans": {"k": [3]}}, "preprocessing": {"log_tail_share": "yes"}},
+            "log_tail_share",
+        ),
+        (
+            {"candidates": {"kmeans": {"k": [3]}}, "preprocessing": {"log_tail_share": 0}},
+            "log_tail_share",
+        ),
+        (
+            {"candidates": {"kmeans": {"k": [3]}}, "preprocessing": {"drop_uninformative_p": 1}},
+            "drop_uninformative_p",
+        ),
+        (
+            {"candidates": {"kmeans": {"k": [3]}}, "selection": {"stability_reference_rows": 0}},
+            "stability_reference_rows",
         ),
     ],
 )

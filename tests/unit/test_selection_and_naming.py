@@ -1,24 +1,28 @@
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from persona.data.catalogue import load_catalogue
+from persona.data.catalogue import Catalogue, catalogue_from_dict, load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.errors import PersonaError
 from persona.model.naming import catalogue_personas, match_personas
 from persona.model.params import load_params
 from persona.model.preprocess import build_preprocessor, prepare_features
-from persona.model.search import Candidate
-from persona.model.selection import select_winner
+from persona.model.search import Candidate, run_search
+from persona.model.selection import select_winner, stability_cut
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = load_params(ROOT / "01_model/params.yaml")
 
 
-def cand(name, k, silhouette, stability=0.99, family="kmeans"):
-    return Candidate(name, family, k, {}, {"silhouette": silhouette, "stability": stability}, None)
+def cand(name, k, silhouette, stability=0.99, family="kmeans", rows=None):
+    metrics = {"silhouette": silhouette, "stability": stability}
+    if rows is not None:
+        metrics["stability_rows"] = rows
+    return Candidate(name, family, k, {}, metrics, None)
 
 
 def test_best_stable_silhouette_wins():
@@ -100,3 +104,61 @@ def test_no_references_names_every_cluster_new(fitted):
     mapping = match_personas(profiles, [], pre, catalogue.schema, 1.5, "Segment")
     assert [mapping[i].name for i in range(2)] == ["Segment 1", "Segment 2"]
     assert np.isnan(mapping[0].matched_distance or np.nan)
+
+
+def test_stability_cut_is_min_stability_at_the_reference_size_and_widens_below_it():
+    assert stability_cut(0.85, 4000, 4000) == 0.85
+    assert stability_cut(0.85, 200_000, 4000) == 0.85  # never stricter
+    assert stability_cut(0.85, None, 4000) == 0.85  # candidates without the metric
+    cuts = [stability_cut(0.85, rows, 4000) for rows in (3000, 1000, 300, 100)]
+    assert cuts == sorted(cuts, reverse=True) and cuts[0] < 0.85
+    # the allowed disagreement grows like 1/sqrt(rows): a quarter of the rows, twice as much
+    assert 1 - stability_cut(0.85, 1000, 4000) == pytest.approx(2 * (1 - 0.85))
+    assert stability_cut(0.85, 10, 4000) == 0.0
+
+
+def test_candidates_carry_the_rows_their_stability_was_measured_on():
+    pool = [cand("k4", 4, 0.50, stability=0.80), cand("k3", 3, 0.40, stability=0.95)]
+    assert select_winner(pool, PARAMS).name == "k3"  # 0.80 < 0.85: no row count, full cut
+    pool = [cand("k4", 4, 0.50, 0.80, rows=300.0), cand("k3", 3, 0.40, 0.95, rows=300.0)]
+    assert select_winner(pool, PARAMS).name == "k4"
+    pool = [cand("k4", 4, 0.50, 0.80, rows=4000.0), cand("k3", 3, 0.40, 0.95, rows=4000.0)]
+    assert select_winner(pool, PARAMS).name == "k3"
+
+
+def four_segments() -> Catalogue:
+    """Four segments of unequal size, 3.2 sd apart on one axis each."""
+    centres = {"A": (0, 0, 0), "B": (3.2, 0, 0), "C": (0, 3.2, 0), "D": (0, 0, 3.2)}
+    shares = {"A": 0.45, "B": 0.3, "C": 0.17, "D": 0.08}
+    return catalogue_from_dict(
+        {
+            "numeric_features": {axis: {"min": -100, "max": 100} for axis in "xyz"},
+            "personas": [
+                {
+                    "name": name,
+                    "share": shares[name],
+                    "numeric": {axis: [centre[j], 1] for j, axis in enumerate("xyz")},
+                }
+                for name, centre in centres.items()
+            ],
+        }
+    )
+
+
+def test_a_few_hundred_rows_do_not_cost_the_best_candidate_its_place():
+    """On 300 rows every bootstrap refit is small: the true k's clustering is the best by
+    silhouette but agrees with its refits only ~0.8 of the time. The absolute cut (the old
+    rule) drops it and picks the stable, coarse k=2; the cut scaled to 300 rows keeps it."""
+    catalogue = four_segments()
+    params = replace(PARAMS, n_jobs=1, candidates={"kmeans": {"k": [2, 3, 4, 5, 6], "n_init": 4}})
+    frame = generate_snapshot(catalogue, 300, seed=5, progress=False)
+    result = run_search(frame, catalogue.schema, params, progress=False)
+    best = max(result.candidates, key=lambda c: c.metrics["silhouette"])
+    assert best.k == 4  # the true number of segments
+    assert best.metrics["stability_rows"] == 300
+    assert best.metrics["stability"] < params.min_stability  # what the old rule cut on
+    old_rule = replace(params, stability_reference_rows=1)  # every table counts as large
+    dropped_to = select_winner(result.candidates, old_rule)
+    assert dropped_to.k != 4
+    assert dropped_to.metrics["ari_truth"] < best.metrics["ari_truth"] - 0.2
+    assert select_winner(result.candidates, params).name == best.name

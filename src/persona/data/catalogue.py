@@ -1,15 +1,25 @@
-"""The persona catalogue: named personas with per-feature distributions and drift scenarios."""
+"""The persona catalogue: named personas with per-feature distributions and drift scenarios.
+
+A numeric feature is drawn per persona from ``[mean, sd]`` in original units. Two optional
+keys per feature describe data that is harder to cluster, without touching the schema (the data
+contract only knows ranges and units): ``distribution: lognormal`` draws a right-skewed,
+heavy-tailed amount with that mean and sd (``normal`` is the default), and ``shared: [mean, sd]``
+draws the feature from one distribution for every persona, i.e. a column that carries no
+persona signal. Personas do not list shared features.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from persona.config_files import read_yaml
 from persona.data.schema import DatasetSchema, NumericSpec
 from persona.errors import ConfigurationError
+
+DISTRIBUTIONS = ("normal", "lognormal")
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,10 @@ class Catalogue:
     schema: DatasetSchema
     personas: tuple[PersonaSpec, ...]
     scenarios: Mapping[str, Mapping[str, Any]]
+    # feature -> "lognormal" for the features not drawn from a normal distribution
+    distributions: Mapping[str, str] = field(default_factory=dict)
+    # feature -> (mean, sd) drawn alike for every persona (no persona signal)
+    shared: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -37,13 +51,32 @@ class Catalogue:
                 return spec
         raise ConfigurationError(f"unknown persona {name!r}; known: {self.names}")
 
+    def parse_persona(self, raw: Mapping[str, Any], source: str) -> PersonaSpec:
+        """A persona outside the list (e.g. a drift scenario's newcomer), shared features filled."""
+        return _persona(raw, self.schema, source, self.shared)
 
-def _persona(raw: Mapping[str, Any], schema: DatasetSchema, source: str) -> PersonaSpec:
+
+def _persona(
+    raw: Mapping[str, Any],
+    schema: DatasetSchema,
+    source: str,
+    shared: Mapping[str, tuple[float, float]] | None = None,
+) -> PersonaSpec:
     name = raw.get("name")
     if not name:
         raise ConfigurationError(f"{source}: every persona needs a 'name'")
+    shared = shared or {}
+    listed = set(raw.get("numeric") or {}) & set(shared)
+    if listed:
+        raise ConfigurationError(
+            f"{source}: persona {name!r} lists shared features {sorted(listed)}; "
+            "they are drawn alike for every persona"
+        )
     numeric = {}
     for feature in schema.numeric:
+        if feature in shared:
+            numeric[feature] = shared[feature]
+            continue
         try:
             mean, sd = raw["numeric"][feature]
         except (KeyError, TypeError, ValueError):
@@ -74,8 +107,41 @@ def _persona(raw: Mapping[str, Any], schema: DatasetSchema, source: str) -> Pers
     )
 
 
+def _mean_sd(value: Any, where: str) -> tuple[float, float]:
+    try:
+        mean, sd = value
+        mean, sd = float(mean), float(sd)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{where} must be [mean, sd]") from None
+    if sd < 0:
+        raise ConfigurationError(f"{where}: sd must be >= 0, got {sd}")
+    return mean, sd
+
+
+def _generator_keys(
+    features: Mapping[str, Any], source: str
+) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
+    """The per-feature distribution and shared draws: generator truth, not schema."""
+    distributions: dict[str, str] = {}
+    shared: dict[str, tuple[float, float]] = {}
+    for name, spec in features.items():
+        spec = spec or {}
+        kind = spec.get("distribution", "normal")
+        if kind not in DISTRIBUTIONS:
+            raise ConfigurationError(
+                f"{source}: numeric_features.{name}.distribution must be one of "
+                f"{'|'.join(DISTRIBUTIONS)}, got {kind!r}"
+            )
+        if kind != "normal":
+            distributions[name] = kind
+        if "shared" in spec:
+            shared[name] = _mean_sd(spec["shared"], f"{source}: numeric_features.{name}.shared")
+    return distributions, shared
+
+
 def catalogue_from_dict(raw: Mapping[str, Any], source: str = "catalogue") -> Catalogue:
     dataset = raw.get("dataset") or {}
+    distributions, shared = _generator_keys(raw.get("numeric_features") or {}, source)
     numeric = {
         name: NumericSpec(
             min=spec.get("min"),
@@ -95,16 +161,30 @@ def catalogue_from_dict(raw: Mapping[str, Any], source: str = "catalogue") -> Ca
         numeric=numeric,
         categorical=categorical,
     )
-    personas = tuple(_persona(p, schema, source) for p in raw.get("personas") or [])
+    personas = tuple(_persona(p, schema, source, shared) for p in raw.get("personas") or [])
     if len(personas) < 2:
         raise ConfigurationError(f"{source}: at least two personas are needed")
     total = sum(p.share for p in personas)
     if abs(total - 1.0) > 1e-6:
         raise ConfigurationError(f"{source}: persona shares must sum to 1, got {total:.4f}")
+    for persona in personas:
+        for feature, kind in distributions.items():
+            mean, _sd = persona.numeric[feature]
+            if kind == "lognormal" and mean <= 0:
+                raise ConfigurationError(
+                    f"{source}: persona {persona.name!r} {feature}: a lognormal mean must be > 0"
+                )
     scenarios = dict(raw.get("drift_scenarios") or {})
+    catalogue = Catalogue(
+        schema=schema,
+        personas=personas,
+        scenarios=scenarios,
+        distributions=distributions,
+        shared=shared,
+    )
     if "new_persona" in scenarios:
-        _persona(scenarios["new_persona"]["persona"], schema, f"{source}: new_persona")
-    return Catalogue(schema=schema, personas=personas, scenarios=scenarios)
+        catalogue.parse_persona(scenarios["new_persona"]["persona"], f"{source}: new_persona")
+    return catalogue
 
 
 def load_catalogue(path: Path) -> Catalogue:

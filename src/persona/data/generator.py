@@ -3,6 +3,11 @@
 Deterministic for a seed: a customer's id and persona come from the population seed alone,
 so the same customer keeps the same persona across months; feature values are drawn per
 month. Drift scenarios change the distribution in named, testable ways.
+
+Each numeric feature is normal unless the catalogue says ``lognormal``; a lognormal feature is
+drawn through the same normal draw (its log-scale parameters in place of mean and sd, then
+``exp``), so a catalogue without lognormal features gives the same frame, byte for byte, as
+before the distributions existed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from persona.data.catalogue import Catalogue, PersonaSpec
-from persona.data.catalogue import _persona as parse_persona
 from persona.data.months import check_month
 from persona.errors import ConfigurationError
 
@@ -59,13 +63,19 @@ def scenario_personas(catalogue: Catalogue, scenario: str) -> list[PersonaSpec]:
         return [replace(p, share=shares.get(p.name, 0.0) / total) for p in personas]
     if scenario == "new_persona":
         new_share = float(spec["share"])
-        newcomer = parse_persona(spec["persona"], catalogue.schema, "new_persona")
+        newcomer = catalogue.parse_persona(spec["persona"], "new_persona")
         return [replace(p, share=p.share * (1 - new_share)) for p in personas] + [
             replace(newcomer, share=new_share)
         ]
     # channel_shift: every persona takes the scenario's categorical mix
     override = spec["categorical"]
     return [replace(p, categorical={**p.categorical, **override}) for p in personas]
+
+
+def lognormal_parameters(mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of the log of a lognormal variable with this mean and sd (original units)."""
+    sigma_sq = np.log1p((sd / mean) ** 2)
+    return np.log(mean) - sigma_sq / 2, np.sqrt(sigma_sq)
 
 
 def generate_snapshot(
@@ -93,6 +103,7 @@ def generate_snapshot(
     rng = np.random.default_rng(_month_seed(seed, month, scenario))
 
     numeric = np.empty((n_rows, len(schema.numeric)), dtype=np.float64)
+    lognormal = np.array([catalogue.distributions.get(f) == "lognormal" for f in schema.numeric])
     categorical = {name: np.empty(n_rows, dtype=object) for name in schema.categorical}
     truth = np.empty(n_rows, dtype=object)
     disable = None if progress is None else not progress
@@ -103,7 +114,13 @@ def generate_snapshot(
                 continue
             means = np.array([persona.numeric[f][0] for f in schema.numeric])
             sds = np.array([persona.numeric[f][1] for f in schema.numeric])
+            if lognormal.any():
+                means[lognormal], sds[lognormal] = lognormal_parameters(
+                    means[lognormal], sds[lognormal]
+                )
             numeric[rows] = rng.normal(means, sds, size=(rows.size, means.size))
+            if lognormal.any():
+                numeric[np.ix_(rows, lognormal)] = np.exp(numeric[np.ix_(rows, lognormal)])
             for name in schema.categorical:
                 levels = list(persona.categorical[name])
                 probs = np.array([persona.categorical[name][level] for level in levels])

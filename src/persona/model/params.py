@@ -22,6 +22,12 @@ class PreprocessingParams:
     categorical_impute: str = "most_frequent"
     one_hot: bool = True
     categorical_weight: float = 0.5
+    # log1p for non-negative, right-skewed numeric columns whose most extreme 1% of rows carry
+    # at least this share of their variance (None: never); see persona.model.preprocess
+    log_tail_share: float | None = None
+    # leave out numeric columns that clusters of the other columns explain no better than
+    # chance: F-test p-value at least this (0: keep every column); see persona.model.preprocess
+    drop_uninformative_p: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class SearchParams:
     stability_sample: int = 4000
     selection_metric: str = "silhouette"
     min_stability: float = 0.85
+    stability_reference_rows: int = 4000
     tie_tolerance: float = 0.005
     max_match_distance: float = 1.5
     new_name_prefix: str = "Emerging Segment"
@@ -72,6 +79,18 @@ def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> SearchPa
         raise ConfigurationError(f"{source}: preprocessing.numeric_impute must be median|mean")
     if preprocessing.scale not in {"standard", "robust"}:
         raise ConfigurationError(f"{source}: preprocessing.scale must be standard|robust")
+    tail = preprocessing.log_tail_share
+    if tail is not None and (
+        isinstance(tail, bool) or not isinstance(tail, int | float) or not 0 < tail <= 1
+    ):
+        raise ConfigurationError(
+            f"{source}: preprocessing.log_tail_share must be in (0, 1] or null, got {tail!r}"
+        )
+    drop = preprocessing.drop_uninformative_p
+    if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop < 1:
+        raise ConfigurationError(
+            f"{source}: preprocessing.drop_uninformative_p must be in [0, 1), got {drop!r}"
+        )
     candidates = dict(section("candidates"))
     unknown = set(candidates) - set(FAMILIES)
     if unknown or not candidates:
@@ -96,12 +115,15 @@ def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> SearchPa
         stability_sample=int(metrics.get("stability_sample", 4000)),
         selection_metric=str(selection.get("metric", "silhouette")),
         min_stability=float(selection.get("min_stability", 0.85)),
+        stability_reference_rows=int(selection.get("stability_reference_rows", 4000)),
         tie_tolerance=float(selection.get("tie_tolerance", 0.005)),
         max_match_distance=float(naming.get("max_match_distance", 1.5)),
         new_name_prefix=str(naming.get("new_name_prefix", "Emerging Segment")),
         promotion_metric=str(promotion.get("metric", "silhouette")),
         promotion_margin=float(promotion.get("margin", 0.01)),
     )
+    if params.stability_reference_rows < 1:
+        raise ConfigurationError(f"{source}: selection.stability_reference_rows must be >= 1")
     if not 0 < params.holdout_fraction < 0.9:
         raise ConfigurationError(f"{source}: split.holdout_fraction must be in (0, 0.9)")
     for key, value in (

@@ -30,7 +30,12 @@ from tqdm.auto import tqdm
 
 from persona.data.schema import DatasetSchema
 from persona.model.params import SearchParams
-from persona.model.preprocess import build_preprocessor, prepare_features
+from persona.model.preprocess import (
+    FeaturePlan,
+    build_preprocessor,
+    plan_features,
+    prepare_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ class SearchResult:
     candidates: list[Candidate]
     n_fit_rows: int
     seconds: float
+    plan: FeaturePlan = field(default_factory=FeaturePlan)  # log-scaled and dropped columns
 
     def table(self) -> pd.DataFrame:
         rows = [
@@ -88,6 +94,11 @@ def make_estimator(family: str, k: int, kwargs: dict[str, Any], seed: int):
     return GaussianMixture(n_components=k, random_state=seed, **kwargs)
 
 
+def stability_rows(n_rows: int, params: SearchParams) -> int:
+    """Rows in each bootstrap refit: the selection rule scales its stability cut by this."""
+    return min(params.stability_sample, n_rows)
+
+
 def _stability(
     model, X: np.ndarray, eval_X: np.ndarray, eval_labels: np.ndarray, params: SearchParams
 ) -> float:
@@ -95,7 +106,7 @@ def _stability(
     rng = np.random.default_rng(params.seed + 1)
     scores = []
     for _ in range(params.stability_resamples):
-        rows = rng.integers(0, len(X), size=min(params.stability_sample, len(X)))
+        rows = rng.integers(0, len(X), size=stability_rows(len(X), params))
         refit = clone(model).fit(X[rows])
         scores.append(adjusted_rand_score(eval_labels, refit.predict(eval_X)))
     return float(np.mean(scores)) if scores else float("nan")
@@ -126,6 +137,7 @@ def _evaluate(spec, X: np.ndarray, sample: np.ndarray, truth, params: SearchPara
         fit_seconds = time.perf_counter() - t0
         metrics = score_labels(X, labels, sample)
         metrics["stability"] = _stability(model, X, X[sample], labels[sample], params)
+    metrics["stability_rows"] = float(stability_rows(len(X), params))
     metrics["n_clusters_used"] = float(len(np.unique(labels)))
     metrics["fit_seconds"] = fit_seconds
     if truth is not None:
@@ -149,7 +161,11 @@ def run_search(
     started = time.perf_counter()
     rows = fit_sample(frame, params)
     features = prepare_features(rows, schema)
-    preprocessor = build_preprocessor(schema, params.preprocessing).fit(features)
+    grid = [spec for spec in candidate_grid(params) if spec[2] < len(features)]
+    # the column screening clusters as finely as the search goes
+    finest = max((spec[2] for spec in grid), default=0)
+    plan = plan_features(features, schema, params.preprocessing, finest, params.seed)
+    preprocessor = build_preprocessor(schema, params.preprocessing, plan).fit(features)
     X = preprocessor.transform(features)
     rng = np.random.default_rng(params.seed)
     sample = rng.choice(len(X), size=min(params.silhouette_sample, len(X)), replace=False)
@@ -157,7 +173,6 @@ def run_search(
     if schema.truth_column and schema.truth_column in rows.columns:
         truth = rows[schema.truth_column].to_numpy()
 
-    grid = [spec for spec in candidate_grid(params) if spec[2] < len(X)]
     disable = None if progress is None else not progress
     # One process per core, one BLAS/OpenMP thread each: on small matrices this beats
     # threaded BLAS, and it keeps OpenMP from spinning on the other core.
@@ -173,4 +188,4 @@ def run_search(
         logger.debug("%s: %s", name, metrics)
     seconds = time.perf_counter() - started
     logger.info("searched %d candidates on %d rows in %.1fs", len(candidates), len(X), seconds)
-    return SearchResult(candidates=candidates, n_fit_rows=len(X), seconds=seconds)
+    return SearchResult(candidates=candidates, n_fit_rows=len(X), seconds=seconds, plan=plan)

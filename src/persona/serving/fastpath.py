@@ -7,6 +7,10 @@ persona, confidence, distance) with a handful of vectorised numpy operations per
 the feature-space quantities (``||x||²``, ``x·c``, a mixture's log-likelihoods) and hands them to
 ``persona.model.scoring``, which assigns clusters for the pyfunc too.
 
+Numeric columns may be split over several blocks of the ColumnTransformer (e.g. a block that
+takes skewed amounts through ``FunctionTransformer(np.log1p)`` before scaling): each block's ops
+run on its own columns and the results sit side by side, as the transformer lays them out.
+
 One-hot columns are never materialised: a categorical column contributes one gathered row of a
 precomputed table (its level's offset in the feature space), and an unknown level gathers the
 trailing all-zero row, which is exactly ``handle_unknown="ignore"``.
@@ -33,7 +37,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, RobustScaler, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, RobustScaler, StandardScaler
 
 from persona.data.derived import DerivedFeatures
 from persona.data.schema import schema_from_dict
@@ -71,12 +75,20 @@ class _CategoricalColumn:
 
 
 @dataclass(frozen=True)
+class _NumericBlock:
+    """One numeric transformer: ops applied in order to its columns of the caller's array."""
+
+    inputs: np.ndarray  # positions in ``CompiledModel.numeric``
+    ops: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class _Layout:
     """What the ColumnTransformer does, as arrays: numeric ops and categorical lookups."""
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
-    numeric_ops: tuple[tuple[str, Any], ...]
+    numeric_blocks: tuple[_NumericBlock, ...]
     numeric_dims: np.ndarray  # feature-space column of each preprocessed numeric column
     categorical_columns: tuple[_CategoricalColumn, ...]
     weights: np.ndarray  # per feature-space column: its one-hot value (0 for numeric ones)
@@ -150,6 +162,12 @@ def _numeric_block(
                 ops.append(("keep", np.flatnonzero(keep)))
                 width = int(keep.sum())
             ops.append(("fill", _frozen(fill)))
+        elif kind is FunctionTransformer:
+            # np.log1p itself, as persona.model.preprocess builds it; anything else (another
+            # function, keyword arguments, a lambda) is not something we can reproduce
+            if step.func is not np.log1p or step.kw_args:
+                raise _unsupported(f"FunctionTransformer(func={step.func!r}) in {block!r}")
+            ops.append(("log1p", None))
         elif kind is StandardScaler:
             if step.with_mean:
                 ops.append(("sub", _frozen(step.mean_)))
@@ -221,8 +239,8 @@ def _compile_preprocessor(preprocessor: Any) -> _Layout:
     weights = preprocessor.transformer_weights or {}
     numeric: list[str] = []
     categorical: list[str] = []
-    numeric_ops: list[tuple[str, Any]] = []
-    numeric_dims = np.empty(0, dtype=np.intp)
+    numeric_blocks: list[_NumericBlock] = []
+    numeric_dims: list[np.ndarray] = []
     categorical_columns: list[_CategoricalColumn] = []
     dim_weights: list[np.ndarray] = []
     offset = 0
@@ -243,11 +261,11 @@ def _compile_preprocessor(preprocessor: Any) -> _Layout:
             categorical_columns, categorical = cols, names
             dim_weights.append(np.full(width, 1.0 if weight is None else float(weight)))
         else:
-            if numeric:
-                raise _unsupported("more than one numeric transformer")
-            numeric_ops, width = _numeric_block(transformer, names, weight, name)
-            numeric = names
-            numeric_dims = np.arange(offset, offset + width)
+            ops, width = _numeric_block(transformer, names, weight, name)
+            inputs = np.arange(len(numeric), len(numeric) + len(names))
+            numeric_blocks.append(_NumericBlock(inputs, tuple(ops)))
+            numeric += names
+            numeric_dims.append(np.arange(offset, offset + width))
             dim_weights.append(np.zeros(width))
         expected = getattr(preprocessor, "output_indices_", {}).get(name)
         if expected is not None and (expected.start, expected.stop) != (offset, offset + width):
@@ -260,8 +278,8 @@ def _compile_preprocessor(preprocessor: Any) -> _Layout:
     return _Layout(
         numeric=tuple(numeric),
         categorical=tuple(categorical),
-        numeric_ops=tuple(numeric_ops),
-        numeric_dims=numeric_dims,
+        numeric_blocks=tuple(numeric_blocks),
+        numeric_dims=np.concatenate(numeric_dims) if numeric_dims else np.empty(0, np.intp),
         categorical_columns=tuple(categorical_columns),
         weights=np.concatenate(dim_weights),
         n_dims=offset,
@@ -291,6 +309,28 @@ def _derived_of(persona_table: dict) -> DerivedFeatures:
         raise ModelUnavailableError(f"persona table is malformed: {exc}") from None
 
 
+def _apply(X: np.ndarray, ops: tuple[tuple[str, Any], ...]) -> np.ndarray:
+    """A numeric block's ops on its own (writable) float64 columns."""
+    for op, value in ops:
+        if op == "fill":
+            missing = np.isnan(X)
+            if missing.any():
+                np.copyto(X, value, where=missing)
+        elif op == "sub":
+            X -= value
+        elif op == "div":
+            X /= value
+        elif op == "mul":
+            X *= value
+        elif op == "log1p":
+            # below -1 is NaN (-1: -inf), as in the pyfunc: such a row scores non-finite
+            with np.errstate(invalid="ignore", divide="ignore"):
+                np.log1p(X, out=X)
+        else:  # keep
+            X = X[:, value]
+    return X
+
+
 class CompiledModel:
     """A fitted persona pipeline reduced to numpy arrays; ``score`` matches the pyfunc."""
 
@@ -316,7 +356,7 @@ class CompiledModel:
             layout = _compile_preprocessor(estimator.steps[0][1])
             self._layout_numeric, self._layout_categorical = layout.numeric, layout.categorical
             self._derive_inputs(derived or DerivedFeatures())
-            self._ops = layout.numeric_ops
+            self._blocks = layout.numeric_blocks
             self._columns = layout.categorical_columns
             self._compile_model(estimator.steps[1][1], layout)
         except (AttributeError, TypeError, ValueError, IndexError) as exc:
@@ -444,20 +484,10 @@ class CompiledModel:
             )
         if np.isinf(X).any():
             raise InvalidInputError("numeric features contain infinity")
-        for op, value in self._ops:
-            if op == "fill":
-                missing = np.isnan(X)
-                if missing.any():
-                    np.copyto(X, value, where=missing)
-            elif op == "sub":
-                X -= value
-            elif op == "div":
-                X /= value
-            elif op == "mul":
-                X *= value
-            else:  # keep
-                X = X[:, value]
-        return X
+        if len(self._blocks) == 1:  # the common layout: no gathering, ops in place
+            return _apply(X, self._blocks[0].ops)
+        parts = [_apply(X[:, block.inputs], block.ops) for block in self._blocks]
+        return np.concatenate(parts, axis=1) if parts else X
 
     def _codes(self, categorical: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
         """Feature-space column per row and categorical column (-1: contributes nothing)."""
