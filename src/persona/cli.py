@@ -7,7 +7,6 @@ prints results as JSON; no stack traces for expected failures.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -32,9 +31,9 @@ logger = logging.getLogger("persona.cli")
 
 
 def _emit(result: Any) -> None:
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        result = dataclasses.asdict(result)
-    sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    from persona.values import to_plain
+
+    sys.stdout.write(json.dumps(to_plain(result), indent=2, default=str) + "\n")
 
 
 def _data_generate(args: argparse.Namespace, settings: Settings) -> Any:

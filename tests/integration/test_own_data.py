@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 import requests
 import sqlalchemy as sa
+import yaml
 from conftest import ROOT, VENVS
 
+from persona.adapters import drift_store
 from persona.cli import main
 from persona.services.processes import free_port, start_service, wait_http
 
@@ -96,7 +98,23 @@ def test_own_export_is_served_beside_the_default_without_a_restart(stack, capsys
 
     inferred = run(capsys, "data", "infer-schema", str(path), "--out", str(tmp / "marketing.yaml"))
     assert inferred["id_column"] == "ID"
-    added = run(capsys, "segmentation", "add", "marketing", "--schema", str(tmp / "marketing.yaml"))
+    # as the schema's comments ask: widen the observed ranges to what is plausible
+    schema = yaml.safe_load((tmp / "marketing.yaml").read_text())
+    schema["numeric_features"]["Income"].update(min=0, max=1_000_000)
+    (tmp / "marketing.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    # its own drift thresholds: a few hundred customers are enough for this team
+    drift = yaml.safe_load((ROOT / "04_monitoring/drift.yaml").read_text())
+    (tmp / "drift.yaml").write_text(yaml.safe_dump({**drift, "min_rows": 100}))
+    added = run(
+        capsys,
+        "segmentation",
+        "add",
+        "marketing",
+        "--schema",
+        str(tmp / "marketing.yaml"),
+        "--drift",
+        str(tmp / "drift.yaml"),
+    )
     assert added["customers_table"] == "customers_marketing"
     ingested = run(capsys, "data", "ingest", "--segmentation", "marketing", "--file", str(path))
     assert ingested["rows"] == len(export)
@@ -166,6 +184,31 @@ def test_own_export_is_served_beside_the_default_without_a_restart(stack, capsys
         count = connection.execute(sa.text("SELECT count(*) FROM customer_personas_marketing"))
         assert count.scalar() == len(export)
         assert not sa.inspect(connection).has_table("customer_personas")
+
+    # the next export is another snapshot of the same segmentation; monitoring compares them
+    drifted = export.assign(Income=(export["Income"] * 1.4).round().astype("Int64"))
+    later = tmp / "marketing_next.csv"
+    later.write_bytes(b"\xef\xbb\xbf" + drifted.to_csv(sep=";", index=False).encode())
+    run(
+        capsys,
+        "data",
+        "ingest",
+        "--segmentation",
+        "marketing",
+        "--file",
+        str(later),
+        "--month",
+        "2031-01",
+    )
+    checked = run(
+        capsys, "monitor", "--segmentation", "marketing", "--month", "2031-01", "--retrain", "false"
+    )
+    runs = drift_store.read_runs(engine)
+    mine = runs[runs["run_id"] == checked["run_id"]].iloc[0]
+    assert mine["model_name"].endswith("-marketing") and mine["data_window"].endswith("2031-01")
+    assert mine["n_current"] == len(export)
+    columns = drift_store.read_columns(engine, checked["run_id"]).set_index("column_name")
+    assert columns.loc["Income", "drifted"] and not columns.loc["Kidhome", "drifted"]
 
     # removal refuses while it serves, then stops the API serving it
     assert main(["segmentation", "remove", "marketing"]) == 2

@@ -325,31 +325,40 @@ def test_not_a_drift_report(report):
 # --------------------------------------------------------------------------- serialisation
 
 
-def test_result_round_trips_through_json():
+def test_result_round_trips_through_the_mage_boundary():
+    """Blocks hand a DriftResult on as JSON (orchestration.blocks); NaN scores become null."""
+    from persona.values import from_plain, to_plain
+
     result = DriftResult(
         n_reference=20_000,
         n_current=10_000,
         columns=(
             ColumnDrift("annual_income", "wasserstein", 0.46, 0.1, True),
-            ColumnDrift("channel", "jensenshannon", 0.008, 0.1, False),
+            ColumnDrift("age", "ks", math.nan, 0.05, False),
         ),
         drift_share=0.5,
         dataset_drift=True,
         reason="1 of 2 columns drifted",
     )
-    raw = json.loads(json.dumps(result.to_dict()))
-    assert raw["drifted_columns"] == ["annual_income"]
-    assert raw["columns"][0]["column_name"] == "annual_income"
-    assert DriftResult.from_dict(raw) == result
+    raw = json.loads(json.dumps(to_plain(result)))
+    assert raw["columns"][1]["score"] is None
+    back = from_plain(DriftResult, raw)
+    assert back.columns[0] == result.columns[0] and math.isnan(back.columns[1].score)
+    assert back.drifted_columns == ("annual_income",)
     skipped = DriftResult.insufficient(20_000, 12, "only 12 current rows")
-    assert DriftResult.from_dict(json.loads(json.dumps(skipped.to_dict()))) == skipped
+    assert from_plain(DriftResult, json.loads(json.dumps(to_plain(skipped)))) == skipped
     assert skipped.drift_share is None and not skipped.dataset_drift and not skipped.enough_data
 
 
-def test_nan_scores_serialise_as_null():
+def test_a_column_row_names_the_history_table_columns_and_nan_is_null():
     raw = ColumnDrift("age", "ks", math.nan, 0.05, False).to_dict()
-    assert raw["score"] is None and json.dumps(raw)
-    assert math.isnan(ColumnDrift.from_dict(raw).score)
+    assert raw == {
+        "column_name": "age",
+        "method": "ks",
+        "score": None,
+        "threshold": 0.05,
+        "drifted": False,
+    }
 
 
 # --------------------------------------------------------------------------- adapter surface

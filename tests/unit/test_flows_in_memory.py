@@ -27,8 +27,8 @@ from persona.flows import monitor, train
 from persona.model.params import load_params
 from persona.model.pyfunc import PersonaModel, load_estimator
 from persona.monitoring.drift import ColumnDrift, DriftResult, load_drift_config
-from persona.orchestration.blocks import from_mage, to_mage
 from persona.ports import ModelVersion, Registration
+from persona.values import from_plain, to_plain
 
 pytestmark = pytest.mark.unit
 
@@ -239,10 +239,10 @@ def test_step_values_cross_the_mage_boundary_as_json_and_back(context):
     frame = _customers(1500, 3)
     split = train.split_step(context, frame)
     search = train.search_step(context, split, progress=False)
-    stored = json.loads(json.dumps(to_mage(search)))
-    assert from_mage(train.SearchOutcome, stored) == search
+    stored = json.loads(json.dumps(to_plain(search)))
+    assert from_plain(train.SearchOutcome, stored) == search
     selection = train.select_step(context, search, split, None)
-    assert from_mage(train.Selection, json.loads(json.dumps(to_mage(selection)))) == selection
+    assert from_plain(train.Selection, json.loads(json.dumps(to_plain(selection)))) == selection
 
 
 def test_monitoring_on_too_little_data_stores_why_and_alerts_without_retraining(context, tmp_path):
@@ -277,7 +277,7 @@ def test_a_stored_drift_check_round_trips_with_nan_scores():
     stored = monitor.StoredDrift(
         "drift1", monitor.Decision.NO_DRIFT, monitor.DriftCheck(result, None, None), "w", "m", "1"
     )
-    back = from_mage(monitor.StoredDrift, json.loads(json.dumps(to_mage(stored))))
+    back = from_plain(monitor.StoredDrift, json.loads(json.dumps(to_plain(stored))))
     assert back.decision is monitor.Decision.NO_DRIFT
     assert math.isnan(back.result.columns[0].score) and back.result.columns[0].column == "age"
 
@@ -325,7 +325,7 @@ def test_training_and_monitoring_on_raw_marketing_columns(context, tmp_path):
     before = datetime.now(UTC).date().isoformat()
     search = train.search_step(marketing, split, progress=False)
     assert search.reference_date in {before, datetime.now(UTC).date().isoformat()}
-    assert from_mage(train.SearchOutcome, json.loads(json.dumps(to_mage(search)))) == search
+    assert from_plain(train.SearchOutcome, json.loads(json.dumps(to_plain(search)))) == search
     selection = train.select_step(marketing, search, split, None)
     registered = train.register_step(marketing, selection, split, None)
     assert registered.registration.alias == "live"

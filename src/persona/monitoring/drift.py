@@ -333,17 +333,6 @@ class ColumnDrift:
             "drifted": self.drifted,
         }
 
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> ColumnDrift:
-        score, threshold = raw.get("score"), raw.get("threshold")
-        return cls(
-            column=str(raw.get("column_name", raw.get("column"))),
-            method=str(raw["method"]),
-            score=math.nan if score is None else float(score),
-            threshold=math.nan if threshold is None else float(threshold),
-            drifted=bool(raw["drifted"]),
-        )
-
 
 @dataclass(frozen=True)
 class DriftResult:
@@ -365,31 +354,6 @@ class DriftResult:
     def insufficient(cls, n_reference: int, n_current: int, reason: str | None) -> DriftResult:
         """A run that checked nothing: never drift, so never a retrain on a thin sample."""
         return cls(n_reference, n_current, (), None, False, False, reason or "not enough data")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n_reference": self.n_reference,
-            "n_current": self.n_current,
-            "drift_share": self.drift_share,
-            "dataset_drift": self.dataset_drift,
-            "enough_data": self.enough_data,
-            "reason": self.reason,
-            "drifted_columns": list(self.drifted_columns),
-            "columns": [c.to_dict() for c in self.columns],
-        }
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> DriftResult:
-        share = raw.get("drift_share")
-        return cls(
-            n_reference=int(raw["n_reference"]),
-            n_current=int(raw["n_current"]),
-            columns=tuple(ColumnDrift.from_dict(c) for c in raw.get("columns") or ()),
-            drift_share=None if share is None else float(share),
-            dataset_drift=bool(raw["dataset_drift"]),
-            enough_data=bool(raw.get("enough_data", True)),
-            reason=raw.get("reason"),
-        )
 
 
 def _type_of(entry: Mapping[str, Any]) -> str:

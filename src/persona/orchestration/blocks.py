@@ -2,17 +2,13 @@
 
 This is the entry-point layer for Mage: it reads settings (run variables > environment >
 defaults), configures logging and builds the flows' contexts (``persona.composition``); the
-work itself is in ``persona.flows``. Step values cross between blocks as JSON: ``to_mage``
-and ``from_mage`` are the only place the flows' dataclasses become dicts and back.
+work itself is in ``persona.flows``. Step values cross between blocks as JSON: ``to_plain``
+and ``from_plain`` are the only place the flows' dataclasses become dicts and back.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
-from enum import Enum
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import pandas as pd
 
@@ -21,8 +17,7 @@ from persona.flows import monitor, train
 from persona.logging_setup import configure_logging
 from persona.run_variables import TRAIN_DEFAULTS
 from persona.settings import Settings, load_settings
-
-T = TypeVar("T")
+from persona.values import from_plain, to_plain
 
 # Run variables that override settings (the rest are data/run knobs read by the steps).
 SETTING_VARIABLES = {
@@ -56,46 +51,6 @@ def _context(variables: dict[str, Any]) -> train.TrainingContext:
     )
 
 
-def to_mage(value: Any) -> Any:
-    """A step value as Mage stores block outputs (JSON): NaN becomes None, enums their value."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_mage(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): to_mage(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_mage(v) for v in value]
-    if isinstance(value, Enum):
-        return value.value
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()  # numpy scalars
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def from_mage(kind: type[T] | Any, data: Any) -> T:
-    """The step value ``to_mage`` stored, rebuilt from its type hints (None back to NaN)."""
-    origin, args = get_origin(kind), get_args(kind)
-    if origin in (Union, types.UnionType):
-        if data is None and type(None) in args:
-            return None
-        kind = next(a for a in args if a is not type(None))
-        return from_mage(kind, data)
-    if dataclasses.is_dataclass(kind):
-        hints = get_type_hints(kind)
-        fields = [f for f in dataclasses.fields(kind) if f.init and f.name in data]
-        return kind(**{f.name: from_mage(hints[f.name], data[f.name]) for f in fields})
-    if origin is tuple:
-        return tuple(from_mage(args[0], item) for item in data)
-    if origin is dict:
-        return {key: from_mage(args[1], item) for key, item in data.items()}
-    if kind is float:
-        return math.nan if data is None else float(data)
-    if isinstance(kind, type) and issubclass(kind, Enum):
-        return kind(data)
-    return data
-
-
 def registration_enabled(variables: dict[str, Any]) -> bool:
     return train.run_flag(variables, "register", TRAIN_DEFAULTS["register"])
 
@@ -112,7 +67,7 @@ def validate_customers(frame: pd.DataFrame, variables: dict[str, Any]) -> pd.Dat
 
 def train_candidates(frame: pd.DataFrame, variables: dict[str, Any]) -> dict[str, Any]:
     context = _context(variables)
-    return to_mage(train.search_step(context, train.split_step(context, frame), progress=False))
+    return to_plain(train.search_step(context, train.split_step(context, frame), progress=False))
 
 
 def select_model(
@@ -121,11 +76,11 @@ def select_model(
     context = _context(variables)
     selection = train.select_step(
         context,
-        from_mage(train.SearchOutcome, search),
+        from_plain(train.SearchOutcome, search),
         train.split_step(context, frame),
         train.load_champion(context),
     )
-    return to_mage(selection)
+    return to_plain(selection)
 
 
 def register_model(
@@ -134,11 +89,11 @@ def register_model(
     context = _context(variables)
     registered = train.register_step(
         context,
-        from_mage(train.Selection, selection),
+        from_plain(train.Selection, selection),
         train.split_step(context, frame),
         train.load_champion(context),
     )
-    return to_mage(registered)
+    return to_plain(registered)
 
 
 # ------------------------------------------------------------------------------ monitor pipeline
@@ -149,7 +104,7 @@ def _monitor(variables: dict[str, Any]) -> monitor.MonitorContext:
 
 
 def load_reference(variables: dict[str, Any]) -> dict[str, Any]:
-    return to_mage(monitor.load_reference_step(_monitor(variables)))
+    return to_plain(monitor.load_reference_step(_monitor(variables)))
 
 
 def load_current(variables: dict[str, Any]) -> pd.DataFrame:
@@ -161,9 +116,9 @@ def check_drift(
     reference: dict[str, Any], current: pd.DataFrame, variables: dict[str, Any]
 ) -> dict[str, Any]:
     check = monitor.check_drift_step(
-        _monitor(variables), from_mage(monitor.Reference, reference), current
+        _monitor(variables), from_plain(monitor.Reference, reference), current
     )
-    return to_mage(check)
+    return to_plain(check)
 
 
 def store_drift(
@@ -172,11 +127,11 @@ def store_drift(
     request = monitor.MonitorRequest.from_variables(variables)
     stored = monitor.store_step(
         _monitor(variables),
-        from_mage(monitor.Reference, reference),
-        from_mage(monitor.DriftCheck, check),
+        from_plain(monitor.Reference, reference),
+        from_plain(monitor.DriftCheck, check),
         request,
     )
-    return to_mage(stored)
+    return to_plain(stored)
 
 
 def is_retraining(drift: dict[str, Any]) -> bool:
@@ -192,11 +147,11 @@ def retrain_on_drift(
 ) -> dict[str, Any]:
     retrained = monitor.retrain_step(
         _monitor(variables),
-        from_mage(monitor.StoredDrift, drift),
-        from_mage(monitor.Reference, reference),
+        from_plain(monitor.StoredDrift, drift),
+        from_plain(monitor.Reference, reference),
         current,
     )
-    return to_mage(retrained)
+    return to_plain(retrained)
 
 
 def alert(
@@ -205,8 +160,8 @@ def alert(
     request = monitor.MonitorRequest.from_variables(variables)
     summary = monitor.alert_step(
         _monitor(variables),
-        from_mage(monitor.StoredDrift, drift),
-        from_mage(monitor.Retrained | None, retrained),
+        from_plain(monitor.StoredDrift, drift),
+        from_plain(monitor.Retrained | None, retrained),
         request,
     )
-    return to_mage(summary)
+    return to_plain(summary)
