@@ -199,6 +199,8 @@ def test_training_promotes_to_the_configured_alias_then_keeps_a_worse_challenger
     assert (first.version, first.alias, first.reason) == ("1", "live", "no model in production")
     run = models.runs[first.run_id]
     assert run["tags"]["persona.naming_reference"] == "catalogue"
+    # the demo catalogue has no heavy tails nor signal-free columns: the plan changes nothing
+    assert (run["params"]["plan.log1p"], run["params"]["plan.left_out"]) == ("-", "-")
     assert {"profile/persona_profile.png", "reference/reference.parquet"} <= set(run["files"])
     assert set(first.personas) <= set(CATALOGUE.names)  # catalogue matches keep their names
     page = run["files"]["profile/persona_profile.html"].read_text("utf-8")

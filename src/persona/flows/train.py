@@ -330,7 +330,15 @@ def search_step(
         result = run_search(train, schema, params, progress=progress)
         folder = context.run_folder(run_id)
         result.table().to_csv(folder / "candidates.csv", index=False)
-        context.tracker.log_to_run(run_id, files={"": [folder / "candidates.csv"]})
+        plan = result.plan  # what the preprocessing chose from these rows, for a person to see
+        context.tracker.log_to_run(
+            run_id,
+            params={
+                "plan.log1p": ",".join(plan.log) or "-",
+                "plan.left_out": ",".join(plan.dropped) or "-",
+            },
+            files={"": [folder / "candidates.csv"]},
+        )
         candidates = []
         for candidate in result.candidates:
             child_id = context.tracker.log_candidate(
