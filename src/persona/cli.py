@@ -167,7 +167,14 @@ def _score(args: argparse.Namespace, settings: Settings) -> Any:
     schema = load_schema(settings.schema_path)
     months = [args.month] if args.month else None
     if args.file:
-        frame = read_table(Path(args.file), schema.id_column)
+        frame = read_table(
+            Path(args.file),
+            schema.id_column,
+            text_columns=[*schema.categorical, *schema.date_columns],
+            expected_columns=schema.features,
+            delimiter=args.delimiter,
+            encoding=args.encoding,
+        )
         if months and schema.month_column not in frame:
             frame[schema.month_column] = args.month  # a file of one month: label its rows
         elif months:
@@ -505,7 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="score customers through the scoring API")
     score.add_argument("--month", help="YYYY-MM to score (default: every month)")
-    score.add_argument("--file", help="CSV/Parquet of customers instead of the table")
+    score.add_argument(
+        "--file", help="CSV (any common dialect), Parquet or xlsx of customers instead of the table"
+    )
+    _add_dialect_options(score)
     score.add_argument("--out", help="write results to this CSV/Parquet instead of the table")
     score.add_argument("--url", help="scoring API (default PERSONA_SCORING_URL)")
     score.add_argument("--chunk-rows", type=int, default=5_000)
