@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,11 +195,16 @@ def create_app(
     metrics = ServiceMetrics()
     app.extensions["persona.metrics"] = metrics
     scoring_logs: dict[str, ScoringLog] = {}
+    scoring_logs_lock = threading.Lock()  # request threads may meet a segmentation at once
 
     def scoring_log_of(segmentation: str) -> ScoringLog | None:
         """Each segmentation logs to its own table (its monitor reads it), made on first use."""
         if not settings.scoring_log:
             return None
+        with scoring_logs_lock:
+            return _scoring_log(segmentation)
+
+    def _scoring_log(segmentation: str) -> ScoringLog:
         if segmentation not in scoring_logs:
             table = suffixed(settings.scoring_log_table, segmentation)
             scoring_logs[segmentation] = ScoringLog(
