@@ -154,7 +154,11 @@ def _monitor(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.flows.monitor import MonitorRequest, run_monitoring
 
     variables = {k: v for k, v in vars(args).items() if k not in {"handler", "command"}}
-    return run_monitoring(monitor_context(settings), MonitorRequest.from_variables(variables))
+    outcome = run_monitoring(monitor_context(settings), MonitorRequest.from_variables(variables))
+    if outcome.retrained is not None and outcome.retrained.failed:
+        _emit(outcome)  # the run's record, then the failure as the exit code
+        raise PersonaError(f"{outcome.retrained.reason} (run {outcome.run_id} recorded as failed)")
+    return outcome
 
 
 def _score(args: argparse.Namespace, settings: Settings) -> Any:

@@ -190,3 +190,25 @@ def test_a_configured_alias_is_the_reference_and_what_a_retrained_model_takes(
 
 def _table_request(month: str) -> monitor.MonitorRequest:
     return monitor.MonitorRequest.from_variables({"month": month})
+
+
+def test_a_month_the_model_was_trained_on_retrains_with_the_current_rows_winning(
+    trained, pg_url
+):
+    """The reference sample holds 2026-01 (its training month); monitoring 2026-01 again with
+    drifted values shares every key with it. The current rows win, nothing crashes, and the
+    run ends in a final state with its alert sent."""
+    with TelegramStub() as stub:
+        notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
+        context = _context(trained, pg_url, notifier)
+        outcome = monitor.run_monitoring(
+            context, _request(month="2026-01", rows=3000, scenario="income_inflation")
+        )
+        assert outcome.decision == monitor.Decision.RETRAIN
+        assert outcome.retrained is not None and not outcome.retrained.failed
+        # the 3,000 current customers replace their reference rows (at most the 5,000 trained
+        # on, all of month 2026-01) instead of adding to them
+        assert outcome.retrained.n_rows <= 5000
+        (run,) = [r for r in _runs(pg_url) if r["run_id"] == outcome.run_id]
+        assert run["action"] == "retrained" and run["alert_status"] == "sent"
+        assert len(stub.messages) == 1

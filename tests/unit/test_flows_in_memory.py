@@ -23,6 +23,7 @@ from scipy.stats import wasserstein_distance
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
+from persona.errors import UpstreamUnavailableError
 from persona.flows import monitor, train
 from persona.model.params import load_params
 from persona.model.pyfunc import PersonaModel, load_estimator
@@ -364,3 +365,48 @@ def test_training_and_monitoring_on_raw_marketing_columns(context, tmp_path):
     assert reports.given[0][0] == inputs and "age" in reports.given[0][1].numeric
     drifted = {c.column for c in check.result.columns if c.drifted}
     assert drifted == {"age"}
+
+
+def test_retrain_rows_hold_each_customer_month_once_and_the_current_row_wins():
+    schema = SCHEMA
+    reference = _customers(30, 1, "2026-02")
+    current = _customers(20, 2, "2026-03")
+    overlap = reference.head(10).assign(annual_income=123_456.0)  # a month trained on already
+    rows = monitor.training_rows(reference, pd.concat([overlap, current]), schema)
+    assert len(rows) == 30 + 20 and not rows.duplicated(schema.key).any()
+    again = rows.set_index(schema.key).loc[list(overlap.set_index(schema.key).index)]
+    assert (again["annual_income"] == 123_456.0).all()
+
+
+def test_a_failed_retrain_ends_the_run_failed_and_the_alert_says_so(context, tmp_path):
+    trained = train.train_on(context, _customers(1500, 4))
+    models = context.registry
+    store, notifier = MemoryDriftStore(), MemoryNotifier()
+
+    def registry_down(*args, **kwargs):
+        raise UpstreamUnavailableError("MLflow at http://registry did not answer")
+
+    models.register = registry_down
+    watching = monitor.MonitorContext(
+        config=load_drift_config(ROOT / "04_monitoring/drift.yaml"),
+        training=context,
+        notifier=notifier,
+        drift_store=store,
+        reports=NoReports(),
+        workdir=tmp_path / "monitoring",
+    )
+    reference = monitor.load_reference_step(watching)
+    result = DriftResult(
+        1500, 1000, (ColumnDrift("age", "wasserstein", 0.4, 0.1, True),), 1.0, True
+    )
+    check = monitor.DriftCheck(result, None, None)
+    request = monitor.MonitorRequest.from_variables({"source": "synthetic", "month": "2026-03"})
+    drift = monitor.store_step(watching, reference, check, request)
+    retrained = monitor.retrain_step(watching, drift, reference, _customers(1000, 5, "2026-03"))
+    assert retrained.failed and "did not answer" in retrained.reason
+    (run,) = store.runs.values()
+    assert run["action"] == "failed" and "retraining failed" in run["detail"]
+    summary = monitor.alert_step(watching, drift, retrained, request)
+    assert summary.status == "sent" and run["alert_status"] == "sent"
+    assert "retraining failed" in notifier.alerts[0].text and "rerun" in notifier.alerts[0].text
+    assert models.aliases["live"] == trained.version  # nothing moved

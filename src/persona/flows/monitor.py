@@ -19,8 +19,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from persona.data.months import previous_month
+from persona.data.schema import DatasetSchema
 from persona.data.validation import require_valid
-from persona.errors import ConfigurationError, ModelUnavailableError
+from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
 from persona.flags import parse_bool
 from persona.flows import train
 from persona.model.preprocess import prepare_features
@@ -169,6 +170,7 @@ class Retrained:
     promoted: bool
     reason: str
     n_rows: int
+    failed: bool = False  # then ``reason`` says why; the run's row says ``failed`` too
 
 
 @dataclass(frozen=True)
@@ -328,11 +330,26 @@ def retrain_step(
     reference: Reference,
     current: pd.DataFrame,
 ) -> Retrained:
-    """The training flow on reference + current rows; champion/challenger decides promotion."""
-    reference_frame = pd.read_parquet(reference.path)
-    frame = pd.concat([reference_frame, current[reference_frame.columns]], ignore_index=True)
+    """The training flow on reference + current rows; champion/challenger decides promotion.
+
+    Whatever fails here leaves the run's row in a final state (``failed``, with the reason) and
+    returns a failed ``Retrained``, so the alert step still runs and says so; a rerun of the
+    month starts from the same stored data.
+    """
     training = context.training
-    trained = train.train_on(training, train.validate_step(frame, training.schema), progress=False)
+    frame = training_rows(pd.read_parquet(reference.path), current, training.schema)
+    try:
+        trained = train.train_on(
+            training, train.validate_step(frame, training.schema), progress=False
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure must end the row, then be said
+        if isinstance(exc, PersonaError):
+            logger.error("retraining failed: %s", exc)
+        else:
+            logger.exception("retraining failed unexpectedly")
+        reason = f"retraining failed: {str(exc) or type(exc).__name__}"
+        context.drift_store.update_run(drift.run_id, action="failed", detail=reason[:2000])
+        return Retrained("", "", False, reason, len(frame), failed=True)
     promoted = trained.alias == context.alias
     context.drift_store.update_run(
         drift.run_id, action="retrained", new_model_version=trained.version, promoted=promoted
@@ -344,6 +361,18 @@ def retrain_step(
         f"promoted to @{context.alias}" if promoted else f"kept as @{trained.alias}",
     )
     return Retrained(trained.version, trained.alias, promoted, trained.reason, len(frame))
+
+
+def training_rows(
+    reference: pd.DataFrame, current: pd.DataFrame, schema: DatasetSchema
+) -> pd.DataFrame:
+    """Reference and current rows to retrain on, one row per customer and month: where both
+    hold the same key (a month the reference was already trained on), the current row wins."""
+    frame = pd.concat([reference, current[reference.columns]], ignore_index=True)
+    key = [column for column in schema.key if column in frame.columns]
+    if len(key) == len(schema.key):
+        frame = frame.drop_duplicates(subset=key, keep="last", ignore_index=True)
+    return frame
 
 
 def alert_step(
@@ -385,10 +414,17 @@ def alert_step(
             drift_share=result.drift_share,
             threshold=context.config.drift_share,
             drifted_columns=[(c.column, c.method, c.score) for c in result.columns if c.drifted],
-            new_version=None if retrained is None else retrained.version,
-            promoted=None if retrained is None else retrained.promoted,
+            new_version=None if retrained is None or retrained.failed else retrained.version,
+            promoted=None if retrained is None or retrained.failed else retrained.promoted,
             not_retrained_reason=(
-                "retraining is switched off for this run" if retrained is None else None
+                "retraining is switched off for this run"
+                if retrained is None
+                else (
+                    f"{retrained.reason}; the run is recorded as failed, rerun the month "
+                    "once this is fixed"
+                    if retrained.failed
+                    else None
+                )
             ),
             report_link=link,
             alias=context.alias,

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from persona import composition
+from persona.errors import PersonaError
 from persona.flows import monitor, train
 from persona.logging_setup import configure_logging
 from persona.run_variables import TRAIN_DEFAULTS
@@ -158,10 +159,10 @@ def alert(
     drift: dict[str, Any], retrained: dict[str, Any] | None, variables: dict[str, Any]
 ) -> dict[str, Any]:
     request = monitor.MonitorRequest.from_variables(variables)
+    outcome = from_plain(monitor.Retrained | None, retrained)
     summary = monitor.alert_step(
-        _monitor(variables),
-        from_plain(monitor.StoredDrift, drift),
-        from_plain(monitor.Retrained | None, retrained),
-        request,
+        _monitor(variables), from_plain(monitor.StoredDrift, drift), outcome, request
     )
+    if outcome is not None and outcome.failed:  # row final and alert sent: now Mage says so
+        raise PersonaError(f"{outcome.reason} (the run is recorded as failed)")
     return to_plain(summary)
