@@ -192,9 +192,7 @@ def _table_request(month: str) -> monitor.MonitorRequest:
     return monitor.MonitorRequest.from_variables({"month": month})
 
 
-def test_a_month_the_model_was_trained_on_retrains_with_the_current_rows_winning(
-    trained, pg_url
-):
+def test_a_month_the_model_was_trained_on_retrains_with_the_current_rows_winning(trained, pg_url):
     """The reference sample holds 2026-01 (its training month); monitoring 2026-01 again with
     drifted values shares every key with it. The current rows win, nothing crashes, and the
     run ends in a final state with its alert sent."""
