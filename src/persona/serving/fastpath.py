@@ -309,6 +309,24 @@ def _derived_of(persona_table: dict) -> DerivedFeatures:
         raise ModelUnavailableError(f"persona table is malformed: {exc}") from None
 
 
+def _numeric_array(numeric: Any, width: int, copy: bool) -> np.ndarray:
+    """The numeric inputs as an (n, ``width``) float64 array, or an InvalidInputError naming
+    what is wrong (not numbers, the wrong shape, infinity)."""
+    try:
+        X = (
+            np.array(numeric, dtype=np.float64, copy=True)
+            if copy
+            else np.asarray(numeric, dtype=np.float64)
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"numeric features must be numbers: {exc}") from None
+    if X.ndim != 2 or X.shape[1] != width:
+        raise InvalidInputError(f"numeric must have shape (n, {width}), got {X.shape}")
+    if np.isinf(X).any():
+        raise InvalidInputError("numeric features contain infinity")
+    return X
+
+
 def _apply(X: np.ndarray, ops: tuple[tuple[str, Any], ...]) -> np.ndarray:
     """A numeric block's ops on its own (writable) float64 columns."""
     for op, value in ops:
@@ -474,16 +492,7 @@ class CompiledModel:
     # -- score -------------------------------------------------------------------------------
 
     def _preprocess_numeric(self, numeric: np.ndarray) -> np.ndarray:
-        try:
-            X = np.array(numeric, dtype=np.float64, copy=True)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"numeric features must be numbers: {exc}") from None
-        if X.ndim != 2 or X.shape[1] != len(self._layout_numeric):
-            raise InvalidInputError(
-                f"numeric must have shape (n, {len(self._layout_numeric)}), got {X.shape}"
-            )
-        if np.isinf(X).any():
-            raise InvalidInputError("numeric features contain infinity")
+        X = _numeric_array(numeric, len(self._layout_numeric), copy=True)
         if len(self._blocks) == 1:  # the common layout: no gathering, ops in place
             return _apply(X, self._blocks[0].ops)
         parts = [_apply(X[:, block.inputs], block.ops) for block in self._blocks]
@@ -564,16 +573,7 @@ class CompiledModel:
         self, numeric: np.ndarray, categorical: Sequence[np.ndarray]
     ) -> tuple[np.ndarray, Sequence[np.ndarray]]:
         """The estimator's inputs from the raw ones: derived columns computed on the arrays."""
-        try:
-            raw = np.asarray(numeric, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"numeric features must be numbers: {exc}") from None
-        if raw.ndim != 2 or raw.shape[1] != len(self.numeric):
-            raise InvalidInputError(
-                f"numeric must have shape (n, {len(self.numeric)}), got {raw.shape}"
-            )
-        if np.isinf(raw).any():
-            raise InvalidInputError("numeric features contain infinity")
+        raw = _numeric_array(numeric, len(self.numeric), copy=False)
         if len(categorical) != len(self.categorical):
             raise InvalidInputError(
                 f"expected {len(self.categorical)} text arrays {list(self.categorical)}, "
