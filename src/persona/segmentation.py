@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from persona.data.schema import DatasetSchema, schema_from_dict
+from persona.data.schema import schema_from_dict
 from persona.errors import ConfigurationError
 
 DEFAULT = "default"
@@ -50,9 +50,6 @@ class Definition:
     params_text: str
     drift_text: str
     created_at: str = ""
-
-    def schema(self) -> DatasetSchema:
-        return schema_from_dict(_parse(self.schema_text, "schema"), f"{self.name}: schema")
 
 
 def _parse(text: str, what: str) -> Any:
