@@ -69,10 +69,35 @@ def _unavailable(exc: SQLAlchemyError) -> UpstreamUnavailableError:
 
 
 def ensure_tables(engine: sa.Engine) -> None:
+    """Create the history tables, and add the columns a newer release defined to an older
+    database's tables (all are nullable), so an upgrade needs no migration step."""
     try:
         _metadata.create_all(engine, checkfirst=True)
+        inspector = sa.inspect(engine)
+        for table in _metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    _add_column(engine, table, column)
     except SQLAlchemyError as exc:
         raise _unavailable(exc) from None
+
+
+def _add_column(engine: sa.Engine, table: sa.Table, column: sa.Column) -> None:
+    if not column.nullable:
+        raise UpstreamUnavailableError(
+            f"table {table.name} lacks the required column {column.name}; it cannot be added "
+            "to existing rows"
+        )
+    kind = column.type.compile(dialect=engine.dialect)
+    preparer = engine.dialect.identifier_preparer
+    statement = (
+        f"ALTER TABLE {preparer.format_table(table)} "
+        f"ADD COLUMN {preparer.format_column(column)} {kind}"
+    )
+    with engine.begin() as connection:
+        connection.execute(sa.text(statement))
+    logger.info("added column %s to %s", column.name, table.name)
 
 
 def record_run(
