@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from persona.entry import run_entry
-from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
+from persona.errors import (
+    ConfigurationError,
+    DataValidationError,
+    ModelUnavailableError,
+    PersonaError,
+)
 from persona.run_variables import (
     DEFAULT_MONTH,
     DEMO,
@@ -151,13 +156,16 @@ def _train(args: argparse.Namespace, settings: Settings) -> Any:
 
 def _monitor(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.composition import monitor_context
-    from persona.flows.monitor import MonitorRequest, run_monitoring
+    from persona.flows.monitor import Decision, MonitorRequest, run_monitoring
 
     variables = {k: v for k, v in vars(args).items() if k not in {"handler", "command"}}
     outcome = run_monitoring(monitor_context(settings), MonitorRequest.from_variables(variables))
     if outcome.retrained is not None and outcome.retrained.failed:
         _emit(outcome)  # the run's record, then the failure as the exit code
         raise PersonaError(f"{outcome.retrained.reason} (run {outcome.run_id} recorded as failed)")
+    if outcome.decision == Decision.DATA_QUALITY_FAILED:
+        _emit(outcome)  # recorded and alerted; the exit code says the data is bad (3)
+        raise DataValidationError(f"{outcome.detail} (run {outcome.run_id})")
     return outcome
 
 

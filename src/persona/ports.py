@@ -135,10 +135,15 @@ class CustomerStore(Protocol):
 
 
 class DriftStore(Protocol):
-    """The drift history: one row per monitoring run and one per checked column."""
+    """The drift history: one row per monitoring run, per checked column, per quality check."""
 
-    def record_run(self, run: Mapping[str, Any], columns: Sequence[Mapping[str, Any]]) -> str:
-        """Store a run and its columns; returns the run's id."""
+    def record_run(
+        self,
+        run: Mapping[str, Any],
+        columns: Sequence[Mapping[str, Any]],
+        quality: Sequence[Mapping[str, Any]] = (),
+    ) -> str:
+        """Store a run, its drift columns and its data-quality checks; returns the run's id."""
 
     def update_run(self, run_id: str, **values: Any) -> None:
         """Fill in what is known later in the run (action, new version, alert status)."""

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from mlflow.tracking import MlflowClient
 from test_mage_train import mage_env, run_cli  # noqa: F401 - mage_env is a fixture
 
+from persona.data.catalogue import load_catalogue
+from persona.data.generator import generate_snapshot
 from persona_tools.telegram_stub import TelegramStub
 
 CHAT_ID = "-100424242"
@@ -55,7 +57,9 @@ def _drift_rows(env: dict[str, str]) -> list[dict]:
         return [dict(r._mapping) for r in rows]
 
 
-def test_monitor_retrains_on_drift_and_records_a_quiet_month(monitor_env, telegram):
+def test_monitor_retrains_on_drift_records_a_quiet_month_and_a_broken_one(
+    monitor_env, telegram, tmp_path
+):
     env = monitor_env
     for month, scenario in (("2026-01", "none"), ("2026-02", "none"), ("2026-03", "mix_shift")):
         generated = run_cli(
@@ -103,3 +107,35 @@ def test_monitor_retrains_on_drift_and_records_a_quiet_month(monitor_env, telegr
         .version
     )
     assert len(telegram.messages) == 2  # the all-clear alert (on by default)
+
+    # a month whose file holds a channel never allowed: the run completes, stored and alerted
+    broken = tmp_path / "broken.csv"
+    frame = generate_snapshot(
+        load_catalogue(env["PERSONA_CATALOGUE"]), 5000, "2026-04", 3, progress=False
+    )
+    frame.loc[frame.index[:250], "channel"] = "tiktok"
+    frame.to_csv(broken, sep=";", index=False)
+
+    bad = _statuses(
+        run_cli(
+            env,
+            "pipeline",
+            "run",
+            "monitor",
+            "--var",
+            "source=file",
+            "--var",
+            f"path={broken}",
+            "--var",
+            "month=2026-04",
+        )
+    )
+
+    assert bad["retrain_on_drift"] == "condition_failed"
+    assert bad["alert_no_retrain"] == "completed"
+    assert _versions(env) == ["1", "2"]
+    last = _drift_rows(env)[-1]
+    assert last["action"] == "data_quality_failed" and last["alert_status"] == "sent"
+    assert "channel" in last["detail"] and "5.0%" in last["detail"]
+    assert "Data quality failed" in telegram.messages[-1]["text"]
+    assert "tiktok" in telegram.messages[-1]["text"]

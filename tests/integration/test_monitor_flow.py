@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -17,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from persona import composition
 from persona.adapters import drift_store
 from persona.adapters.telegram import TelegramNotifier
-from persona.errors import InvalidInputError
+from persona.errors import InvalidInputError, UpstreamUnavailableError
 from persona.flows import monitor, train
 from persona.services.processes import free_port
 from persona.settings import load_settings
@@ -210,3 +212,84 @@ def test_a_month_the_model_was_trained_on_retrains_with_the_current_rows_winning
         (run,) = [r for r in _runs(pg_url) if r["run_id"] == outcome.run_id]
         assert run["action"] == "retrained" and run["alert_status"] == "sent"
         assert len(stub.messages) == 1
+
+
+def test_a_rerun_after_a_failed_retrain_completes(trained, pg_url, monkeypatch):
+    """The registry fails while the drifted month retrains: the row ends `failed`, the alert
+    says so; once the registry is back the same month runs to the end."""
+    with TelegramStub() as stub:
+        notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
+        context = _context(trained, pg_url, notifier)
+        registry = context.training.registry
+
+        def registry_down(*args, **kwargs):
+            raise UpstreamUnavailableError("MLflow registry did not answer")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(registry, "register", registry_down)
+            failed = monitor.run_monitoring(
+                context, _request(month="2026-10", rows=1500, scenario="new_persona")
+            )
+        assert failed.retrained is not None and failed.retrained.failed
+        assert "did not answer" in stub.messages[-1]["text"]
+
+        rerun = monitor.run_monitoring(
+            _context(trained, pg_url, notifier),
+            _request(month="2026-10", rows=1500, scenario="new_persona"),
+        )
+        assert rerun.retrained is not None and not rerun.retrained.failed
+        assert len(stub.messages) == 2
+    actions = {r["run_id"]: r["action"] for r in _runs(pg_url)}
+    assert actions == {failed.run_id: "failed", rerun.run_id: "retrained"}
+
+
+def test_a_month_of_bad_data_is_stored_and_alerted_as_data_quality_failed(
+    trained, pg_url, tmp_path
+):
+    """An unseen level, 30% missing incomes, duplicate ids: three files as a team might send
+    them (one `;`-separated, no month column); each run ends stored and alerted, none retrains."""
+    from persona.data.generator import generate_snapshot
+
+    context = _context(trained, pg_url, TelegramNotifier(None, None))
+    base = generate_snapshot(context.training.catalogue, 1500, "2026-09", 5, progress=False)
+    unseen = base.assign(channel=np.where(base.index % 20 == 0, "tiktok", base["channel"]))
+    missing = base.assign(annual_income=base["annual_income"].mask(base.index % 10 < 3))
+    duplicated = pd.concat([base, base.head(25)], ignore_index=True)
+    files = {
+        "channel": (unseen.drop(columns="snapshot_month"), ";"),
+        "annual_income": (missing, ","),
+        "customer_id, snapshot_month": (duplicated, ","),
+    }
+    before = _versions(trained)
+    with TelegramStub() as stub:
+        notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
+        for column, (frame, separator) in files.items():
+            path = tmp_path / f"{len(stub.messages)}.csv"
+            frame.to_csv(path, sep=separator, index=False)
+            outcome = monitor.run_monitoring(
+                _context(trained, pg_url, notifier),
+                _request(source="file", path=str(path), month="2026-09"),
+            )
+            assert outcome.decision == monitor.DATA_QUALITY_FAILED and outcome.retrained is None
+            assert column in outcome.detail
+            assert "Data quality failed" in stub.messages[-1]["text"]
+            assert column in stub.messages[-1]["text"]
+        assert len(stub.messages) == 3
+    assert _versions(trained) == before
+    engine = sa.create_engine(pg_url)
+    runs = _runs(pg_url)
+    assert [r["action"] for r in runs] == [monitor.DATA_QUALITY_FAILED] * 3
+    assert {r["alert_status"] for r in runs} == {"sent"}
+    failed = {
+        row["column_name"]: row
+        for run in runs
+        for row in drift_store.read_quality(engine, run["run_id"]).to_dict("records")
+        if row["failed"]
+    }
+    assert set(failed) == set(files)
+    assert (
+        failed["channel"]["share"] == pytest.approx(0.05)
+        and "tiktok" in failed["channel"]["examples"]
+    )
+    assert failed["annual_income"]["share"] == pytest.approx(0.3)
+    assert failed["annual_income"]["reference_share"] == 0

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT
@@ -129,9 +130,9 @@ class MemoryModels:
 class MemoryDriftStore:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def record_run(self, run, columns) -> str:
+    def record_run(self, run, columns, quality=()) -> str:
         run_id = f"drift{len(self.runs) + 1}"
-        self.runs[run_id] = {**run, "columns": list(columns)}
+        self.runs[run_id] = {**run, "columns": list(columns), "quality": list(quality)}
         return run_id
 
     def update_run(self, run_id: str, **values: Any) -> None:
@@ -410,3 +411,44 @@ def test_a_failed_retrain_ends_the_run_failed_and_the_alert_says_so(context, tmp
     assert summary.status == "sent" and run["alert_status"] == "sent"
     assert "retraining failed" in notifier.alerts[0].text and "rerun" in notifier.alerts[0].text
     assert models.aliases["live"] == trained.version  # nothing moved
+
+
+def test_a_month_of_bad_data_ends_stored_and_alerted_as_data_quality_failed(context, tmp_path):
+    """Unseen levels, missing values and duplicate ids: each a named result, never a crash."""
+    trained = train.train_on(context, _customers(1500, 4))
+    store, notifier = MemoryDriftStore(), MemoryNotifier()
+    watching = monitor.MonitorContext(
+        config=load_drift_config(ROOT / "04_monitoring/drift.yaml"),
+        training=context,
+        notifier=notifier,
+        drift_store=store,
+        reports=NoReports(),  # drift is never judged on broken data
+        workdir=tmp_path / "monitoring",
+    )
+    request = monitor.MonitorRequest.from_variables({"source": "synthetic", "month": "2026-03"})
+    reference = monitor.load_reference_step(watching)
+    month = _customers(1200, 5, "2026-03")
+    month.loc[month.index[:60], "channel"] = "tiktok"
+    month.loc[month.index[100:460], "annual_income"] = np.nan
+    month = pd.concat([month, month.tail(30)], ignore_index=True)
+
+    check = monitor.check_drift_step(watching, reference, month)
+    drift = monitor.store_step(watching, reference, check, request)
+    assert drift.decision == monitor.DATA_QUALITY_FAILED
+    summary = monitor.alert_step(watching, drift, None, request)
+
+    (run,) = store.runs.values()
+    assert run["action"] == "data_quality_failed" and run["alert_status"] == "sent"
+    assert run["model_version"] == trained.version and not run["dataset_drift"]
+    failed = {(q["column_name"], q["rule"]): q for q in run["quality"] if q["failed"]}
+    assert {column for column, _ in failed} == {
+        "channel",
+        "annual_income",
+        "customer_id, snapshot_month",
+    }
+    assert failed[("annual_income", "null share")]["share"] == pytest.approx(360 / 1230)
+    assert failed[("customer_id, snapshot_month", "unique key (duplicate rows)")]["n_rows"] == 60
+    text = notifier.alerts[0].text
+    assert summary.status == "sent" and "Data quality failed" in text
+    assert "channel" in text and "annual_income" in text and "tiktok" in text
+    assert list(context.registry.versions) == [trained.version]  # nothing retrained

@@ -10,6 +10,7 @@ import pytest
 from persona.errors import ConfigurationError
 from persona.flows import monitor
 from persona.monitoring.drift import DriftResult
+from persona.monitoring.quality import QualityCheck, QualityResult
 
 
 def test_previous_month_is_the_month_that_just_ended():
@@ -45,7 +46,14 @@ def test_decision(result, retrain, decision):
     enough, drift = result
     checked = DriftResult(100, 100, (), 0.5 if enough else None, drift, enough)
     request = monitor.MonitorRequest.from_variables({"month": "2026-02", "retrain": retrain})
-    assert monitor.decide(checked, request) == decision
+    assert monitor.decide(monitor.DriftCheck(checked, None, None), request) == decision
+
+
+def test_a_month_that_failed_its_quality_checks_is_never_retrained_on():
+    failed = QualityResult(100, (QualityCheck("channel", "in allowed levels", 5, 0.05, 0, True),))
+    checked = monitor.DriftCheck(DriftResult.not_checked(100, 100, True, "bad"), None, None, failed)
+    request = monitor.MonitorRequest.from_variables({"month": "2026-02", "retrain": True})
+    assert monitor.decide(checked, request) == monitor.DATA_QUALITY_FAILED
 
 
 def test_synthetic_and_file_windows_say_where_the_rows_came_from():

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 RUNS_TABLE = "drift_runs"
 COLUMNS_TABLE = "drift_columns"
+QUALITY_TABLE = "data_quality"
 
 _metadata = sa.MetaData()
 drift_runs = sa.Table(
@@ -61,6 +62,24 @@ drift_columns = sa.Table(
     sa.Column("score", sa.Float),
     sa.Column("threshold", sa.Float),
     sa.Column("drifted", sa.Boolean, nullable=False),
+)
+data_quality = sa.Table(
+    QUALITY_TABLE,
+    _metadata,
+    sa.Column(
+        "run_id",
+        sa.String(36),
+        sa.ForeignKey(f"{RUNS_TABLE}.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("column_name", sa.Text, primary_key=True),
+    sa.Column("rule", sa.Text, primary_key=True),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("share", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float),
+    sa.Column("reference_share", sa.Float),
+    sa.Column("failed", sa.Boolean, nullable=False),
+    sa.Column("examples", sa.Text),
 )
 
 
@@ -100,26 +119,41 @@ def _add_column(engine: sa.Engine, table: sa.Table, column: sa.Column) -> None:
     logger.info("added column %s to %s", column.name, table.name)
 
 
+def _rows(table: sa.Table, run_id: str, items: Sequence[Mapping[str, Any]]) -> list[dict]:
+    return [
+        {**{c.name: item.get(c.name) for c in table.columns}, "run_id": run_id} for item in items
+    ]
+
+
 def record_run(
-    engine: sa.Engine, run: Mapping[str, Any], columns: Sequence[Mapping[str, Any]]
+    engine: sa.Engine,
+    run: Mapping[str, Any],
+    columns: Sequence[Mapping[str, Any]],
+    quality: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """Insert a run and its columns in one transaction; returns the run id it was given."""
+    """Insert a run, its drift columns and its quality checks in one transaction; returns the
+    run id it was given."""
     ensure_tables(engine)
     run_id = str(run.get("run_id") or uuid.uuid4())
     row = {c.name: run.get(c.name) for c in drift_runs.columns}
     row.update(run_id=run_id, checked_at=run.get("checked_at") or datetime.now(UTC))
-    column_rows = [
-        {**{c.name: column.get(c.name) for c in drift_columns.columns}, "run_id": run_id}
-        for column in columns
-    ]
+    column_rows = _rows(drift_columns, run_id, columns)
+    quality_rows = _rows(data_quality, run_id, quality)
     try:
         with engine.begin() as connection:
             connection.execute(drift_runs.insert(), [row])
             if column_rows:
                 connection.execute(drift_columns.insert(), column_rows)
+            if quality_rows:
+                connection.execute(data_quality.insert(), quality_rows)
     except SQLAlchemyError as exc:
         raise _unavailable(exc) from None
-    logger.info("stored drift run %s (%d columns)", run_id, len(column_rows))
+    logger.info(
+        "stored drift run %s (%d columns, %d quality checks)",
+        run_id,
+        len(column_rows),
+        len(quality_rows),
+    )
     return run_id
 
 
@@ -157,6 +191,17 @@ def read_columns(engine: sa.Engine, run_id: str) -> pd.DataFrame:
         return pd.read_sql(query, connection)
 
 
+def read_quality(engine: sa.Engine, run_id: str) -> pd.DataFrame:
+    """A run's quality checks, failed ones first."""
+    query = (
+        sa.select(data_quality)
+        .where(data_quality.c.run_id == run_id)
+        .order_by(data_quality.c.failed.desc(), data_quality.c.column_name, data_quality.c.rule)
+    )
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection)
+
+
 class PostgresDriftStore:
     """The ``DriftStore`` port: one engine, so a run's row is stored, then updated, in place."""
 
@@ -167,8 +212,13 @@ class PostgresDriftStore:
     def engine(self) -> sa.Engine:
         return make_engine(self.url)  # on first use: building a store connects nothing
 
-    def record_run(self, run: Mapping[str, Any], columns: Sequence[Mapping[str, Any]]) -> str:
-        return record_run(self.engine, run, columns)
+    def record_run(
+        self,
+        run: Mapping[str, Any],
+        columns: Sequence[Mapping[str, Any]],
+        quality: Sequence[Mapping[str, Any]] = (),
+    ) -> str:
+        return record_run(self.engine, run, columns, quality)
 
     def update_run(self, run_id: str, **values: Any) -> None:
         update_run(self.engine, run_id, **values)

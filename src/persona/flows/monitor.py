@@ -20,13 +20,13 @@ import pyarrow.parquet as pq
 
 from persona.data.months import previous_month
 from persona.data.schema import DatasetSchema
-from persona.data.validation import require_valid
 from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
 from persona.flags import parse_bool
 from persona.flows import train
 from persona.model.preprocess import prepare_features
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, interpret_report
+from persona.monitoring.quality import QualityResult, check_quality
 from persona.ports import DriftReports, DriftStore, Notifier
 from persona.run_variables import DEFAULT_MONTH, MONITOR_DEFAULTS, SCORING_LOG
 
@@ -40,10 +40,12 @@ class Decision(StrEnum):
     DRIFT_NO_RETRAIN = "drift_no_retrain"  # drift found, retraining switched off for this run
     NO_DRIFT = "no_drift"
     INSUFFICIENT_DATA = "insufficient_data"
+    DATA_QUALITY_FAILED = "data_quality_failed"  # broken data: stored and alerted, not judged
 
 
 RETRAIN, DRIFT_NO_RETRAIN = Decision.RETRAIN, Decision.DRIFT_NO_RETRAIN
 NO_DRIFT, INSUFFICIENT_DATA = Decision.NO_DRIFT, Decision.INSUFFICIENT_DATA
+DATA_QUALITY_FAILED = Decision.DATA_QUALITY_FAILED
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class DriftCheck:
     result: DriftResult
     report_location: str | None
     report_url: str | None
+    quality: QualityResult | None = None  # None: nothing to check (no current rows)
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ class MonitorOutcome:
     report_location: str | None
     retrained: Retrained | None
     alert: AlertSummary
+    detail: str | None = None  # why the run is not an all-clear (drifted columns, bad data)
 
 
 def load_reference_step(context: MonitorContext) -> Reference:
@@ -209,6 +213,7 @@ def load_reference_step(context: MonitorContext) -> Reference:
 
 
 def load_current_step(context: MonitorContext, request: MonitorRequest) -> pd.DataFrame:
+    """The month as it came: its quality is checked, stored and alerted on by the next step."""
     if request.data.source == SCORING_LOG:
         customers = context.training.customers
         if customers is None:
@@ -219,7 +224,6 @@ def load_current_step(context: MonitorContext, request: MonitorRequest) -> pd.Da
             return frame  # nothing scored lately: the drift check reports too little data
     else:
         frame = train.load_step(context.training, request.data, progress=False)
-    require_valid(frame, context.training.schema)
     return frame
 
 
@@ -244,7 +248,8 @@ def frame_from_scoring_log(logged: pd.DataFrame, schema) -> pd.DataFrame:
 def check_drift_step(
     context: MonitorContext, reference: Reference, current: pd.DataFrame
 ) -> DriftCheck:
-    """Run the drift report, save it as HTML to the artifact store and the report UI."""
+    """Check the data's quality, then run the drift report, save it as HTML to the artifact
+    store and the report UI. A month that fails its quality checks is not judged for drift."""
     config = context.config
     # Drift is on the model inputs, derived features computed from both frames' raw columns by
     # the model's own code. Both count days to one date (today's unless the schema fixes one):
@@ -254,10 +259,19 @@ def check_drift_step(
     columns = feature_columns(inputs)
     reference_frame = pd.read_parquet(reference.path)
     enough = config.enough_data(len(current))
+    quality = None
+    if len(current):
+        quality = check_quality(current, reference_frame, context.training.schema, config.quality)
+        if not quality.ok:
+            logger.error("drift check skipped: %s", quality.reason)
+            result = DriftResult.not_checked(
+                len(reference_frame), len(current), enough.ok, quality.reason
+            )
+            return DriftCheck(result, None, None, quality)
     if not enough.ok:
         result = DriftResult.insufficient(len(reference_frame), len(current), enough.reason)
         logger.warning("drift check skipped: %s", enough.reason)
-        return DriftCheck(result, None, None)
+        return DriftCheck(result, None, None, quality)
     snapshot, report = context.reports.run(
         prepare_features(reference_frame, schema)[columns],
         prepare_features(current, schema)[columns],
@@ -284,10 +298,13 @@ def check_drift_step(
         result.dataset_drift,
         runs,
     )
-    return DriftCheck(result, f"{location}/{html.name}", tracker.run_url(run_id))
+    return DriftCheck(result, f"{location}/{html.name}", tracker.run_url(run_id), quality)
 
 
-def decide(result: DriftResult, request: MonitorRequest) -> Decision:
+def decide(check: DriftCheck, request: MonitorRequest) -> Decision:
+    result = check.result
+    if check.quality is not None and not check.quality.ok:
+        return Decision.DATA_QUALITY_FAILED
     if not result.enough_data:
         return Decision.INSUFFICIENT_DATA
     if not result.dataset_drift:
@@ -302,7 +319,7 @@ def store_step(
     request: MonitorRequest,
 ) -> StoredDrift:
     """One history row per run and one per column; the decision the conditionals read."""
-    result, decision = check.result, decide(check.result, request)
+    result, decision = check.result, decide(check, request)
     run = {
         "data_window": request.window,
         "model_name": reference.model_name,
@@ -318,7 +335,10 @@ def store_step(
         "alert_status": "pending",
         "detail": result.reason,
     }
-    run_id = context.drift_store.record_run(run, [c.to_dict() for c in result.columns])
+    quality = () if check.quality is None else [q.to_dict() for q in check.quality.checks]
+    run_id = context.drift_store.record_run(
+        run, [c.to_dict() for c in result.columns], quality=quality
+    )
     return StoredDrift(
         run_id, decision, check, request.window, reference.model_name, reference.model_version
     )
@@ -338,10 +358,12 @@ def retrain_step(
     """
     training = context.training
     frame = training_rows(pd.read_parquet(reference.path), current, training.schema)
+    # the month passed the quality checks, whose null limit (drift.yaml) may differ from the schema's
+    schema = replace(
+        training.schema, max_null_share=context.config.quality.null_limit(training.schema)
+    )
     try:
-        trained = train.train_on(
-            training, train.validate_step(frame, training.schema), progress=False
-        )
+        trained = train.train_on(training, train.validate_step(frame, schema), progress=False)
     except Exception as exc:  # noqa: BLE001 - every failure must end the row, then be said
         if isinstance(exc, PersonaError):
             logger.error("retraining failed: %s", exc)
@@ -384,7 +406,15 @@ def alert_step(
     """Tell the team; an alert that cannot be sent is recorded, never a failed run."""
     decision, result = drift.decision, drift.result
     link = drift.check.report_url or drift.check.report_location
-    if decision == Decision.INSUFFICIENT_DATA:
+    if decision == Decision.DATA_QUALITY_FAILED:
+        failures = drift.check.quality.failures if drift.check.quality else ()
+        alert = alerts.data_quality_alert(
+            model_name=drift.model_name,
+            window=drift.data_window,
+            n_current=result.n_current,
+            failures=[(f.column, f.rule, f.share, f.threshold, f.examples) for f in failures],
+        )
+    elif decision == Decision.INSUFFICIENT_DATA:
         alert = alerts.insufficient_data_alert(
             model_name=drift.model_name,
             window=drift.data_window,
@@ -452,4 +482,5 @@ def run_monitoring(context: MonitorContext, request: MonitorRequest) -> MonitorO
         drift.check.report_location,
         retrained,
         alert,
+        drift.result.reason,
     )

@@ -125,6 +125,39 @@ def insufficient_data_alert(
     return Alert(_assemble(lines, [], []))
 
 
+QualityFailure = tuple[str, str, float, float, Iterable[str]]  # column, rule, share, limit, e.g.
+
+
+def data_quality_alert(
+    *,
+    model_name: str,
+    window: str,
+    n_current: int,
+    failures: Iterable[QualityFailure],
+) -> Alert:
+    """The alert for a month whose data broke its checks: drift was not judged and nothing was
+    retrained, so a person must look at the source. Each failure names the column, the rule,
+    the share of rows against its limit and a few example values."""
+    head = [
+        f"🛑 <b>Data quality failed</b>: {_code(model_name, _NAME)}",
+        f"Window: <b>{_clip(window, _WINDOW)}</b> ({n_current:,} rows)",
+        "",
+        "<b>Failed checks:</b>",
+    ]
+    lines = []
+    for column, rule, share, limit, examples in failures:
+        shown = ", ".join(str(example) for example in examples)
+        lines.append(
+            f"• {_code(column, _NAME)}: {_clip(rule, _METHOD)}: <b>{_percent(share)}</b> of rows "
+            f"(limit {_percent(limit)})" + (f", e.g. {_clip(shown, _METHOD)}" if shown else "")
+        )
+    tail = [
+        "",
+        "<b>Action:</b> drift not checked, not retrained; fix the data and rerun the month.",
+    ]
+    return Alert(_assemble(head, lines or ["(none listed)"], tail))
+
+
 # -- helpers -------------------------------------------------------------------------------
 
 

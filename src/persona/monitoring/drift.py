@@ -19,6 +19,7 @@ from typing import Any, Literal, NamedTuple
 from persona.config_files import read_yaml
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, InvalidInputError
+from persona.monitoring.quality import QualityConfig, quality_config_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class DriftConfig:
     numeric: MethodSpec = field(default_factory=MethodSpec)
     categorical: MethodSpec = field(default_factory=MethodSpec)
     columns: Mapping[str, MethodSpec] = field(default_factory=dict)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def enough_data(self, n_current: int, n_reference: int | None = None) -> EnoughData:
         return check_enough_data(n_current, self, n_reference=n_reference)
@@ -125,6 +127,7 @@ _TOP_KEYS = {
     "all_clear_alert",
     "defaults",
     "columns",
+    "data_quality",
 }
 
 
@@ -248,6 +251,7 @@ def drift_config_from_dict(raw: Any, source: str = "drift config") -> DriftConfi
         numeric=numeric,
         categorical=categorical,
         columns=columns,
+        quality=quality_config_from_dict(raw.get("data_quality"), source),
     )
 
 
@@ -354,6 +358,13 @@ class DriftResult:
     def insufficient(cls, n_reference: int, n_current: int, reason: str | None) -> DriftResult:
         """A run that checked nothing: never drift, so never a retrain on a thin sample."""
         return cls(n_reference, n_current, (), None, False, False, reason or "not enough data")
+
+    @classmethod
+    def not_checked(
+        cls, n_reference: int, n_current: int, enough_data: bool, reason: str
+    ) -> DriftResult:
+        """A month whose data failed its quality checks: drift is not judged on broken data."""
+        return cls(n_reference, n_current, (), None, False, enough_data, reason)
 
 
 def _type_of(entry: Mapping[str, Any]) -> str:

@@ -1,8 +1,9 @@
 """``make bench-monitor``: the drift check at 10k / 100k / 1M current rows, split into stages.
 
 Stages, as the monitor pipeline runs them: load (the month from the PostgreSQL customers
-table), report (Evidently DataDriftPreset on the default columns, its verdict and the HTML
-page) and store (the drift_runs/drift_columns rows and the run in the Evidently UI
+table), quality (the data-quality checks: the schema's rules, unseen levels, null shares),
+report (Evidently DataDriftPreset on the default columns, its verdict and the HTML
+page) and store (the drift_runs/drift_columns/data_quality rows and the run in the Evidently UI
 workspace). The reference is the training sample size of 04_monitoring/drift.yaml. Evidently
 is imported and warmed up before timing, so interpreter start-up is excluded. Machines here
 are noisy, so each size also times a baseline in the same run: a two-sample KS test per
@@ -33,6 +34,7 @@ from persona.data.generator import generate_snapshot
 from persona.data.schema import DatasetSchema, load_schema
 from persona.entry import exit_entry
 from persona.monitoring.drift import DriftConfig, feature_columns, load_drift_config
+from persona.monitoring.quality import check_quality
 from persona.settings import Settings
 from persona_tools.bench.common import throwaway_database
 
@@ -46,6 +48,7 @@ TABLE = "customers"
 class SizeTiming:
     rows: int
     load: float
+    quality: float
     report: float
     store: float
     baseline_scipy: float
@@ -53,7 +56,7 @@ class SizeTiming:
 
     @property
     def total(self) -> float:
-        return self.load + self.report + self.store
+        return self.load + self.quality + self.report + self.store
 
     def to_dict(self) -> dict:
         return {
@@ -93,6 +96,10 @@ def time_size(
     load = time.perf_counter() - started
 
     started = time.perf_counter()
+    quality = check_quality(current, reference, schema, config.quality)
+    quality_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
     snapshot, report = evidently_report.run_drift_report(reference, current, schema, config)
     result = evidently_report.interpret(report, config, len(reference), len(current))
     evidently_report.save_html(snapshot, scratch / f"drift-{rows}.html")
@@ -112,19 +119,25 @@ def time_size(
             "alert_status": "skipped",
         },
         [c.to_dict() for c in result.columns],
+        [q.to_dict() for q in quality.checks],
     )
     evidently_report.add_to_workspace(scratch / "workspace", "bench", snapshot)
     store = time.perf_counter() - started
     baseline = scipy_baseline(reference[columns], current[columns], schema)
-    return SizeTiming(rows, load, report_seconds, store, baseline, result.drift_share)
+    return SizeTiming(
+        rows, load, quality_seconds, report_seconds, store, baseline, result.drift_share
+    )
 
 
 def render(timings: list[SizeTiming]) -> str:
-    header = f"{'rows':>10} {'load':>7} {'report':>7} {'store':>7} {'total':>7} {'scipy':>7} {'report/scipy':>12}"
+    header = (
+        f"{'rows':>10} {'load':>7} {'quality':>7} {'report':>7} {'store':>7} {'total':>7} "
+        f"{'scipy':>7} {'report/scipy':>12}"
+    )
     lines = [header]
     for t in timings:
         lines.append(
-            f"{t.rows:>10,} {t.load:>7.2f} {t.report:>7.2f} {t.store:>7.2f} {t.total:>7.2f} "
+            f"{t.rows:>10,} {t.load:>7.2f} {t.quality:>7.2f} {t.report:>7.2f} {t.store:>7.2f} {t.total:>7.2f} "
             f"{t.baseline_scipy:>7.2f} {t.report / t.baseline_scipy:>12.1f}"
         )
     return "\n".join(lines)
