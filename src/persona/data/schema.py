@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from persona.config_files import read_yaml
-from persona.data.derived import DerivedFeatures, parse_derived
+from persona.data.derived import DerivedFeatures
+from persona.data.derived_syntax import parse_derived
 from persona.errors import ConfigurationError
 
 
