@@ -537,9 +537,7 @@ def register_step(
             "training_run_id": selection.run_id,
             "winner": selection.winner,
             "challenger_score": round(decision.challenger_score, 5),
-            "production_score": (
-                "" if decision.production_score is None else round(decision.production_score, 5)
-            ),
+            "production_score": _rounded(decision.production_score),
             "promotion_metric": params.promotion_metric,
             "promotion_rule": decision.rule,
             **(_retrain_tags(decision) if split.reference_holdout is not None else {}),
