@@ -284,3 +284,14 @@ def test_a_retrained_result_with_its_scores_crosses_the_mage_boundary():
     assert (back.reference_challenger_score, back.rule) == (0.5, "r")
     old = {k: v for k, v in to_plain(retrained).items() if "score" not in k and k != "rule"}
     assert from_plain(Retrained, old).challenger_score is None  # a block output of before
+
+
+def test_the_guard_refuses_a_challenger_with_one_cluster_on_the_reference_customers():
+    params = replace(SearchParams(), promotion_margin=0.01, seed=1)
+    current = Labelled(HOLDOUT, LABELS["two"], LABELS["four"])
+    reference = Labelled(HOLDOUT, np.zeros(len(HOLDOUT), dtype=int), LABELS["two"])
+    decision = decide_retrain_promotion(
+        _estimator(), current, reference, SCHEMA, params, alias="live"
+    )
+    assert not decision.promote and "NOT promoted" in decision.reason
+    assert math.isnan(decision.reference_challenger_score)
