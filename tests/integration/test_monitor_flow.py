@@ -293,3 +293,49 @@ def test_a_month_of_bad_data_is_stored_and_alerted_as_data_quality_failed(
     )
     assert failed["annual_income"]["share"] == pytest.approx(0.3)
     assert failed["annual_income"]["reference_share"] == 0
+
+
+def test_a_drifted_month_with_a_new_persona_is_retrained_and_promoted_on_its_customers(
+    trained, pg_url, tmp_path
+):
+    """Issue 14, point 3: the retrain after a month where a new segment appeared fits that
+    month's held-out customers better than the served model, is promoted, and the run's row,
+    the version's tags and the alert carry both pairs of scores and the rule. Its own model,
+    so the module's production model stays as the other tests expect."""
+    model = f"persona-monitor-new-{uuid.uuid4().hex[:8]}"
+    env = {
+        **trained,
+        "PERSONA_HOME": str(tmp_path / "home"),
+        "PERSONA_MODEL_NAME": model,
+        "MLFLOW_EXPERIMENT_NAME": model,
+    }
+    train.run_training(
+        composition.training_context(load_settings(environ=env)),
+        train.DataRequest(source="synthetic", rows=5000, seed=11),
+    )
+    with TelegramStub() as stub:
+        notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
+        outcome = monitor.run_monitoring(
+            _context(env, pg_url, notifier),
+            _request(month="2026-03", rows=5000, scenario="new_persona"),
+        )
+        retrained = outcome.retrained
+        assert outcome.decision == monitor.RETRAIN and not retrained.failed
+        assert (retrained.version, retrained.promoted) == ("2", True), retrained.reason
+        (message,) = stub.messages
+        assert "promoted to production" in message["text"] and "rule: silhouette" in message["text"]
+    (run,) = _runs(pg_url)
+    assert run["promoted"] and run["new_model_version"] == "2"
+    assert run["challenger_score"] >= run["production_score"] + 0.01  # on the new month
+    assert run["reference_challenger_score"] is not None  # the guard looked at the old one
+    assert run["reference_production_score"] is not None
+    assert run["promotion_rule"] == retrained.rule and "reference holdout" in run["promotion_rule"]
+    client = MlflowClient(trained["MLFLOW_TRACKING_URI"])
+    tags = client.get_model_version(model, "2").tags
+    assert float(tags["challenger_score"]) == pytest.approx(run["challenger_score"], abs=1e-5)
+    assert float(tags["reference_production_score"]) == pytest.approx(
+        run["reference_production_score"], abs=1e-5
+    )
+    assert tags["promotion_rule"] == retrained.rule
+    assert tags["decided_on"] == "current period holdout"
+    assert dict(client.get_registered_model(model).aliases)["production"] == "2"

@@ -21,6 +21,7 @@ from conftest import ROOT
 from marketing import SCHEMA_PATH, marketing_frame
 from scipy.stats import wasserstein_distance
 
+from persona.adapters import drift_store
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
@@ -136,6 +137,8 @@ class MemoryDriftStore:
         return run_id
 
     def update_run(self, run_id: str, **values: Any) -> None:
+        unknown = set(values) - set(drift_store.drift_runs.columns.keys())
+        assert not unknown, f"not columns of drift_runs: {sorted(unknown)}"  # as the real one
         self.runs[run_id].update(values)
 
 
@@ -411,6 +414,46 @@ def test_a_failed_retrain_ends_the_run_failed_and_the_alert_says_so(context, tmp
     assert summary.status == "sent" and run["alert_status"] == "sent"
     assert "retraining failed" in notifier.alerts[0].text and "rerun" in notifier.alerts[0].text
     assert models.aliases["live"] == trained.version  # nothing moved
+
+
+def test_a_retrain_records_the_current_and_reference_holdout_scores_and_the_rule(context, tmp_path):
+    """The decision of a retrain is taken on the drifted month's held-out customers; its two
+    pairs of scores and the rule reach the run's row, the result and the alert."""
+    trained = train.train_on(context, _customers(1500, 6, "2026-01"))
+    store, notifier = MemoryDriftStore(), MemoryNotifier()
+    watching = monitor.MonitorContext(
+        config=load_drift_config(ROOT / "04_monitoring/drift.yaml"),
+        training=context,
+        notifier=notifier,
+        drift_store=store,
+        reports=NoReports(),
+        workdir=tmp_path / "monitoring",
+    )
+    reference = monitor.load_reference_step(watching)
+    result = DriftResult(
+        1200, 1500, (ColumnDrift("age", "wasserstein", 0.4, 0.1, True),), 1.0, True
+    )
+    request = monitor.MonitorRequest.from_variables({"source": "synthetic", "month": "2026-03"})
+    drift = monitor.store_step(watching, reference, monitor.DriftCheck(result, None, None), request)
+    current = _customers(1500, 6, "2026-03", "new_persona")
+    retrained = monitor.retrain_step(watching, drift, reference, current)
+    assert not retrained.failed and retrained.version == "2"
+    assert retrained.reason.startswith("current holdout: challenger silhouette ")
+    assert "reference holdout: challenger" in retrained.reason
+    assert retrained.rule.endswith("on the reference holdout")
+    (run,) = store.runs.values()
+    for name in ("challenger_score", "production_score", "reference_challenger_score"):
+        assert run[name] == getattr(retrained, name) and not math.isnan(run[name])
+    assert run["promotion_rule"] == retrained.rule and run["promoted"] == retrained.promoted
+    assert run["new_model_version"] == "2" and run["action"] == "retrained"
+    tags = context.registry.runs[context.registry.versions["2"][1]]
+    assert tags["metrics"]["holdout_reference_production_score"] == pytest.approx(
+        retrained.reference_production_score
+    )
+    monitor.alert_step(watching, drift, retrained, request)
+    text = notifier.alerts[0].text
+    assert f"{retrained.challenger_score:.4f}" in text and "rule: silhouette" in text
+    assert context.registry.aliases["live"] == ("2" if retrained.promoted else trained.version)
 
 
 def test_a_month_of_bad_data_ends_stored_and_alerted_as_data_quality_failed(context, tmp_path):

@@ -47,6 +47,14 @@ drift_runs = sa.Table(
     sa.Column("promoted", sa.Boolean),
     sa.Column("alert_status", sa.Text, nullable=False),
     sa.Column("detail", sa.Text),
+    # a retrain's champion/challenger: scores on the current period's and the reference
+    # period's held-out customers, the rule applied and the decision's reason
+    sa.Column("challenger_score", sa.Float),
+    sa.Column("production_score", sa.Float),
+    sa.Column("reference_challenger_score", sa.Float),
+    sa.Column("reference_production_score", sa.Float),
+    sa.Column("promotion_rule", sa.Text),
+    sa.Column("promotion_reason", sa.Text),
 )
 drift_columns = sa.Table(
     COLUMNS_TABLE,

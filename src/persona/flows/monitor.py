@@ -174,6 +174,12 @@ class Retrained:
     reason: str
     n_rows: int
     failed: bool = False  # then ``reason`` says why; the run's row says ``failed`` too
+    # champion/challenger on the current period's holdout, the reference guard, the rule
+    challenger_score: float | None = None
+    production_score: float | None = None
+    reference_challenger_score: float | None = None
+    reference_production_score: float | None = None
+    rule: str = ""
 
 
 @dataclass(frozen=True)
@@ -363,7 +369,12 @@ def retrain_step(
         training.schema, max_null_share=context.config.quality.null_limit(training.schema)
     )
     try:
-        trained = train.train_on(training, train.validate_step(frame, schema), progress=False)
+        trained = train.train_on(
+            training,
+            train.validate_step(frame, schema),
+            progress=False,
+            current_keys=current[training.schema.key],
+        )
     except Exception as exc:  # noqa: BLE001 - every failure must end the row, then be said
         if isinstance(exc, PersonaError):
             logger.error("retraining failed: %s", exc)
@@ -373,8 +384,20 @@ def retrain_step(
         context.drift_store.update_run(drift.run_id, action="failed", detail=reason[:2000])
         return Retrained("", "", False, reason, len(frame), failed=True)
     promoted = trained.alias == context.alias
+    scores = {
+        "challenger_score": trained.challenger_score,
+        "production_score": trained.production_score,
+        "reference_challenger_score": trained.reference_challenger_score,
+        "reference_production_score": trained.reference_production_score,
+    }
     context.drift_store.update_run(
-        drift.run_id, action="retrained", new_model_version=trained.version, promoted=promoted
+        drift.run_id,
+        action="retrained",
+        new_model_version=trained.version,
+        promoted=promoted,
+        promotion_rule=trained.rule,
+        promotion_reason=trained.reason[:2000],
+        **scores,
     )
     logger.info(
         "retrained on %d rows: v%s %s",
@@ -382,7 +405,15 @@ def retrain_step(
         trained.version,
         f"promoted to @{context.alias}" if promoted else f"kept as @{trained.alias}",
     )
-    return Retrained(trained.version, trained.alias, promoted, trained.reason, len(frame))
+    return Retrained(
+        trained.version,
+        trained.alias,
+        promoted,
+        trained.reason,
+        len(frame),
+        rule=trained.rule,
+        **scores,
+    )
 
 
 def training_rows(
@@ -446,6 +477,7 @@ def alert_step(
             drifted_columns=[(c.column, c.method, c.score) for c in result.columns if c.drifted],
             new_version=None if retrained is None or retrained.failed else retrained.version,
             promoted=None if retrained is None or retrained.failed else retrained.promoted,
+            promotion_note=_promotion_note(retrained),
             not_retrained_reason=(
                 "retraining is switched off for this run"
                 if retrained is None
@@ -462,6 +494,13 @@ def alert_step(
     outcome = context.notifier.send(alert)
     context.drift_store.update_run(drift.run_id, alert_status=outcome.status)
     return AlertSummary(outcome.status, decision, outcome.attempts)
+
+
+def _promotion_note(retrained: Retrained | None) -> str | None:
+    """Why the retrained version was (not) promoted: both pairs of scores, then the rule."""
+    if retrained is None or retrained.failed or not retrained.rule:
+        return None
+    return f"{retrained.reason}; rule: {retrained.rule}"
 
 
 def run_monitoring(context: MonitorContext, request: MonitorRequest) -> MonitorOutcome:

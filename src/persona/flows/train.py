@@ -17,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from persona.data.catalogue import Catalogue
@@ -28,7 +29,12 @@ from persona.data.validation import require_valid
 from persona.errors import ConfigurationError
 from persona.flags import parse_bool
 from persona.model.build import build_persona_model
-from persona.model.evaluate import decide_promotion
+from persona.model.evaluate import (
+    Labelled,
+    PromotionDecision,
+    decide_promotion,
+    decide_retrain_promotion,
+)
 from persona.model.naming import Persona, catalogue_personas
 from persona.model.params import SearchParams
 from persona.model.preprocess import raw_inputs
@@ -129,10 +135,15 @@ class TrainingContext:
 
 @dataclass(frozen=True)
 class Split:
-    """The fitted rows and the held-out rows of one training frame."""
+    """The fitted rows and the held-out rows of one training frame.
+
+    For a retrain after drift, ``holdout`` holds the current period's held-out customers (they
+    decide) and ``reference_holdout`` the reference period's (they guard); else it is None.
+    """
 
     train: pd.DataFrame
     holdout: pd.DataFrame
+    reference_holdout: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +193,9 @@ class RegistrationOutcome:
     registration: Registration
     challenger_score: float
     production_score: float | None
+    reference_challenger_score: float | None = None
+    reference_production_score: float | None = None
+    rule: str = ""
 
 
 @dataclass(frozen=True)
@@ -196,6 +210,10 @@ class TrainingOutcome(Selection):
     challenger_score: float
     production_score: float | None
     search_seconds: float = 0.0
+    # a retrain: the scores above are on the current period's holdout, these on the reference's
+    reference_challenger_score: float | None = None
+    reference_production_score: float | None = None
+    rule: str = ""  # the promotion rule applied
 
 
 @dataclass(frozen=True)
@@ -279,13 +297,60 @@ def validate_step(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
 
 def split_holdout(frame: pd.DataFrame, schema: DatasetSchema, fraction: float) -> Split:
     """Hash of the customer id decides: the same customers are held out whatever the row order."""
-    hashed = pd.util.hash_pandas_object(frame[schema.id_column].astype(str), index=False).to_numpy()
-    held = (hashed % 10_000) < int(fraction * 10_000)
+    held = _held(frame[schema.id_column], fraction)
     return Split(frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True))
 
 
-def split_step(context: TrainingContext, frame: pd.DataFrame) -> Split:
-    return split_holdout(frame, context.schema, context.params.holdout_fraction)
+def split_step(
+    context: TrainingContext, frame: pd.DataFrame, current_keys: pd.DataFrame | None = None
+) -> Split:
+    """The holdout split; with ``current_keys`` (a retrain) the period-aware one."""
+    fraction = context.params.holdout_fraction
+    if current_keys is None:
+        return split_holdout(frame, context.schema, fraction)
+    return split_periods(frame, context.schema, fraction, current_keys)
+
+
+def _held(values: pd.Series, fraction: float) -> np.ndarray:
+    """Hash of the text decides which rows are held out: the same whatever the row order."""
+    hashed = pd.util.hash_pandas_object(values.astype(str), index=False).to_numpy()
+    return (hashed % 10_000) < int(fraction * 10_000)
+
+
+def split_periods(
+    frame: pd.DataFrame, schema: DatasetSchema, fraction: float, current_keys: pd.DataFrame
+) -> Split:
+    """A retrain's split: current rows (their key in ``current_keys``) held out by customer id
+    as in every split -- customers the served model never saw either -- and reference rows held
+    out by their key (id and month) or their id.
+
+    The reference rows are the served model's reference sample, fitted rows of its own split,
+    so none of their ids is held out: the key hash holds out a share of them all the same (the
+    served model has seen those, which tilts the guard its way; measured negligible, see
+    ``persona.model.evaluate``). Hash-based: the same rows are held out on every rerun.
+    """
+    key = list(schema.key)
+    missing = [c for c in key if c not in frame.columns or c not in current_keys.columns]
+    if missing:
+        raise ConfigurationError(
+            f"a retrain tells current rows from reference rows by the key {key}; "
+            f"column(s) {missing} missing from the training rows or the current keys"
+        )
+    current = pd.MultiIndex.from_frame(frame[key].astype(str)).isin(
+        pd.MultiIndex.from_frame(current_keys[key].astype(str))
+    )
+    by_id = _held(frame[schema.id_column], fraction)
+    joined = frame[key[0]].astype(str)
+    for column in key[1:]:
+        joined = joined + "|" + frame[column].astype(str)
+    by_key = _held(joined, fraction)
+    holdout = current & by_id
+    reference = ~current & (by_id | by_key)
+    return Split(
+        frame[~(holdout | reference)].reset_index(drop=True),
+        frame[holdout].reset_index(drop=True),
+        frame[reference].reset_index(drop=True),
+    )
 
 
 def load_champion(context: TrainingContext) -> Champion | None:
@@ -437,20 +502,33 @@ def register_step(
     schema = context.schema.with_reference_date(
         challenger.unwrap_python_model().derived.reference_date
     )
-    holdout = raw_inputs(split.holdout, schema)  # what the models take; ids and truth stay out
-    challenger_labels = challenger.predict(holdout)["persona_id"].to_numpy()
-    production_labels = None
-    if champion is not None:
-        production_labels = champion.model.predict(holdout)["persona_id"].to_numpy()
-    decision = decide_promotion(
-        challenger.unwrap_python_model().estimator,
-        challenger_labels,
-        production_labels,
-        holdout,
-        schema,
-        params,
-        alias=context.alias,
-    )
+    estimator = challenger.unwrap_python_model().estimator
+
+    def labelled(rows: pd.DataFrame) -> Labelled:
+        rows = raw_inputs(rows, schema)  # what the models take; ids and truth stay out
+        production = None if champion is None else champion.model.predict(rows)["persona_id"]
+        return Labelled(
+            rows,
+            challenger.predict(rows)["persona_id"].to_numpy(),
+            None if production is None else production.to_numpy(),
+        )
+
+    current = labelled(split.holdout)
+    if split.reference_holdout is None:  # a plain training run
+        decision = decide_promotion(
+            estimator,
+            current.challenger,
+            current.production,
+            current.rows,
+            schema,
+            params,
+            alias=context.alias,
+        )
+    else:  # a retrain: the current period decides, the reference period guards
+        reference = labelled(split.reference_holdout) if len(split.reference_holdout) else None
+        decision = decide_retrain_promotion(
+            estimator, current, reference, schema, params, alias=context.alias
+        )
     registered = context.registry.register(
         selection.model_uri,
         decision.promote,
@@ -459,22 +537,45 @@ def register_step(
             "training_run_id": selection.run_id,
             "winner": selection.winner,
             "challenger_score": round(decision.challenger_score, 5),
-            "production_score": (
-                "" if decision.production_score is None else round(decision.production_score, 5)
-            ),
+            "production_score": _rounded(decision.production_score),
             "promotion_metric": params.promotion_metric,
+            "promotion_rule": decision.rule,
+            **(_retrain_tags(decision) if split.reference_holdout is not None else {}),
         },
         alias=context.alias,
     )
     scores = {"holdout_challenger_score": decision.challenger_score}
     if decision.production_score is not None:
         scores["holdout_production_score"] = decision.production_score
+    for name in ("reference_challenger_score", "reference_production_score"):
+        if getattr(decision, name) is not None:
+            scores[f"holdout_{name}"] = getattr(decision, name)
     context.tracker.log_to_run(
         selection.run_id,
         metrics=scores,
         tags={"persona.registered_version": registered.version, "persona.alias": registered.alias},
     )
-    return RegistrationOutcome(registered, decision.challenger_score, decision.production_score)
+    return RegistrationOutcome(
+        registered,
+        decision.challenger_score,
+        decision.production_score,
+        decision.reference_challenger_score,
+        decision.reference_production_score,
+        decision.rule,
+    )
+
+
+def _retrain_tags(decision: PromotionDecision) -> dict[str, Any]:
+    """A retrain's version tags: which holdout decided and the guard's two scores."""
+    return {
+        "decided_on": "current period holdout",
+        "reference_challenger_score": _rounded(decision.reference_challenger_score),
+        "reference_production_score": _rounded(decision.reference_production_score),
+    }
+
+
+def _rounded(score: float | None) -> str | float:
+    return "" if score is None else round(score, 5)
 
 
 def outcome(
@@ -491,14 +592,24 @@ def outcome(
         challenger_score=registered.challenger_score,
         production_score=registered.production_score,
         search_seconds=search.search_seconds,
+        reference_challenger_score=registered.reference_challenger_score,
+        reference_production_score=registered.reference_production_score,
+        rule=registered.rule,
     )
 
 
 def train_on(
-    context: TrainingContext, frame: pd.DataFrame, progress: bool | None = None
+    context: TrainingContext,
+    frame: pd.DataFrame,
+    progress: bool | None = None,
+    current_keys: pd.DataFrame | None = None,
 ) -> TrainingOutcome:
-    """Search, select and register on a validated frame: the split and champion once each."""
-    split = split_step(context, frame)
+    """Search, select and register on a validated frame: the split and champion once each.
+
+    ``current_keys``: the key columns of the rows of the period that drifted (a retrain); the
+    decision is then taken on their held-out customers, guarded by the reference period's.
+    """
+    split = split_step(context, frame, current_keys)
     champion = load_champion(context)
     search = search_step(context, split, progress)
     selection = select_step(context, search, split, champion)

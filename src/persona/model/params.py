@@ -49,6 +49,9 @@ class SearchParams:
     new_name_prefix: str = "Emerging Segment"
     promotion_metric: str = "silhouette"
     promotion_margin: float = 0.01
+    # retrains only: how much worse than the served model the challenger may score on the
+    # reference period's held-out customers and still be promoted (metric units)
+    promotion_max_reference_loss: float = 0.05
 
     def to_flat_dict(self) -> dict[str, Any]:
         """Flat key/values for MLflow params."""
@@ -121,6 +124,9 @@ def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> SearchPa
         new_name_prefix=str(naming.get("new_name_prefix", "Emerging Segment")),
         promotion_metric=str(promotion.get("metric", "silhouette")),
         promotion_margin=float(promotion.get("margin", 0.01)),
+        promotion_max_reference_loss=_non_negative(
+            promotion.get("max_reference_loss", 0.05), f"{source}: promotion.max_reference_loss"
+        ),
     )
     if params.stability_reference_rows < 1:
         raise ConfigurationError(f"{source}: selection.stability_reference_rows must be >= 1")
@@ -135,6 +141,12 @@ def params_from_dict(raw: Mapping[str, Any], source: str = "params") -> SearchPa
                 f"{source}: {key} {value!r} unknown; choose one of {', '.join(HIGHER_IS_BETTER)}"
             )
     return params
+
+
+def _non_negative(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigurationError(f"{key} must be a number >= 0, got {value!r}")
+    return float(value)
 
 
 def load_params(path: Path) -> SearchParams:
