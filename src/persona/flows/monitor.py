@@ -9,7 +9,7 @@ the conditionals branch on is computed once, here, and stored with the run.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +27,14 @@ from persona.flows import train
 from persona.model.preprocess import prepare_features
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, interpret_report
+from persona.monitoring.retrain_policy import PolicyVerdict, apply_policy
+from persona.monitoring.slow_drift import (
+    MonthShifts,
+    SlowDriftResult,
+    consecutive_months,
+    cusum,
+    mean_shifts,
+)
 from persona.ports import DriftReports, DriftStore, Notifier
 from persona.run_variables import DEFAULT_MONTH, MONITOR_DEFAULTS, SCORING_LOG
 
@@ -40,6 +48,7 @@ class Decision(StrEnum):
     DRIFT_NO_RETRAIN = "drift_no_retrain"  # drift found, retraining switched off for this run
     NO_DRIFT = "no_drift"
     INSUFFICIENT_DATA = "insufficient_data"
+    DRIFT_HELD = "drift_held"  # drift found, the retrain policy waits for more drifted months
 
 
 RETRAIN, DRIFT_NO_RETRAIN = Decision.RETRAIN, Decision.DRIFT_NO_RETRAIN
@@ -145,6 +154,7 @@ class DriftCheck:
     result: DriftResult
     report_location: str | None
     report_url: str | None
+    shifts: dict[str, float] = field(default_factory=dict)  # numeric column -> mean shift (sd)
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,8 @@ class StoredDrift:
     data_window: str
     model_name: str
     model_version: str
+    slow: SlowDriftResult = field(default_factory=SlowDriftResult)
+    policy: PolicyVerdict | None = None  # what the retrain policy said on a drifted month
 
     @property
     def result(self) -> DriftResult:
@@ -258,13 +270,11 @@ def check_drift_step(
         result = DriftResult.insufficient(len(reference_frame), len(current), enough.reason)
         logger.warning("drift check skipped: %s", enough.reason)
         return DriftCheck(result, None, None)
-    snapshot, report = context.reports.run(
-        prepare_features(reference_frame, schema)[columns],
-        prepare_features(current, schema)[columns],
-        inputs,
-        config,
-    )
+    before = prepare_features(reference_frame, schema)[columns]
+    after = prepare_features(current, schema)[columns]
+    snapshot, report = context.reports.run(before, after, inputs, config)
     result = interpret_report(report, config, len(reference_frame), len(current))
+    shifts = mean_shifts(before, after, [c for c in columns if c in inputs.numeric])
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     html = context.reports.save_html(snapshot, context.folder() / f"drift-{stamp}.html")
     runs = context.reports.publish(snapshot)
@@ -284,7 +294,7 @@ def check_drift_step(
         result.dataset_drift,
         runs,
     )
-    return DriftCheck(result, f"{location}/{html.name}", tracker.run_url(run_id))
+    return DriftCheck(result, f"{location}/{html.name}", tracker.run_url(run_id), shifts)
 
 
 def decide(result: DriftResult, request: MonitorRequest) -> Decision:
@@ -295,6 +305,33 @@ def decide(result: DriftResult, request: MonitorRequest) -> Decision:
     return Decision.RETRAIN if request.retrain else Decision.DRIFT_NO_RETRAIN
 
 
+def judge_history(
+    context: MonitorContext,
+    reference: Reference,
+    check: DriftCheck,
+    request: MonitorRequest,
+    decision: Decision,
+) -> tuple[Decision, SlowDriftResult, PolicyVerdict | None]:
+    """The month in the light of the earlier months of the same model version: the slow-drift
+    CUSUM may turn an all-clear into drift, and the retrain policy may hold a retrain back."""
+    config = context.config
+    if decision not in (Decision.NO_DRIFT, Decision.RETRAIN, Decision.DRIFT_NO_RETRAIN):
+        return decision, SlowDriftResult(enabled=config.slow_drift.enabled), None
+    history = context.drift_store.previous_runs(reference.model_name, reference.model_version)
+    months = consecutive_months(
+        history, request.window, repeatable=request.data.source == SCORING_LOG
+    )
+    this_month = MonthShifts(check.shifts, check.result.n_current, check.result.n_reference)
+    slow = cusum([*(m.month for m in months), this_month], config.slow_drift)
+    if decision == Decision.NO_DRIFT and slow.flagged:
+        decision = Decision.RETRAIN if request.retrain else Decision.DRIFT_NO_RETRAIN
+    if decision != Decision.RETRAIN:
+        return decision, slow, None
+    verdict = apply_policy(config.retrain_policy, [*(m.drifted for m in months), True])
+    logger.info("retrain policy: %s", verdict.rule)
+    return (Decision.RETRAIN if verdict.retrain else Decision.DRIFT_HELD), slow, verdict
+
+
 def store_step(
     context: MonitorContext,
     reference: Reference,
@@ -303,6 +340,7 @@ def store_step(
 ) -> StoredDrift:
     """One history row per run and one per column; the decision the conditionals read."""
     result, decision = check.result, decide(check.result, request)
+    decision, slow, policy = judge_history(context, reference, check, request, decision)
     run = {
         "data_window": request.window,
         "model_name": reference.model_name,
@@ -316,11 +354,21 @@ def store_step(
         "report_location": check.report_location,
         "action": "retraining" if decision == Decision.RETRAIN else str(decision),
         "alert_status": "pending",
-        "detail": result.reason,
+        "detail": "; ".join(r for r in (result.reason, slow.reason) if r) or None,
+        "slow_drift": slow.flagged if slow.columns else None,
+        "retrain_rule": None if policy is None else policy.rule,
     }
-    run_id = context.drift_store.record_run(run, [c.to_dict() for c in result.columns])
+    columns = [{**c.to_dict(), **slow.column_values(c.column)} for c in result.columns]
+    run_id = context.drift_store.record_run(run, columns)
     return StoredDrift(
-        run_id, decision, check, request.window, reference.model_name, reference.model_version
+        run_id,
+        decision,
+        check,
+        request.window,
+        reference.model_name,
+        reference.model_version,
+        slow,
+        policy,
     )
 
 
@@ -417,7 +465,11 @@ def alert_step(
             new_version=None if retrained is None or retrained.failed else retrained.version,
             promoted=None if retrained is None or retrained.failed else retrained.promoted,
             not_retrained_reason=(
-                "retraining is switched off for this run"
+                (
+                    drift.policy.rule
+                    if decision == Decision.DRIFT_HELD and drift.policy is not None
+                    else "retraining is switched off for this run"
+                )
                 if retrained is None
                 else (
                     f"{retrained.reason}; the run is recorded as failed, rerun the month "
@@ -428,6 +480,7 @@ def alert_step(
             ),
             report_link=link,
             alias=context.alias,
+            slow_drift=drift.slow.descriptions(),
         )
     outcome = context.notifier.send(alert)
     context.drift_store.update_run(drift.run_id, alert_status=outcome.status)

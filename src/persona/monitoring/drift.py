@@ -19,6 +19,8 @@ from typing import Any, Literal, NamedTuple
 from persona.config_files import read_yaml
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, InvalidInputError
+from persona.monitoring.retrain_policy import RetrainPolicy, retrain_policy_from_dict
+from persona.monitoring.slow_drift import SlowDriftConfig, slow_drift_config_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,8 @@ class DriftConfig:
     numeric: MethodSpec = field(default_factory=MethodSpec)
     categorical: MethodSpec = field(default_factory=MethodSpec)
     columns: Mapping[str, MethodSpec] = field(default_factory=dict)
+    slow_drift: SlowDriftConfig = field(default_factory=SlowDriftConfig)
+    retrain_policy: RetrainPolicy = field(default_factory=RetrainPolicy)
 
     def enough_data(self, n_current: int, n_reference: int | None = None) -> EnoughData:
         return check_enough_data(n_current, self, n_reference=n_reference)
@@ -125,6 +129,8 @@ _TOP_KEYS = {
     "all_clear_alert",
     "defaults",
     "columns",
+    "slow_drift",
+    "retrain_policy",
 }
 
 
@@ -248,6 +254,8 @@ def drift_config_from_dict(raw: Any, source: str = "drift config") -> DriftConfi
         numeric=numeric,
         categorical=categorical,
         columns=columns,
+        slow_drift=slow_drift_config_from_dict(raw.get("slow_drift"), source),
+        retrain_policy=retrain_policy_from_dict(raw.get("retrain_policy"), source),
     )
 
 
