@@ -210,3 +210,25 @@ def test_a_month_the_model_was_trained_on_retrains_with_the_current_rows_winning
         (run,) = [r for r in _runs(pg_url) if r["run_id"] == outcome.run_id]
         assert run["action"] == "retrained" and run["alert_status"] == "sent"
         assert len(stub.messages) == 1
+
+
+def test_each_run_reads_back_the_earlier_months_of_its_model_version(trained, pg_url):
+    """The slow-drift CUSUM and the retrain policy look back through PostgreSQL."""
+    quiet = TelegramNotifier(None, None)
+    for month in ("2026-09", "2026-10"):
+        outcome = monitor.run_monitoring(
+            _context(trained, pg_url, quiet), _request(month=month, retrain="false")
+        )
+        assert outcome.decision == monitor.NO_DRIFT
+    engine = sa.create_engine(pg_url)
+    latest, *_ = _runs(pg_url)
+    history = drift_store.read_history(
+        engine, trained["PERSONA_MODEL_NAME"], latest["model_version"]
+    )
+    assert [run.data_window.split()[0] for run in history] == ["2026-09", "2026-10"]
+    assert all(len(run.shifts) == 8 and run.n_current == 10_000 for run in history)
+    assert latest["slow_drift"] is False and latest["retrain_rule"] is None
+    columns = drift_store.read_columns(engine, latest["run_id"]).set_index("column_name")
+    assert columns["cumulative_shift"].notna().sum() == 8  # the numeric inputs
+    assert columns["mean_shift"].isna()["channel"]
+    assert drift_store.read_history(engine, trained["PERSONA_MODEL_NAME"], "no such version") == []
