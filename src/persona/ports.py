@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from persona.data.schema import DatasetSchema
+from persona.monitoring.slow_drift import PastRun
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,9 @@ class DriftStore(Protocol):
 
     def update_run(self, run_id: str, **values: Any) -> None:
         """Fill in what is known later in the run (action, new version, alert status)."""
+
+    def previous_runs(self, model_name: str, model_version: str) -> Sequence[PastRun]:
+        """The stored runs of this model version (its reference), oldest first."""
 
 
 class DriftReports(Protocol):

@@ -214,35 +214,6 @@ def test_a_month_the_model_was_trained_on_retrains_with_the_current_rows_winning
         assert len(stub.messages) == 1
 
 
-def test_a_rerun_after_a_failed_retrain_completes(trained, pg_url, monkeypatch):
-    """The registry fails while the drifted month retrains: the row ends `failed`, the alert
-    says so; once the registry is back the same month runs to the end."""
-    with TelegramStub() as stub:
-        notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
-        context = _context(trained, pg_url, notifier)
-        registry = context.training.registry
-
-        def registry_down(*args, **kwargs):
-            raise UpstreamUnavailableError("MLflow registry did not answer")
-
-        with monkeypatch.context() as patch:
-            patch.setattr(registry, "register", registry_down)
-            failed = monitor.run_monitoring(
-                context, _request(month="2026-10", rows=1500, scenario="new_persona")
-            )
-        assert failed.retrained is not None and failed.retrained.failed
-        assert "did not answer" in stub.messages[-1]["text"]
-
-        rerun = monitor.run_monitoring(
-            _context(trained, pg_url, notifier),
-            _request(month="2026-10", rows=1500, scenario="new_persona"),
-        )
-        assert rerun.retrained is not None and not rerun.retrained.failed
-        assert len(stub.messages) == 2
-    actions = {r["run_id"]: r["action"] for r in _runs(pg_url)}
-    assert actions == {failed.run_id: "failed", rerun.run_id: "retrained"}
-
-
 def test_a_month_of_bad_data_is_stored_and_alerted_as_data_quality_failed(
     trained, pg_url, tmp_path
 ):
@@ -296,12 +267,13 @@ def test_a_month_of_bad_data_is_stored_and_alerted_as_data_quality_failed(
 
 
 def test_a_drifted_month_with_a_new_persona_is_retrained_and_promoted_on_its_customers(
-    trained, pg_url, tmp_path
+    trained, pg_url, tmp_path, monkeypatch
 ):
-    """Issue 14, point 3: the retrain after a month where a new segment appeared fits that
-    month's held-out customers better than the served model, is promoted, and the run's row,
-    the version's tags and the alert carry both pairs of scores and the rule. Its own model,
-    so the module's production model stays as the other tests expect."""
+    """Issue 14, points 2 and 3: a failed retrain ends its row `failed` and a rerun of the
+    month completes; the retrain after a month where a new segment appeared fits that month's
+    held-out customers better than the served model, is promoted, and the run's row, the
+    version's tags and the alert carry both pairs of scores and the rule. Its own model, so the
+    module's production model stays as the other tests expect."""
     model = f"persona-monitor-new-{uuid.uuid4().hex[:8]}"
     env = {
         **trained,
@@ -315,6 +287,21 @@ def test_a_drifted_month_with_a_new_persona_is_retrained_and_promoted_on_its_cus
     )
     with TelegramStub() as stub:
         notifier = TelegramNotifier(TOKEN, CHAT, base_url=stub.base_url, backoff=0.01)
+        # first the registry fails while the month retrains: the row ends `failed`, the alert
+        # says so, and the month can be run again
+        context = _context(env, pg_url, notifier)
+
+        def registry_down(*args, **kwargs):
+            raise UpstreamUnavailableError("MLflow registry did not answer")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(context.training.registry, "register", registry_down)
+            failed = monitor.run_monitoring(
+                context, _request(month="2026-03", rows=5000, scenario="new_persona")
+            )
+        assert failed.retrained is not None and failed.retrained.failed
+        assert "did not answer" in stub.messages[-1]["text"]
+
         outcome = monitor.run_monitoring(
             _context(env, pg_url, notifier),
             _request(month="2026-03", rows=5000, scenario="new_persona"),
@@ -322,9 +309,11 @@ def test_a_drifted_month_with_a_new_persona_is_retrained_and_promoted_on_its_cus
         retrained = outcome.retrained
         assert outcome.decision == monitor.RETRAIN and not retrained.failed
         assert (retrained.version, retrained.promoted) == ("2", True), retrained.reason
-        (message,) = stub.messages
+        message = stub.messages[-1]
+        assert len(stub.messages) == 2
         assert "promoted to production" in message["text"] and "rule: silhouette" in message["text"]
-    (run,) = _runs(pg_url)
+    failed_run, run = sorted(_runs(pg_url), key=lambda r: r["run_id"] != failed.run_id)
+    assert failed_run["action"] == "failed" and "did not answer" in failed_run["detail"]
     assert run["promoted"] and run["new_model_version"] == "2"
     assert run["challenger_score"] >= run["production_score"] + 0.01  # on the new month
     assert run["reference_challenger_score"] is not None  # the guard looked at the old one
@@ -339,3 +328,25 @@ def test_a_drifted_month_with_a_new_persona_is_retrained_and_promoted_on_its_cus
     assert tags["promotion_rule"] == retrained.rule
     assert tags["decided_on"] == "current period holdout"
     assert dict(client.get_registered_model(model).aliases)["production"] == "2"
+
+
+def test_each_run_reads_back_the_earlier_months_of_its_model_version(trained, pg_url):
+    """The slow-drift CUSUM and the retrain policy look back through PostgreSQL."""
+    quiet = TelegramNotifier(None, None)
+    for month in ("2026-09", "2026-10"):
+        outcome = monitor.run_monitoring(
+            _context(trained, pg_url, quiet), _request(month=month, retrain="false")
+        )
+        assert outcome.decision == monitor.NO_DRIFT
+    engine = sa.create_engine(pg_url)
+    latest, *_ = _runs(pg_url)
+    history = drift_store.read_history(
+        engine, trained["PERSONA_MODEL_NAME"], latest["model_version"]
+    )
+    assert [run.data_window.split()[0] for run in history] == ["2026-09", "2026-10"]
+    assert all(len(run.shifts) == 8 and run.n_current == 10_000 for run in history)
+    assert latest["slow_drift"] is False and latest["retrain_rule"] is None
+    columns = drift_store.read_columns(engine, latest["run_id"]).set_index("column_name")
+    assert columns["cumulative_shift"].notna().sum() == 8  # the numeric inputs
+    assert columns["mean_shift"].isna()["channel"]
+    assert drift_store.read_history(engine, trained["PERSONA_MODEL_NAME"], "no such version") == []

@@ -30,6 +30,8 @@ from persona.flows import monitor, train
 from persona.model.params import load_params
 from persona.model.pyfunc import PersonaModel, load_estimator
 from persona.monitoring.drift import ColumnDrift, DriftResult, load_drift_config
+from persona.monitoring.retrain_policy import RetrainPolicy
+from persona.monitoring.slow_drift import PastRun
 from persona.ports import ModelVersion, Registration
 from persona.values import from_plain, to_plain
 
@@ -140,6 +142,26 @@ class MemoryDriftStore:
         unknown = set(values) - set(drift_store.drift_runs.columns.keys())
         assert not unknown, f"not columns of drift_runs: {sorted(unknown)}"  # as the real one
         self.runs[run_id].update(values)
+
+    def previous_runs(self, model_name: str, model_version: str) -> list[PastRun]:
+        return [
+            PastRun(
+                run["data_window"],
+                run["enough_data"],
+                run["dataset_drift"],
+                run.get("slow_drift"),
+                {
+                    c["column_name"]: c["mean_shift"]
+                    for c in run["columns"]
+                    if c.get("mean_shift") is not None
+                },
+                run["n_current"],
+                run["n_reference"],
+            )
+            for run in self.runs.values()
+            if (run["model_name"], run["model_version"]) == (model_name, model_version)
+            and run.get("drift_share") is not None  # judged for drift, as the real one reads
+        ]
 
 
 @dataclass(frozen=True)
@@ -495,3 +517,52 @@ def test_a_month_of_bad_data_ends_stored_and_alerted_as_data_quality_failed(cont
     assert summary.status == "sent" and "Data quality failed" in text
     assert "channel" in text and "annual_income" in text and "tiktok" in text
     assert list(context.registry.versions) == [trained.version]  # nothing retrained
+
+
+# ------------------------------------------------ slow drift and the retrain policy across runs
+
+
+def test_slow_drift_builds_across_runs_and_the_policy_holds_a_retrain(context, tmp_path):
+    store, notifier = MemoryDriftStore(), MemoryNotifier()
+    config = replace(
+        load_drift_config(ROOT / "04_monitoring/drift.yaml"),
+        retrain_policy=RetrainPolicy(drifted_months=2, of_last_months=3),
+    )
+    watching = monitor.MonitorContext(
+        config, context, notifier, store, NoReports(), tmp_path / "monitoring"
+    )
+
+    def month(name, shift, drifted=False, version="1", retrain=True):
+        column = ColumnDrift("annual_income", "wasserstein", 0.2 if drifted else 0.02, 0.1, drifted)
+        result = DriftResult(20_000, 10_000, (column,), float(drifted), drifted)
+        check = monitor.DriftCheck(result, None, None, shifts={"annual_income": shift})
+        reference = monitor.Reference("unused.parquet", 20_000, "personas", version, None)
+        variables = {"source": "synthetic", "month": name, "retrain": retrain}
+        request = monitor.MonitorRequest.from_variables(variables)
+        drift = monitor.store_step(watching, reference, check, request)
+        if drift.decision != monitor.Decision.RETRAIN:
+            monitor.alert_step(watching, drift, None, request)
+        return drift, store.runs[drift.run_id]
+
+    for name in ("2027-01", "2027-02"):
+        assert month(name, 0.0)[0].decision == monitor.Decision.NO_DRIFT
+    held, run = month("2027-03", 0.0, drifted=True)
+    rule = "1 of the last 3 months drifted, the policy needs 2"
+    assert held.decision == monitor.Decision.DRIFT_HELD and held.policy.rule == rule
+    assert run["action"] == "drift_held" and run["retrain_rule"] == rule
+    assert f"not retrained: {rule}" in notifier.alerts[-1].text
+    assert from_plain(monitor.StoredDrift, json.loads(json.dumps(to_plain(held)))) == held
+
+    assert month("2027-04", 0.04)[0].decision == monitor.Decision.NO_DRIFT  # within the limit
+    slow, run = month("2027-05", 0.04)  # the second 0.04 sd month passes it
+    assert slow.decision == monitor.Decision.RETRAIN and slow.policy.drifted == 2
+    assert run["slow_drift"] and not run["dataset_drift"]
+    assert "slow drift: annual_income: cumulative shift +0.08 sd over 2 months" in run["detail"]
+    (stored,) = run["columns"]
+    assert stored["mean_shift"] == 0.04 and stored["cumulative_shift"] > config.slow_drift.limit
+
+    # A new model version has a new reference: its months start from nothing.
+    assert month("2027-06", 0.04, version="2")[0].decision == monitor.Decision.NO_DRIFT
+    again, _ = month("2027-07", 0.04, version="2", retrain=False)
+    assert again.decision == monitor.Decision.DRIFT_NO_RETRAIN
+    assert "annual_income: cumulative shift +0.08 sd over 2 months" in notifier.alerts[-1].text

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from persona.adapters.database import make_engine
 from persona.errors import UpstreamUnavailableError
+from persona.monitoring.slow_drift import PastRun
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ drift_runs = sa.Table(
     sa.Column("reference_production_score", sa.Float),
     sa.Column("promotion_rule", sa.Text),
     sa.Column("promotion_reason", sa.Text),
+    sa.Column("slow_drift", sa.Boolean),  # the cumulative (CUSUM) check flagged the month
+    sa.Column("retrain_rule", sa.Text),  # what the retrain policy said on a drifted month
 )
 drift_columns = sa.Table(
     COLUMNS_TABLE,
@@ -70,6 +73,8 @@ drift_columns = sa.Table(
     sa.Column("score", sa.Float),
     sa.Column("threshold", sa.Float),
     sa.Column("drifted", sa.Boolean, nullable=False),
+    sa.Column("mean_shift", sa.Float),  # (mean current - mean reference) / sd reference
+    sa.Column("cumulative_shift", sa.Float),  # the CUSUM after this month, signed
 )
 data_quality = sa.Table(
     QUALITY_TABLE,
@@ -210,6 +215,57 @@ def read_quality(engine: sa.Engine, run_id: str) -> pd.DataFrame:
         return pd.read_sql(query, connection)
 
 
+def read_history(
+    engine: sa.Engine, model_name: str, model_version: str, limit: int = 240
+) -> list[PastRun]:
+    """The runs of one model version (its reference sample), oldest first, with each numeric
+    column's mean shift: what the slow-drift check and the retrain policy look back on."""
+    ensure_tables(engine)
+    runs = (
+        sa.select(
+            drift_runs.c.run_id,
+            drift_runs.c.data_window,
+            drift_runs.c.enough_data,
+            drift_runs.c.dataset_drift,
+            drift_runs.c.slow_drift,
+            drift_runs.c.n_current,
+            drift_runs.c.n_reference,
+        )
+        .where(
+            drift_runs.c.model_name == model_name,
+            drift_runs.c.model_version == model_version,
+            drift_runs.c.drift_share.is_not(None),  # judged for drift: not too thin, not broken
+        )
+        .order_by(drift_runs.c.checked_at.desc(), drift_runs.c.run_id.desc())
+        .limit(limit)
+    )
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(runs).all()
+            ids = [row.run_id for row in rows]
+            shifts: dict[str, dict[str, float]] = {run_id: {} for run_id in ids}
+            if ids:
+                columns = sa.select(
+                    drift_columns.c.run_id, drift_columns.c.column_name, drift_columns.c.mean_shift
+                ).where(drift_columns.c.run_id.in_(ids), drift_columns.c.mean_shift.is_not(None))
+                for row in connection.execute(columns):
+                    shifts[row.run_id][row.column_name] = float(row.mean_shift)
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+    return [
+        PastRun(
+            data_window=row.data_window,
+            enough_data=bool(row.enough_data),
+            dataset_drift=bool(row.dataset_drift),
+            slow_drift=None if row.slow_drift is None else bool(row.slow_drift),
+            shifts=shifts[row.run_id],
+            n_current=int(row.n_current),
+            n_reference=int(row.n_reference),
+        )
+        for row in reversed(rows)
+    ]
+
+
 class PostgresDriftStore:
     """The ``DriftStore`` port: one engine, so a run's row is stored, then updated, in place."""
 
@@ -230,3 +286,6 @@ class PostgresDriftStore:
 
     def update_run(self, run_id: str, **values: Any) -> None:
         update_run(self.engine, run_id, **values)
+
+    def previous_runs(self, model_name: str, model_version: str) -> list[PastRun]:
+        return read_history(self.engine, model_name, model_version)

@@ -9,7 +9,7 @@ the conditionals branch on is computed once, here, and stored with the run.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +27,14 @@ from persona.model.preprocess import prepare_features
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, interpret_report
 from persona.monitoring.quality import QualityResult, check_quality
+from persona.monitoring.retrain_policy import PolicyVerdict, apply_policy
+from persona.monitoring.slow_drift import (
+    MonthShifts,
+    SlowDriftResult,
+    consecutive_months,
+    cusum,
+    mean_shifts,
+)
 from persona.ports import DriftReports, DriftStore, Notifier
 from persona.run_variables import DEFAULT_MONTH, MONITOR_DEFAULTS, SCORING_LOG
 
@@ -41,6 +49,7 @@ class Decision(StrEnum):
     NO_DRIFT = "no_drift"
     INSUFFICIENT_DATA = "insufficient_data"
     DATA_QUALITY_FAILED = "data_quality_failed"  # broken data: stored and alerted, not judged
+    DRIFT_HELD = "drift_held"  # drift found, the retrain policy waits for more drifted months
 
 
 RETRAIN, DRIFT_NO_RETRAIN = Decision.RETRAIN, Decision.DRIFT_NO_RETRAIN
@@ -148,6 +157,7 @@ class DriftCheck:
     report_location: str | None
     report_url: str | None
     quality: QualityResult | None = None  # None: nothing to check (no current rows)
+    shifts: dict[str, float] = field(default_factory=dict)  # numeric column -> mean shift (sd)
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,8 @@ class StoredDrift:
     data_window: str
     model_name: str
     model_version: str
+    slow: SlowDriftResult = field(default_factory=SlowDriftResult)
+    policy: PolicyVerdict | None = None  # what the retrain policy said on a drifted month
 
     @property
     def result(self) -> DriftResult:
@@ -278,13 +290,11 @@ def check_drift_step(
         result = DriftResult.insufficient(len(reference_frame), len(current), enough.reason)
         logger.warning("drift check skipped: %s", enough.reason)
         return DriftCheck(result, None, None, quality)
-    snapshot, report = context.reports.run(
-        prepare_features(reference_frame, schema)[columns],
-        prepare_features(current, schema)[columns],
-        inputs,
-        config,
-    )
+    before = prepare_features(reference_frame, schema)[columns]
+    after = prepare_features(current, schema)[columns]
+    snapshot, report = context.reports.run(before, after, inputs, config)
     result = interpret_report(report, config, len(reference_frame), len(current))
+    shifts = mean_shifts(before, after, [c for c in columns if c in inputs.numeric])
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     html = context.reports.save_html(snapshot, context.folder() / f"drift-{stamp}.html")
     runs = context.reports.publish(snapshot)
@@ -304,7 +314,9 @@ def check_drift_step(
         result.dataset_drift,
         runs,
     )
-    return DriftCheck(result, f"{location}/{html.name}", tracker.run_url(run_id), quality)
+    return DriftCheck(
+        result, f"{location}/{html.name}", tracker.run_url(run_id), quality, shifts=shifts
+    )
 
 
 def decide(check: DriftCheck, request: MonitorRequest) -> Decision:
@@ -318,6 +330,33 @@ def decide(check: DriftCheck, request: MonitorRequest) -> Decision:
     return Decision.RETRAIN if request.retrain else Decision.DRIFT_NO_RETRAIN
 
 
+def judge_history(
+    context: MonitorContext,
+    reference: Reference,
+    check: DriftCheck,
+    request: MonitorRequest,
+    decision: Decision,
+) -> tuple[Decision, SlowDriftResult, PolicyVerdict | None]:
+    """The month in the light of the earlier months of the same model version: the slow-drift
+    CUSUM may turn an all-clear into drift, and the retrain policy may hold a retrain back."""
+    config = context.config
+    if decision not in (Decision.NO_DRIFT, Decision.RETRAIN, Decision.DRIFT_NO_RETRAIN):
+        return decision, SlowDriftResult(enabled=config.slow_drift.enabled), None
+    history = context.drift_store.previous_runs(reference.model_name, reference.model_version)
+    months = consecutive_months(
+        history, request.window, repeatable=request.data.source == SCORING_LOG
+    )
+    this_month = MonthShifts(check.shifts, check.result.n_current, check.result.n_reference)
+    slow = cusum([*(m.month for m in months), this_month], config.slow_drift)
+    if decision == Decision.NO_DRIFT and slow.flagged:
+        decision = Decision.RETRAIN if request.retrain else Decision.DRIFT_NO_RETRAIN
+    if decision != Decision.RETRAIN:
+        return decision, slow, None
+    verdict = apply_policy(config.retrain_policy, [*(m.drifted for m in months), True])
+    logger.info("retrain policy: %s", verdict.rule)
+    return (Decision.RETRAIN if verdict.retrain else Decision.DRIFT_HELD), slow, verdict
+
+
 def store_step(
     context: MonitorContext,
     reference: Reference,
@@ -326,6 +365,7 @@ def store_step(
 ) -> StoredDrift:
     """One history row per run and one per column; the decision the conditionals read."""
     result, decision = check.result, decide(check, request)
+    decision, slow, policy = judge_history(context, reference, check, request, decision)
     run = {
         "data_window": request.window,
         "model_name": reference.model_name,
@@ -339,14 +379,22 @@ def store_step(
         "report_location": check.report_location,
         "action": "retraining" if decision == Decision.RETRAIN else str(decision),
         "alert_status": "pending",
-        "detail": result.reason,
+        "detail": "; ".join(r for r in (result.reason, slow.reason) if r) or None,
+        "slow_drift": slow.flagged if slow.columns else None,
+        "retrain_rule": None if policy is None else policy.rule,
     }
+    columns = [{**c.to_dict(), **slow.column_values(c.column)} for c in result.columns]
     quality = () if check.quality is None else [q.to_dict() for q in check.quality.checks]
-    run_id = context.drift_store.record_run(
-        run, [c.to_dict() for c in result.columns], quality=quality
-    )
+    run_id = context.drift_store.record_run(run, columns, quality=quality)
     return StoredDrift(
-        run_id, decision, check, request.window, reference.model_name, reference.model_version
+        run_id,
+        decision,
+        check,
+        request.window,
+        reference.model_name,
+        reference.model_version,
+        slow,
+        policy,
     )
 
 
@@ -478,22 +526,28 @@ def alert_step(
             new_version=None if retrained is None or retrained.failed else retrained.version,
             promoted=None if retrained is None or retrained.failed else retrained.promoted,
             promotion_note=_promotion_note(retrained),
-            not_retrained_reason=(
-                "retraining is switched off for this run"
-                if retrained is None
-                else (
-                    f"{retrained.reason}; the run is recorded as failed, rerun the month "
-                    "once this is fixed"
-                    if retrained.failed
-                    else None
-                )
-            ),
+            not_retrained_reason=_not_retrained_reason(drift, retrained),
             report_link=link,
             alias=context.alias,
+            slow_drift=drift.slow.descriptions(),
         )
     outcome = context.notifier.send(alert)
     context.drift_store.update_run(drift.run_id, alert_status=outcome.status)
     return AlertSummary(outcome.status, decision, outcome.attempts)
+
+
+def _not_retrained_reason(drift: StoredDrift, retrained: Retrained | None) -> str | None:
+    """Why a drifted month has no new version: the policy held it, the run switched retraining
+    off, or the retrain failed (then the month can be rerun). None: a version was trained."""
+    if retrained is None:
+        if drift.decision == Decision.DRIFT_HELD and drift.policy is not None:
+            return drift.policy.rule
+        return "retraining is switched off for this run"
+    if retrained.failed:
+        return (
+            f"{retrained.reason}; the run is recorded as failed, rerun the month once this is fixed"
+        )
+    return None
 
 
 def _promotion_note(retrained: Retrained | None) -> str | None:

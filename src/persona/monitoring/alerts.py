@@ -55,6 +55,7 @@ def drift_alert(
     report_link: str | None = None,
     n_columns: int | None = None,
     alias: str | None = None,
+    slow_drift: Iterable[str] = (),
 ) -> Alert:
     """The alert for a window whose share of drifted columns reached the threshold.
 
@@ -63,6 +64,8 @@ def drift_alert(
     caller knows whether high or low scores mean drift). The action: ``new_version`` (with
     ``promoted`` and an optional ``promotion_note``) when a model was retrained, else
     ``not_retrained_reason``. ``alias``: the registry alias a promoted version took.
+    ``slow_drift``: the columns the cumulative check flagged, as sentences
+    ("annual_income: cumulative shift +0.21 sd over 3 months").
     """
     columns = [_column(item) for item in drifted_columns]
     counted = f"{len(columns)} of {n_columns}" if n_columns is not None else f"{len(columns)}"
@@ -80,8 +83,11 @@ def drift_alert(
         tail.append(f"<b>Report:</b> {_report(report_link)}")
     lines = [
         f"• {_code(c.name, _NAME)}: {_clip(c.method, _METHOD)} {_score(c.score)}" for c in columns
-    ]
-    return Alert(_assemble(head, lines or ["(none listed)"], tail))
+    ] or ["(none listed)"]
+    slow = [f"• {_clip(text, _REASON)}" for text in slow_drift]
+    if slow:
+        lines += ["", "<b>Slow drift (cumulative, months since the reference):</b>", *slow]
+    return Alert(_assemble(head, lines, tail))
 
 
 def all_clear_alert(

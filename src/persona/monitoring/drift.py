@@ -20,6 +20,8 @@ from persona.config_files import read_yaml
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, InvalidInputError
 from persona.monitoring.quality import QualityConfig, quality_config_from_dict
+from persona.monitoring.retrain_policy import RetrainPolicy, retrain_policy_from_dict
+from persona.monitoring.slow_drift import SlowDriftConfig, slow_drift_config_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +117,8 @@ class DriftConfig:
     categorical: MethodSpec = field(default_factory=MethodSpec)
     columns: Mapping[str, MethodSpec] = field(default_factory=dict)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    slow_drift: SlowDriftConfig = field(default_factory=SlowDriftConfig)
+    retrain_policy: RetrainPolicy = field(default_factory=RetrainPolicy)
 
     def enough_data(self, n_current: int, n_reference: int | None = None) -> EnoughData:
         return check_enough_data(n_current, self, n_reference=n_reference)
@@ -128,6 +132,8 @@ _TOP_KEYS = {
     "defaults",
     "columns",
     "data_quality",
+    "slow_drift",
+    "retrain_policy",
 }
 
 
@@ -252,6 +258,8 @@ def drift_config_from_dict(raw: Any, source: str = "drift config") -> DriftConfi
         categorical=categorical,
         columns=columns,
         quality=quality_config_from_dict(raw.get("data_quality"), source),
+        slow_drift=slow_drift_config_from_dict(raw.get("slow_drift"), source),
+        retrain_policy=retrain_policy_from_dict(raw.get("retrain_policy"), source),
     )
 
 

@@ -2,9 +2,10 @@
 
 Stages, as the monitor pipeline runs them: load (the month from the PostgreSQL customers
 table), quality (the data-quality checks: the schema's rules, unseen levels, null shares),
-report (Evidently DataDriftPreset on the default columns, its verdict and the HTML
-page) and store (the drift_runs/drift_columns/data_quality rows and the run in the Evidently UI
-workspace). The reference is the training sample size of 04_monitoring/drift.yaml. Evidently
+report (Evidently DataDriftPreset on the default columns, its verdict, the HTML page and the
+slow-drift mean shifts) and store (the history read back for the slow-drift CUSUM, the
+drift_runs/drift_columns/data_quality rows and the run in the Evidently UI workspace). The
+reference is the training sample size of 04_monitoring/drift.yaml. Evidently
 is imported and warmed up before timing, so interpreter start-up is excluded. Machines here
 are noisy, so each size also times a baseline in the same run: a two-sample KS test per
 numeric column and a chi-square per categorical column with scipy on the same rows, and
@@ -35,6 +36,7 @@ from persona.data.schema import DatasetSchema, load_schema
 from persona.entry import exit_entry
 from persona.monitoring.drift import DriftConfig, feature_columns, load_drift_config
 from persona.monitoring.quality import check_quality
+from persona.monitoring.slow_drift import MonthShifts, cusum, mean_shifts
 from persona.settings import Settings
 from persona_tools.bench.common import throwaway_database
 
@@ -103,12 +105,20 @@ def time_size(
     snapshot, report = evidently_report.run_drift_report(reference, current, schema, config)
     result = evidently_report.interpret(report, config, len(reference), len(current))
     evidently_report.save_html(snapshot, scratch / f"drift-{rows}.html")
+    numeric = [c for c in columns if c in schema.numeric]
+    shifts = mean_shifts(reference, current, numeric)
     report_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
+    history = drift_store.read_history(engine, "bench", "1")
+    months = [m.month for m in history if m.enough_data]
+    slow = cusum([*months, MonthShifts(shifts, len(current), len(reference))], config.slow_drift)
     drift_store.record_run(
         engine,
         {
+            "model_name": "bench",
+            "model_version": "1",
+            "slow_drift": slow.flagged,
             "data_window": month,
             "n_reference": len(reference),
             "n_current": len(current),
@@ -118,7 +128,7 @@ def time_size(
             "action": "benchmark",
             "alert_status": "skipped",
         },
-        [c.to_dict() for c in result.columns],
+        [{**c.to_dict(), **slow.column_values(c.column)} for c in result.columns],
         [q.to_dict() for q in quality.checks],
     )
     evidently_report.add_to_workspace(scratch / "workspace", "bench", snapshot)
