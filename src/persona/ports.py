@@ -135,13 +135,19 @@ class CustomerStore(Protocol):
 
 
 class DriftStore(Protocol):
-    """The drift history: one row per monitoring run and one per checked column."""
+    """The drift history: one row per monitoring run, per checked column, per persona."""
 
     def record_run(self, run: Mapping[str, Any], columns: Sequence[Mapping[str, Any]]) -> str:
         """Store a run and its columns; returns the run's id."""
 
     def update_run(self, run_id: str, **values: Any) -> None:
         """Fill in what is known later in the run (action, new version, alert status)."""
+
+    def record_personas(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Store a run's persona rows (``persona_mix``: one per persona)."""
+
+    def persona_history(self, model_name: str, limit: int) -> pd.DataFrame:
+        """The persona rows of the model's newest ``limit`` runs, with their ``checked_at``."""
 
 
 class DriftReports(Protocol):

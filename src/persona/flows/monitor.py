@@ -23,10 +23,11 @@ from persona.data.schema import DatasetSchema
 from persona.data.validation import require_valid
 from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
 from persona.flags import parse_bool
-from persona.flows import train
+from persona.flows import persona_mix, train
 from persona.model.preprocess import prepare_features
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, interpret_report
+from persona.monitoring.personas import PersonaMix
 from persona.ports import DriftReports, DriftStore, Notifier
 from persona.run_variables import DEFAULT_MONTH, MONITOR_DEFAULTS, SCORING_LOG
 
@@ -145,6 +146,7 @@ class DriftCheck:
     result: DriftResult
     report_location: str | None
     report_url: str | None
+    personas: PersonaMix | None = None  # the persona mix and fit (None: not checked)
 
 
 @dataclass(frozen=True)
@@ -265,16 +267,29 @@ def check_drift_step(
         config,
     )
     result = interpret_report(report, config, len(reference_frame), len(current))
+    mix = persona_mix.check_personas(
+        context.training, reference.model_version, reference_frame, current, config.personas
+    )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     html = context.reports.save_html(snapshot, context.folder() / f"drift-{stamp}.html")
+    pages = [html]
+    if mix is not None:
+        title = f"Persona mix of {reference.model_name} v{reference.model_version}"
+        pages.append(
+            persona_mix.write_mix_page(mix, context.folder() / f"personas-{stamp}.html", title)
+        )
     runs = context.reports.publish(snapshot)
     tracker = context.training.tracker
     run_id, location = tracker.log_report_run(
         f"drift-{stamp}",
         {"model_version": reference.model_version, "n_current": len(current)},
-        {"drift_share": result.drift_share, "dataset_drift": float(result.dataset_drift)},
+        {
+            "drift_share": result.drift_share,
+            "dataset_drift": float(result.dataset_drift),
+            **({} if mix is None else {"persona_mix_score": mix.score}),
+        },
         {"persona.stage": "monitoring"},
-        [html],
+        pages,
         "drift",
     )
     logger.info(
@@ -284,13 +299,16 @@ def check_drift_step(
         result.dataset_drift,
         runs,
     )
-    return DriftCheck(result, f"{location}/{html.name}", tracker.run_url(run_id))
+    return DriftCheck(result, f"{location}/{html.name}", tracker.run_url(run_id), mix)
 
 
-def decide(result: DriftResult, request: MonitorRequest) -> Decision:
+def decide(
+    result: DriftResult, request: MonitorRequest, personas: PersonaMix | None = None
+) -> Decision:
+    """Drift in the columns, or in the persona mix and fit, is drift."""
     if not result.enough_data:
         return Decision.INSUFFICIENT_DATA
-    if not result.dataset_drift:
+    if not result.dataset_drift and not (personas is not None and personas.drifted):
         return Decision.NO_DRIFT
     return Decision.RETRAIN if request.retrain else Decision.DRIFT_NO_RETRAIN
 
@@ -302,7 +320,8 @@ def store_step(
     request: MonitorRequest,
 ) -> StoredDrift:
     """One history row per run and one per column; the decision the conditionals read."""
-    result, decision = check.result, decide(check.result, request)
+    result, decision = check.result, decide(check.result, request, check.personas)
+    mix = check.personas
     run = {
         "data_window": request.window,
         "model_name": reference.model_name,
@@ -316,9 +335,12 @@ def store_step(
         "report_location": check.report_location,
         "action": "retraining" if decision == Decision.RETRAIN else str(decision),
         "alert_status": "pending",
-        "detail": result.reason,
+        "detail": "; ".join(r for r in (result.reason, mix and mix.reason) if r) or None,
+        "persona_drift": None if mix is None else mix.drifted,
     }
     run_id = context.drift_store.record_run(run, [c.to_dict() for c in result.columns])
+    if mix is not None:
+        context.drift_store.record_personas(run_id, persona_mix.stored_rows(mix))
     return StoredDrift(
         run_id, decision, check, request.window, reference.model_name, reference.model_version
     )
@@ -428,6 +450,7 @@ def alert_step(
             ),
             report_link=link,
             alias=context.alias,
+            personas=drift.check.personas,
         )
     outcome = context.notifier.send(alert)
     context.drift_store.update_run(drift.run_id, alert_status=outcome.status)

@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from persona.monitoring.personas import PersonaMix, describe_mix, percent
+
 # Telegram rejects texts over 4096 characters (UTF-16 code units after entity parsing). We
 # bound the raw HTML, which is never shorter, with some room to spare.
 MAX_MESSAGE_CHARS = 4000
@@ -55,8 +57,11 @@ def drift_alert(
     report_link: str | None = None,
     n_columns: int | None = None,
     alias: str | None = None,
+    personas: PersonaMix | None = None,
 ) -> Alert:
-    """The alert for a window whose share of drifted columns reached the threshold.
+    """The alert for a window whose share of drifted columns reached the threshold, or whose
+    persona mix or fit moved (``personas``: its flagged personas are named, "Budget Families
+    31% → 18%").
 
     ``drift_share`` and ``threshold`` are fractions (0.25 = 25% of columns). Columns are
     ``(name, method, score)`` tuples or :class:`DriftedColumn`, shown in the order given (the
@@ -66,8 +71,9 @@ def drift_alert(
     """
     columns = [_column(item) for item in drifted_columns]
     counted = f"{len(columns)} of {n_columns}" if n_columns is not None else f"{len(columns)}"
+    kind = "Persona drift" if not columns and personas is not None else "Data drift"
     head = [
-        f"⚠️ <b>Data drift detected</b>: {_code(model_name, _NAME)}",
+        f"⚠️ <b>{kind} detected</b>: {_code(model_name, _NAME)}",
         f"Window: <b>{_clip(window, _WINDOW)}</b>",
         f"Drift share: <b>{_percent(drift_share)}</b> of columns "
         f"(threshold {_percent(threshold)})",
@@ -81,7 +87,28 @@ def drift_alert(
     lines = [
         f"• {_code(c.name, _NAME)}: {_clip(c.method, _METHOD)} {_score(c.score)}" for c in columns
     ]
-    return Alert(_assemble(head, lines or ["(none listed)"], tail))
+    return Alert(_assemble(head, (lines or ["(none listed)"]) + _persona_lines(personas), tail))
+
+
+def _persona_lines(mix: PersonaMix | None) -> list[str]:
+    """The flagged personas, each with its share before and after and why its fit is worse."""
+    if mix is None or not mix.drifted:
+        return []
+    verdict = "moved" if mix.mix_drifted else "stable"
+    lines = [
+        "",
+        f"<b>Personas ({len(mix.flagged)} flagged; mix {verdict}: "
+        f"{_clip(describe_mix(mix), _REASON)}):</b>",
+    ]
+    for persona in mix.flagged:
+        text = (
+            f"• <b>{_clip(persona.name, _NAME)}</b> {percent(persona.reference_share)} → "
+            f"{percent(persona.current_share)}"
+        )
+        if persona.fit_reasons:
+            text += f": {_clip('; '.join(persona.fit_reasons), _REASON)}"
+        lines.append(text)
+    return lines
 
 
 def all_clear_alert(

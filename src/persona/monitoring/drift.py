@@ -19,6 +19,7 @@ from typing import Any, Literal, NamedTuple
 from persona.config_files import read_yaml
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, InvalidInputError
+from persona.monitoring.personas import PersonaConfig, persona_config_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class DriftConfig:
     numeric: MethodSpec = field(default_factory=MethodSpec)
     categorical: MethodSpec = field(default_factory=MethodSpec)
     columns: Mapping[str, MethodSpec] = field(default_factory=dict)
+    personas: PersonaConfig = field(default_factory=PersonaConfig)
 
     def enough_data(self, n_current: int, n_reference: int | None = None) -> EnoughData:
         return check_enough_data(n_current, self, n_reference=n_reference)
@@ -125,6 +127,7 @@ _TOP_KEYS = {
     "all_clear_alert",
     "defaults",
     "columns",
+    "personas",
 }
 
 
@@ -248,6 +251,7 @@ def drift_config_from_dict(raw: Any, source: str = "drift config") -> DriftConfi
         numeric=numeric,
         categorical=categorical,
         columns=columns,
+        personas=persona_config_from_dict(raw.get("personas"), source),
     )
 
 
