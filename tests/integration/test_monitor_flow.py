@@ -250,7 +250,7 @@ def test_two_monitored_months_leave_persona_rows_and_a_trend_chart_of_both(
         for r in drift_runs
         for a in client.list_artifacts(r.info.run_id, "drift")
     }
-    assert {"drift-202", "personas-"} <= pages
+    assert {"drift-202", "personas-", "persona-t"} <= pages
 
     report = persona_mix.write_trend_report(
         context.drift_store, context.model_name, tmp_path / "trend.html"

@@ -471,7 +471,10 @@ def test_a_shifted_persona_mix_is_drift_stored_per_persona_named_and_drawn(conte
     text = notifier.alerts[-1].text
     assert "<b>Personas (" in text
     assert all(f"<b>{row['persona_name']}</b>" in text for row in moved)
-    assert any(p.name.startswith("personas-") for p in (tmp_path / "monitoring").iterdir())
+    written = sorted((tmp_path / "monitoring").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert any(p.name.startswith("personas-") for p in written)
+    chart = [p for p in written if p.name.startswith("persona-trend-")][-1].read_text()
+    assert "2026-02" in chart and "2026-03" in chart  # the history, and the run being checked
 
     page = persona_mix.write_trend_report(store, "personas", tmp_path / "trend.html")
     text = page.read_text()

@@ -274,9 +274,13 @@ def check_drift_step(
     html = context.reports.save_html(snapshot, context.folder() / f"drift-{stamp}.html")
     pages = [html]
     if mix is not None:
-        title = f"Persona mix of {reference.model_name} v{reference.model_version}"
-        pages.append(
-            persona_mix.write_mix_page(mix, context.folder() / f"personas-{stamp}.html", title)
+        pages += persona_mix.run_pages(
+            mix,
+            context.drift_store,
+            reference.model_name,
+            reference.model_version,
+            context.folder(),
+            stamp,
         )
     runs = context.reports.publish(snapshot)
     tracker = context.training.tracker

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,8 @@ from persona.monitoring.personas import PersonaConfig, PersonaMix, compare_perso
 from persona.ports import DriftStore
 
 logger = logging.getLogger(__name__)
+
+TREND_RUNS = 500  # the newest runs a trend chart reads
 
 
 def check_personas(
@@ -69,13 +72,33 @@ def check_personas(
     return mix
 
 
-def write_mix_page(mix: PersonaMix, path: Path, title: str) -> Path:
-    """The run's persona page, logged beside the Evidently report."""
-    path.write_text(trend.mix_page(mix, title), encoding="utf-8")
-    return path
+def run_pages(
+    mix: PersonaMix,
+    store: DriftStore,
+    model_name: str,
+    model_version: str,
+    folder: Path,
+    stamp: str,
+) -> list[Path]:
+    """The pages logged with the drift run beside the Evidently report, so the alert's link
+    reaches them: this run's persona table, and the trend chart as of this run (the stored
+    history plus this run, which is stored only after the check)."""
+    table = folder / f"personas-{stamp}.html"
+    title = f"Persona mix of {model_name} v{model_version}"
+    table.write_text(trend.mix_page(mix, title), encoding="utf-8")
+    now = pd.DataFrame(
+        [{**row, "run_id": "", "checked_at": datetime.now(UTC)} for row in stored_rows(mix)]
+    )
+    history = store.persona_history(model_name, TREND_RUNS)
+    frame = now if history.empty else pd.concat([history, now], ignore_index=True)
+    chart = folder / f"persona-trend-{stamp}.html"
+    chart.write_text(trend.trend_page(frame, f"Persona trend of {model_name}"), encoding="utf-8")
+    return [table, chart]
 
 
-def write_trend_report(store: DriftStore, model_name: str, path: Path, limit: int = 500) -> Path:
+def write_trend_report(
+    store: DriftStore, model_name: str, path: Path, limit: int = TREND_RUNS
+) -> Path:
     """The trend chart of the model's persona shares and fit per month, from its history."""
     history = store.persona_history(model_name, limit)
     if history.empty:

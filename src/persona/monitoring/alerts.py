@@ -108,6 +108,7 @@ def _persona_lines(mix: PersonaMix | None) -> list[str]:
         if persona.fit_reasons:
             text += f": {_clip('; '.join(persona.fit_reasons), _REASON)}"
         lines.append(text)
+    lines.append("The persona table and trend chart are logged with the report.")
     return lines
 
 
