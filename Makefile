@@ -78,7 +78,7 @@ LOCAL_PG ?= postgresql+psycopg2://postgres@127.0.0.1:5432
 LOCAL_DB ?= $(shell (pg_isready -q -h 127.0.0.1 -p 5432 || command -v pg_ctlcluster) >/dev/null 2>&1 && echo postgres || echo sqlite)
 STACK_TARGETS := local-up local-down local-status mlflow mage serve data ingest train train-local score \
         segmentations segmentation-add segmentation-remove personas persona-rename \
-        rollback promote monitor monitor-local monitor-ui demo stack-db
+        rollback promote monitor monitor-local monitor-ui report demo stack-db
 ifeq ($(LOCAL_DB),postgres)
 $(STACK_TARGETS): export MLFLOW_BACKEND_STORE_URI := $(or $(MLFLOW_BACKEND_STORE_URI),$(LOCAL_PG)/persona_mlflow)
 $(STACK_TARGETS): export MAGE_DATABASE_CONNECTION_URL := $(or $(MAGE_DATABASE_CONNECTION_URL),$(LOCAL_PG)/persona_mage)
@@ -105,7 +105,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
-        segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui \
+        segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui report \
         bench-train bench-serve bench-monitor bench-drift bench-search locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
@@ -263,6 +263,9 @@ monitor: $(VENV)/dev/.installed stack-db ## Run the Mage `monitor` pipeline head
 
 monitor-local: $(VENV)/dev/.installed stack-db ## Run the same monitoring steps without Mage
 	$(DEV)/persona monitor --month $(MONTH)
+
+report: $(VENV)/dev/.installed stack-db ## Write the trend chart of persona shares and fit per month (OUT=FILE; prints its path)
+	$(DEV)/persona monitor report $(if $(OUT),--out "$(OUT)")
 
 monitor-ui: $(VENV)/dev/.installed ## Serve the Evidently UI (drift history) on 127.0.0.1 in the foreground
 	$(DEV)/python -m persona.services.evidently_ui

@@ -158,7 +158,8 @@ def _monitor(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.composition import monitor_context
     from persona.flows.monitor import Decision, MonitorRequest, run_monitoring
 
-    variables = {k: v for k, v in vars(args).items() if k not in {"handler", "command"}}
+    ignored = {"handler", "command", "monitor_command"}
+    variables = {k: v for k, v in vars(args).items() if k not in ignored}
     outcome = run_monitoring(monitor_context(settings), MonitorRequest.from_variables(variables))
     if outcome.retrained is not None and outcome.retrained.failed:
         _emit(outcome)  # the run's record, then the failure as the exit code
@@ -167,6 +168,18 @@ def _monitor(args: argparse.Namespace, settings: Settings) -> Any:
         _emit(outcome)  # recorded and alerted; the exit code says the data is bad (3)
         raise DataValidationError(f"{outcome.detail} (run {outcome.run_id})")
     return outcome
+
+
+def _monitor_report(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.adapters.drift_store import PostgresDriftStore
+    from persona.flows.persona_mix import write_trend_report
+
+    default = settings.home / "reports" / f"persona-trend-{settings.model_name}.html"
+    out = Path(args.out) if args.out else default
+    path = write_trend_report(
+        PostgresDriftStore(settings.project_database_url), settings.model_name, out
+    )
+    return {"report": str(path.resolve()), "segmentation": settings.segmentation}
 
 
 def _score(args: argparse.Namespace, settings: Settings) -> Any:
@@ -521,6 +534,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_variables(monitor, MONITOR)
     monitor.set_defaults(handler=_monitor)
+    monitor_commands = monitor.add_subparsers(dest="monitor_command", required=False)
+    report = monitor_commands.add_parser(
+        "report",
+        help="write the trend chart of persona shares and fit per month (HTML, opens offline) "
+        "from the drift history",
+    )
+    report.add_argument(
+        "--out", help="HTML file to write (default: PERSONA_HOME/reports/persona-trend-MODEL.html)"
+    )
+    _add_segmentation(report)
+    report.set_defaults(handler=_monitor_report)
 
     score = commands.add_parser("score", help="score customers through the scoring API")
     score.add_argument("--month", help="YYYY-MM to score (default: every month)")

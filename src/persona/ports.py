@@ -136,7 +136,8 @@ class CustomerStore(Protocol):
 
 
 class DriftStore(Protocol):
-    """The drift history: one row per monitoring run, per checked column, per quality check."""
+    """The drift history: one row per monitoring run, per checked column, per quality check,
+    per persona."""
 
     def record_run(
         self,
@@ -151,6 +152,12 @@ class DriftStore(Protocol):
 
     def previous_runs(self, model_name: str, model_version: str) -> Sequence[PastRun]:
         """The stored runs of this model version (its reference), oldest first."""
+
+    def record_personas(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Store a run's persona rows (``persona_mix``: one per persona)."""
+
+    def persona_history(self, model_name: str, limit: int) -> pd.DataFrame:
+        """The persona rows of the model's newest ``limit`` runs, with their ``checked_at``."""
 
 
 class DriftReports(Protocol):

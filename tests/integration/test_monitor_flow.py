@@ -20,7 +20,7 @@ from persona import composition
 from persona.adapters import drift_store
 from persona.adapters.telegram import TelegramNotifier
 from persona.errors import InvalidInputError, UpstreamUnavailableError
-from persona.flows import monitor, train
+from persona.flows import monitor, persona_mix, train
 from persona.services.processes import free_port
 from persona.settings import load_settings
 from persona_tools.telegram_stub import TelegramStub
@@ -350,3 +350,50 @@ def test_each_run_reads_back_the_earlier_months_of_its_model_version(trained, pg
     assert columns["cumulative_shift"].notna().sum() == 8  # the numeric inputs
     assert columns["mean_shift"].isna()["channel"]
     assert drift_store.read_history(engine, trained["PERSONA_MODEL_NAME"], "no such version") == []
+
+
+def test_two_monitored_months_leave_persona_rows_and_a_trend_chart_of_both(
+    trained, pg_url, tmp_path
+):
+    """Issue 14, point 4: each run stores one persona_mix row per served persona, logs its
+    persona page beside the Evidently report, and the trend chart holds both months."""
+    context = _context(trained, pg_url, TelegramNotifier(None, None))
+    outcomes = [
+        monitor.run_monitoring(
+            context, _request(month=month, rows=3000, scenario=scenario, retrain="false")
+        )
+        for month, scenario in (("2026-09", "none"), ("2026-10", "mix_shift"))
+    ]
+    assert [o.decision for o in outcomes] == [monitor.NO_DRIFT, monitor.DRIFT_NO_RETRAIN]
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as connection:
+        rows = pd.read_sql(sa.select(drift_store.persona_mix), connection)
+    served = context.training.registry.load(context.training.registry.alias_uri("production"))
+    personas = {p.persona_id for p in served.unwrap_python_model().personas.values()}
+    for outcome, month in zip(outcomes, ("2026-09", "2026-10"), strict=True):
+        mine = rows[rows["run_id"] == outcome.run_id]
+        assert set(mine["persona_id"]) == personas and set(mine["period"]) == {month}
+        assert mine["current_share"].sum() == pytest.approx(1.0)
+    shifted = rows[rows["run_id"] == outcomes[1].run_id]
+    assert shifted["flagged"].any() and shifted["mix_drifted"].all()
+    assert not rows[rows["run_id"] == outcomes[0].run_id]["flagged"].any()
+    assert {r["persona_drift"] for r in _runs(pg_url)} == {False, True}
+
+    client = MlflowClient(trained["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name(trained["MLFLOW_EXPERIMENT_NAME"])
+    drift_runs = client.search_runs(
+        [experiment.experiment_id], "tags.`persona.stage` = 'monitoring'"
+    )
+    pages = {
+        a.path.split("/")[-1][:9]
+        for r in drift_runs
+        for a in client.list_artifacts(r.info.run_id, "drift")
+    }
+    assert {"drift-202", "personas-", "persona-t"} <= pages
+
+    report = persona_mix.write_trend_report(
+        context.drift_store, context.model_name, tmp_path / "trend.html"
+    )
+    page = report.read_text()
+    assert "2026-09" in page and "2026-10" in page
+    assert shifted.loc[shifted["flagged"], "persona_name"].iloc[0] in page

@@ -26,7 +26,7 @@ from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
 from persona.errors import UpstreamUnavailableError
-from persona.flows import monitor, train
+from persona.flows import monitor, persona_mix, train
 from persona.model.params import load_params
 from persona.model.pyfunc import PersonaModel, load_estimator
 from persona.monitoring.drift import ColumnDrift, DriftResult, load_drift_config
@@ -162,6 +162,19 @@ class MemoryDriftStore:
             if (run["model_name"], run["model_version"]) == (model_name, model_version)
             and run.get("drift_share") is not None  # judged for drift, as the real one reads
         ]
+
+    def record_personas(self, run_id: str, rows) -> None:
+        self.runs[run_id]["personas"] = list(rows)
+
+    def persona_history(self, model_name: str, limit: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {**row, "run_id": run_id, "checked_at": f"2026-01-01T00:00:{index:02d}Z"}
+                for index, (run_id, run) in enumerate(self.runs.items())
+                if run["model_name"] == model_name
+                for row in run.get("personas", [])
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -566,3 +579,59 @@ def test_slow_drift_builds_across_runs_and_the_policy_holds_a_retrain(context, t
     again, _ = month("2027-07", 0.04, version="2", retrain=False)
     assert again.decision == monitor.Decision.DRIFT_NO_RETRAIN
     assert "annual_income: cumulative shift +0.08 sd over 2 months" in notifier.alerts[-1].text
+
+
+# ------------------------------------------------------------------------ persona monitoring
+
+
+def test_a_shifted_persona_mix_is_drift_stored_per_persona_named_and_drawn(context, tmp_path):
+    """A fresh month, then mix_shift: each run stores a row per served persona, the shifted
+    month's persona drift is recorded and named in the alert, the run's persona page is
+    written beside the drift report, and the trend report draws both months."""
+    train.train_on(context, _customers(3000, 1), progress=False)
+    store, notifier = MemoryDriftStore(), MemoryNotifier()
+    watching = monitor.MonitorContext(
+        config=replace(load_drift_config(ROOT / "04_monitoring/drift.yaml"), min_rows=500),
+        training=context,
+        notifier=notifier,
+        drift_store=store,
+        reports=DistanceReports(),
+        workdir=tmp_path / "monitoring",
+    )
+    months = {"2026-02": "none", "2026-03": "mix_shift"}
+    outcomes = {}
+    for month, scenario in months.items():
+        request = monitor.MonitorRequest.from_variables(
+            {
+                "source": "synthetic",
+                "month": month,
+                "rows": 2000,
+                "seed": 5,
+                "scenario": scenario,
+                "retrain": "false",
+            }
+        )
+        outcomes[month] = monitor.run_monitoring(watching, request)
+    assert outcomes["2026-02"].decision == monitor.NO_DRIFT
+    assert outcomes["2026-03"].decision == monitor.DRIFT_NO_RETRAIN
+    fresh, shifted = store.runs.values()
+    assert fresh["persona_drift"] is False and shifted["persona_drift"] is True
+    assert "persona mix moved" in shifted["detail"]
+    served = context.registry.load(context.registry.alias_uri("live")).unwrap_python_model()
+    ids = {p.persona_id for p in served.personas.values()}
+    for run in (fresh, shifted):
+        assert {row["persona_id"] for row in run["personas"]} == ids
+        assert {row["period"] for row in run["personas"]} == {run["data_window"].split()[0]}
+    moved = [row for row in shifted["personas"] if row["flagged"]]
+    assert moved and all(abs(row["share_change"]) > 0.05 for row in moved)
+    text = notifier.alerts[-1].text
+    assert "<b>Personas (" in text
+    assert all(f"<b>{row['persona_name']}</b>" in text for row in moved)
+    written = sorted((tmp_path / "monitoring").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert any(p.name.startswith("personas-") for p in written)
+    chart = [p for p in written if p.name.startswith("persona-trend-")][-1].read_text()
+    assert "2026-02" in chart and "2026-03" in chart  # the history, and the run being checked
+
+    page = persona_mix.write_trend_report(store, "personas", tmp_path / "trend.html")
+    text = page.read_text()
+    assert "2026-02" in text and "2026-03" in text and moved[0]["persona_name"] in text

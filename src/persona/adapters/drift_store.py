@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 RUNS_TABLE = "drift_runs"
 COLUMNS_TABLE = "drift_columns"
 QUALITY_TABLE = "data_quality"
+PERSONAS_TABLE = "persona_mix"
 
 _metadata = sa.MetaData()
 drift_runs = sa.Table(
@@ -58,6 +59,7 @@ drift_runs = sa.Table(
     sa.Column("promotion_reason", sa.Text),
     sa.Column("slow_drift", sa.Boolean),  # the cumulative (CUSUM) check flagged the month
     sa.Column("retrain_rule", sa.Text),  # what the retrain policy said on a drifted month
+    sa.Column("persona_drift", sa.Boolean),  # the persona mix moved or a persona was flagged
 )
 drift_columns = sa.Table(
     COLUMNS_TABLE,
@@ -93,6 +95,38 @@ data_quality = sa.Table(
     sa.Column("reference_share", sa.Float),
     sa.Column("failed", sa.Boolean, nullable=False),
     sa.Column("examples", sa.Text),
+)
+# One row per run and persona (persona.monitoring.personas): share and fit, reference against
+# current, and the run's verdict on the whole mix repeated on each of its rows.
+persona_mix = sa.Table(
+    PERSONAS_TABLE,
+    _metadata,
+    sa.Column(
+        "run_id",
+        sa.String(36),
+        sa.ForeignKey(f"{RUNS_TABLE}.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("persona_id", sa.Integer, primary_key=True),
+    sa.Column("persona_name", sa.Text, nullable=False),
+    sa.Column("period", sa.Text),
+    sa.Column("n_reference", sa.Integer),
+    sa.Column("n_current", sa.Integer),
+    sa.Column("reference_share", sa.Float),
+    sa.Column("current_share", sa.Float),
+    sa.Column("share_change", sa.Float),
+    sa.Column("mean_distance_reference", sa.Float),
+    sa.Column("mean_distance_current", sa.Float),
+    sa.Column("p90_distance_reference", sa.Float),
+    sa.Column("p90_distance_current", sa.Float),
+    sa.Column("low_confidence_reference", sa.Float),
+    sa.Column("low_confidence_current", sa.Float),
+    sa.Column("flagged", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("mix_method", sa.Text),
+    sa.Column("mix_score", sa.Float),
+    sa.Column("mix_threshold", sa.Float),
+    sa.Column("mix_drifted", sa.Boolean),
 )
 
 
@@ -266,6 +300,51 @@ def read_history(
     ]
 
 
+def record_personas(engine: sa.Engine, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """The persona rows of a stored run, in one transaction."""
+    ensure_tables(engine)
+    values = [
+        {**{c.name: row.get(c.name) for c in persona_mix.columns}, "run_id": run_id} for row in rows
+    ]
+    if not values:
+        return
+    try:
+        with engine.begin() as connection:
+            connection.execute(persona_mix.insert(), values)
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+    logger.info("stored %d persona row(s) of drift run %s", len(values), run_id)
+
+
+def read_persona_history(engine: sa.Engine, model_name: str, limit: int = 500) -> pd.DataFrame:
+    """The persona rows of the model's newest ``limit`` runs, each with its run's time and
+    window (runs are keyed by model name: each segmentation has its own)."""
+    ensure_tables(engine)
+    runs = (
+        sa.select(drift_runs.c.run_id)
+        .where(drift_runs.c.model_name == model_name)
+        .where(drift_runs.c.run_id.in_(sa.select(persona_mix.c.run_id)))
+        .order_by(drift_runs.c.checked_at.desc())
+        .limit(limit)
+    )
+    query = (
+        sa.select(
+            persona_mix,
+            drift_runs.c.checked_at,
+            drift_runs.c.data_window,
+            drift_runs.c.model_version,
+        )
+        .join(drift_runs, drift_runs.c.run_id == persona_mix.c.run_id)
+        .where(persona_mix.c.run_id.in_(runs.scalar_subquery()))
+        .order_by(drift_runs.c.checked_at, persona_mix.c.persona_id)
+    )
+    try:
+        with engine.connect() as connection:
+            return pd.read_sql(query, connection)
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+
+
 class PostgresDriftStore:
     """The ``DriftStore`` port: one engine, so a run's row is stored, then updated, in place."""
 
@@ -289,3 +368,9 @@ class PostgresDriftStore:
 
     def previous_runs(self, model_name: str, model_version: str) -> list[PastRun]:
         return read_history(self.engine, model_name, model_version)
+
+    def record_personas(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        record_personas(self.engine, run_id, rows)
+
+    def persona_history(self, model_name: str, limit: int = 500) -> pd.DataFrame:
+        return read_persona_history(self.engine, model_name, limit)

@@ -22,10 +22,11 @@ from persona.data.months import previous_month
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
 from persona.flags import parse_bool
-from persona.flows import train
+from persona.flows import persona_mix, train
 from persona.model.preprocess import prepare_features
 from persona.monitoring import alerts
 from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, interpret_report
+from persona.monitoring.personas import PersonaMix
 from persona.monitoring.quality import QualityResult, check_quality
 from persona.monitoring.retrain_policy import PolicyVerdict, apply_policy
 from persona.monitoring.slow_drift import (
@@ -158,6 +159,7 @@ class DriftCheck:
     report_url: str | None
     quality: QualityResult | None = None  # None: nothing to check (no current rows)
     shifts: dict[str, float] = field(default_factory=dict)  # numeric column -> mean shift (sd)
+    personas: PersonaMix | None = None  # the persona mix and fit (None: not checked)
 
 
 @dataclass(frozen=True)
@@ -295,16 +297,33 @@ def check_drift_step(
     snapshot, report = context.reports.run(before, after, inputs, config)
     result = interpret_report(report, config, len(reference_frame), len(current))
     shifts = mean_shifts(before, after, [c for c in columns if c in inputs.numeric])
+    mix = persona_mix.check_personas(
+        context.training, reference.model_version, reference_frame, current, config.personas
+    )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     html = context.reports.save_html(snapshot, context.folder() / f"drift-{stamp}.html")
+    pages = [html]
+    if mix is not None:
+        pages += persona_mix.run_pages(
+            mix,
+            context.drift_store,
+            reference.model_name,
+            reference.model_version,
+            context.folder(),
+            stamp,
+        )
     runs = context.reports.publish(snapshot)
     tracker = context.training.tracker
     run_id, location = tracker.log_report_run(
         f"drift-{stamp}",
         {"model_version": reference.model_version, "n_current": len(current)},
-        {"drift_share": result.drift_share, "dataset_drift": float(result.dataset_drift)},
+        {
+            "drift_share": result.drift_share,
+            "dataset_drift": float(result.dataset_drift),
+            **({} if mix is None else {"persona_mix_score": mix.score}),
+        },
         {"persona.stage": "monitoring"},
-        [html],
+        pages,
         "drift",
     )
     logger.info(
@@ -315,17 +334,24 @@ def check_drift_step(
         runs,
     )
     return DriftCheck(
-        result, f"{location}/{html.name}", tracker.run_url(run_id), quality, shifts=shifts
+        result,
+        f"{location}/{html.name}",
+        tracker.run_url(run_id),
+        quality,
+        shifts=shifts,
+        personas=mix,
     )
 
 
 def decide(check: DriftCheck, request: MonitorRequest) -> Decision:
-    result = check.result
+    """Drift in the columns, or in the persona mix and fit, is drift; broken data is not
+    judged at all."""
+    result, personas = check.result, check.personas
     if check.quality is not None and not check.quality.ok:
         return Decision.DATA_QUALITY_FAILED
     if not result.enough_data:
         return Decision.INSUFFICIENT_DATA
-    if not result.dataset_drift:
+    if not result.dataset_drift and not (personas is not None and personas.drifted):
         return Decision.NO_DRIFT
     return Decision.RETRAIN if request.retrain else Decision.DRIFT_NO_RETRAIN
 
@@ -366,6 +392,7 @@ def store_step(
     """One history row per run and one per column; the decision the conditionals read."""
     result, decision = check.result, decide(check, request)
     decision, slow, policy = judge_history(context, reference, check, request, decision)
+    mix = check.personas
     run = {
         "data_window": request.window,
         "model_name": reference.model_name,
@@ -379,13 +406,17 @@ def store_step(
         "report_location": check.report_location,
         "action": "retraining" if decision == Decision.RETRAIN else str(decision),
         "alert_status": "pending",
-        "detail": "; ".join(r for r in (result.reason, slow.reason) if r) or None,
+        "detail": "; ".join(r for r in (result.reason, slow.reason, mix and mix.reason) if r)
+        or None,
         "slow_drift": slow.flagged if slow.columns else None,
         "retrain_rule": None if policy is None else policy.rule,
+        "persona_drift": None if mix is None else mix.drifted,
     }
     columns = [{**c.to_dict(), **slow.column_values(c.column)} for c in result.columns]
     quality = () if check.quality is None else [q.to_dict() for q in check.quality.checks]
     run_id = context.drift_store.record_run(run, columns, quality=quality)
+    if mix is not None:
+        context.drift_store.record_personas(run_id, persona_mix.stored_rows(mix))
     return StoredDrift(
         run_id,
         decision,
@@ -530,6 +561,7 @@ def alert_step(
             report_link=link,
             alias=context.alias,
             slow_drift=drift.slow.descriptions(),
+            personas=drift.check.personas,
         )
     outcome = context.notifier.send(alert)
     context.drift_store.update_run(drift.run_id, alert_status=outcome.status)

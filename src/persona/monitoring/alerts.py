@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from persona.monitoring.personas import PersonaMix, describe_mix, percent
+
 # Telegram rejects texts over 4096 characters (UTF-16 code units after entity parsing). We
 # bound the raw HTML, which is never shorter, with some room to spare.
 MAX_MESSAGE_CHARS = 4000
@@ -56,8 +58,11 @@ def drift_alert(
     n_columns: int | None = None,
     alias: str | None = None,
     slow_drift: Iterable[str] = (),
+    personas: PersonaMix | None = None,
 ) -> Alert:
-    """The alert for a window whose share of drifted columns reached the threshold.
+    """The alert for a window whose share of drifted columns reached the threshold, or whose
+    persona mix or fit moved (``personas``: its flagged personas are named, "Budget Families
+    31% → 18%").
 
     ``drift_share`` and ``threshold`` are fractions (0.25 = 25% of columns). Columns are
     ``(name, method, score)`` tuples or :class:`DriftedColumn`, shown in the order given (the
@@ -69,8 +74,14 @@ def drift_alert(
     """
     columns = [_column(item) for item in drifted_columns]
     counted = f"{len(columns)} of {n_columns}" if n_columns is not None else f"{len(columns)}"
+    slow = [f"• {_clip(text, _REASON)}" for text in slow_drift]
+    kind = "Data drift"  # what the month-vs-reference check found, else the other checks
+    if not columns and slow:
+        kind = "Slow drift"
+    elif not columns and personas is not None and personas.drifted:
+        kind = "Persona drift"
     head = [
-        f"⚠️ <b>Data drift detected</b>: {_code(model_name, _NAME)}",
+        f"⚠️ <b>{kind} detected</b>: {_code(model_name, _NAME)}",
         f"Window: <b>{_clip(window, _WINDOW)}</b>",
         f"Drift share: <b>{_percent(drift_share)}</b> of columns "
         f"(threshold {_percent(threshold)})",
@@ -84,10 +95,31 @@ def drift_alert(
     lines = [
         f"• {_code(c.name, _NAME)}: {_clip(c.method, _METHOD)} {_score(c.score)}" for c in columns
     ] or ["(none listed)"]
-    slow = [f"• {_clip(text, _REASON)}" for text in slow_drift]
     if slow:
         lines += ["", "<b>Slow drift (cumulative, months since the reference):</b>", *slow]
-    return Alert(_assemble(head, lines, tail))
+    return Alert(_assemble(head, lines + _persona_lines(personas), tail))
+
+
+def _persona_lines(mix: PersonaMix | None) -> list[str]:
+    """The flagged personas, each with its share before and after and why its fit is worse."""
+    if mix is None or not mix.drifted:
+        return []
+    verdict = "moved" if mix.mix_drifted else "stable"
+    lines = [
+        "",
+        f"<b>Personas ({len(mix.flagged)} flagged; mix {verdict}: "
+        f"{_clip(describe_mix(mix), _REASON)}):</b>",
+    ]
+    for persona in mix.flagged:
+        text = (
+            f"• <b>{_clip(persona.name, _NAME)}</b> {percent(persona.reference_share)} → "
+            f"{percent(persona.current_share)}"
+        )
+        if persona.fit_reasons:
+            text += f": {_clip('; '.join(persona.fit_reasons), _REASON)}"
+        lines.append(text)
+    lines.append("The persona table and trend chart are logged with the report.")
+    return lines
 
 
 def all_clear_alert(

@@ -19,6 +19,7 @@ from typing import Any, Literal, NamedTuple
 from persona.config_files import read_yaml
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, InvalidInputError
+from persona.monitoring.personas import PersonaConfig, persona_config_from_dict
 from persona.monitoring.quality import QualityConfig, quality_config_from_dict
 from persona.monitoring.retrain_policy import RetrainPolicy, retrain_policy_from_dict
 from persona.monitoring.slow_drift import SlowDriftConfig, slow_drift_config_from_dict
@@ -119,6 +120,7 @@ class DriftConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     slow_drift: SlowDriftConfig = field(default_factory=SlowDriftConfig)
     retrain_policy: RetrainPolicy = field(default_factory=RetrainPolicy)
+    personas: PersonaConfig = field(default_factory=PersonaConfig)
 
     def enough_data(self, n_current: int, n_reference: int | None = None) -> EnoughData:
         return check_enough_data(n_current, self, n_reference=n_reference)
@@ -134,6 +136,7 @@ _TOP_KEYS = {
     "data_quality",
     "slow_drift",
     "retrain_policy",
+    "personas",
 }
 
 
@@ -260,6 +263,7 @@ def drift_config_from_dict(raw: Any, source: str = "drift config") -> DriftConfi
         quality=quality_config_from_dict(raw.get("data_quality"), source),
         slow_drift=slow_drift_config_from_dict(raw.get("slow_drift"), source),
         retrain_policy=retrain_policy_from_dict(raw.get("retrain_policy"), source),
+        personas=persona_config_from_dict(raw.get("personas"), source),
     )
 
 
