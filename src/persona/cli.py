@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from persona import cli_segmentations
 from persona.entry import run_entry
 from persona.errors import (
-    ConfigurationError,
     DataValidationError,
-    ModelUnavailableError,
     PersonaError,
 )
 from persona.run_variables import (
@@ -260,67 +259,6 @@ def _model_show(args: argparse.Namespace, settings: Settings) -> Any:
     return mlflow_models(settings).describe()
 
 
-def _served_personas(settings: Settings) -> tuple[Any, Any, list[Any]]:
-    """The segmentation's registry, the version it serves and that version's personas."""
-    from persona.composition import mlflow_models
-
-    models = mlflow_models(settings)
-    holder = models.version_holding(settings.model_alias)
-    if holder is None:
-        raise ModelUnavailableError(
-            f"{settings.model_name} has no version @{settings.model_alias}: train one first"
-        )
-    model = models.load(models.alias_uri(settings.model_alias)).unwrap_python_model()
-    unique = {p.persona_id: p for p in model.personas.values()}
-    return models, holder, [unique[i] for i in sorted(unique)]
-
-
-def _personas_list(args: argparse.Namespace, settings: Settings) -> Any:
-    models, holder, personas = _served_personas(settings)
-    renames = models.persona_names()
-    return {
-        "segmentation": settings.segmentation,
-        "model": f"{settings.model_name} v{holder.version}",
-        "personas": [
-            {
-                "persona_id": p.persona_id,
-                "name": renames.get(p.persona_id, p.name),
-                "model_name": p.name,
-                "share": round(p.share, 4),
-                "description": p.description,
-            }
-            for p in personas
-        ],
-    }
-
-
-def _personas_rename(args: argparse.Namespace, settings: Settings) -> Any:
-    models, holder, personas = _served_personas(settings)
-    name = " ".join(args.name.split())
-    if not name or len(name) > 80:
-        raise ConfigurationError(f"a persona name must have 1 to 80 characters, got {args.name!r}")
-    by_id = {p.persona_id: p for p in personas}
-    if args.persona_id not in by_id:
-        raise ConfigurationError(
-            f"{settings.model_name} v{holder.version} has no persona {args.persona_id}; its "
-            f"personas: {', '.join(f'{i} {p.name!r}' for i, p in by_id.items())}"
-        )
-    renames = models.persona_names()
-    taken = {renames.get(i, p.name): i for i, p in by_id.items()}
-    if taken.get(name, args.persona_id) != args.persona_id:
-        raise ConfigurationError(f"persona {taken[name]} is already called {name!r}")
-    previous = renames.get(args.persona_id, by_id[args.persona_id].name)
-    models.rename_persona(args.persona_id, name)
-    return {
-        "segmentation": settings.segmentation,
-        "persona_id": args.persona_id,
-        "name": name,
-        "was": previous,
-        "served": f"by the API within PERSONA_MODEL_POLL_SECONDS ({settings.model_poll_seconds:g}s) "
-        "or at once after POST /admin/reload; kept by later retrains",
-    }
-
-
 def _pipeline_run(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.orchestration.mage_runner import parse_variables, run_pipeline
     from persona.segmentation import DEFAULT
@@ -332,96 +270,6 @@ def _pipeline_run(args: argparse.Namespace, settings: Settings) -> Any:
     if not result.ok:
         raise PersonaError(result.failure_text())
     return result.to_dict()
-
-
-def _segmentation_add(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.composition import for_segmentation, segmentations
-    from persona.segmentation import checked_definition
-
-    files = {
-        "schema": Path(args.schema),
-        "params": Path(args.params) if args.params else settings.params_path,
-        "drift": Path(args.drift) if args.drift else settings.drift_config_path,
-    }
-    texts = {}
-    for role, path in files.items():
-        if not path.is_file():
-            raise ConfigurationError(f"{role} file not found: {path}")
-        texts[role] = path.read_text()
-    definition = checked_definition(
-        args.name,
-        texts["schema"],
-        texts["params"],
-        texts["drift"],
-        {k: str(v) for k, v in files.items()},
-    )
-    segmentations(settings).add(definition, replace=args.replace)
-    return _segmentation_summary(for_segmentation(settings, args.name), with_model=False)
-
-
-def _segmentation_summary(
-    settings: Settings, with_model: bool = True, registry_error: list[str] | None = None
-) -> dict[str, Any]:
-    """What a segmentation owns, and (when MLflow answers) the version it serves.
-
-    ``registry_error`` keeps the first failure to reach MLflow, so a list asks it once."""
-    summary: dict[str, Any] = {
-        "name": settings.segmentation,
-        "customers_table": settings.customers_table,
-        "scores_table": settings.scores_table,
-        "model_name": settings.model_name,
-        "experiment": settings.mlflow_experiment,
-        "schema": str(settings.schema_path),
-    }
-    if with_model and registry_error:
-        summary[settings.model_alias] = f"unknown ({registry_error[0]})"
-    elif with_model:
-        from persona.composition import mlflow_models
-
-        try:
-            models = mlflow_models(settings, connect_timeout_s=5.0)
-            holder = models.version_holding(settings.model_alias)
-            summary[settings.model_alias] = holder.version if holder else None
-        except PersonaError as exc:
-            summary[settings.model_alias] = f"unknown ({exc})"
-            if registry_error is not None:
-                registry_error.append(str(exc))
-    return summary
-
-
-def _segmentation_list(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.composition import for_segmentation, segmentations
-    from persona.segmentation import DEFAULT
-
-    names = [DEFAULT, *(d.name for d in segmentations(settings).all())]
-    failed: list[str] = []
-    return [_segmentation_summary(for_segmentation(settings, name), True, failed) for name in names]
-
-
-def _segmentation_remove(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.composition import for_segmentation, mlflow_models, segmentations
-    from persona.segmentation import DEFAULT
-
-    if args.name == DEFAULT:
-        raise ConfigurationError(f"the {DEFAULT!r} segmentation is the stack's own; it stays")
-    own = for_segmentation(settings, args.name)
-    models = mlflow_models(own)
-    holder = models.version_holding(own.model_alias)
-    if holder is not None:
-        if not args.force:
-            raise ConfigurationError(
-                f"segmentation {args.name!r} serves {own.model_name} v{holder.version} "
-                f"@{own.model_alias}; remove it with --force (the API stops serving it; its "
-                "tables and model versions are kept)"
-            )
-        models.retire(own.model_alias, holder.version, f"segmentation {args.name} removed")
-        models.untag()
-    segmentations(settings).remove(args.name)
-    return {
-        "removed": args.name,
-        "retired_version": holder.version if holder else None,
-        "kept": [own.customers_table, own.scores_table, own.model_name],
-    }
 
 
 def _env_init(args: argparse.Namespace, settings: Settings) -> Any:
@@ -594,14 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     persona_commands = personas.add_subparsers(dest="personas_command", required=True)
     listing = persona_commands.add_parser("list", help="ids, names and shares of the personas")
     _add_segmentation(listing)
-    listing.set_defaults(handler=_personas_list)
+    listing.set_defaults(handler=cli_segmentations.personas_list)
     rename = persona_commands.add_parser(
         "rename", help="give a persona a name; the API serves it, later retrains keep it"
     )
     _add_segmentation(rename)
     rename.add_argument("persona_id", type=int, help="its id (persona personas list)")
     rename.add_argument("name", help='e.g. "Affluent wine lovers"')
-    rename.set_defaults(handler=_personas_rename)
+    rename.set_defaults(handler=cli_segmentations.personas_rename)
 
     pipeline = commands.add_parser("pipeline", help="Mage pipelines")
     pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
@@ -625,10 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--params", help="its search parameters (default: PERSONA_PARAMS)")
     add.add_argument("--drift", help="its drift thresholds (default: PERSONA_DRIFT_CONFIG)")
     add.add_argument("--replace", action="store_true", help="replace the files of an existing one")
-    add.set_defaults(handler=_segmentation_add)
+    add.set_defaults(handler=cli_segmentations.segmentation_add)
     segmentation_commands.add_parser(
         "list", help="every segmentation, what it owns and the version it serves"
-    ).set_defaults(handler=_segmentation_list)
+    ).set_defaults(handler=cli_segmentations.segmentation_list)
     remove = segmentation_commands.add_parser(
         "remove", help="forget a segmentation (its tables and model versions are kept)"
     )
@@ -636,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument(
         "--force", action="store_true", help="also when it serves a model: the API stops serving it"
     )
-    remove.set_defaults(handler=_segmentation_remove)
+    remove.set_defaults(handler=cli_segmentations.segmentation_remove)
 
     commands.add_parser("env-example", help="print the .env.example text").set_defaults(
         handler=_env_example

@@ -437,8 +437,8 @@ def test_a_model_with_derived_features_serves_raw_columns_under_gunicorn(
     raw columns, from which monitoring computes the same model inputs."""
     from persona.adapters.scoring_log import read_scoring_log
     from persona.data.schema import load_schema
-    from persona.flows.monitor import frame_from_scoring_log
     from persona.model.preprocess import prepare_features, raw_inputs
+    from persona.monitoring.rows import frame_from_scoring_log
 
     url = make_database("persona_rawlog")
     service = start_api(

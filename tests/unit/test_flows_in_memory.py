@@ -31,6 +31,7 @@ from persona.model.params import load_params
 from persona.model.pyfunc import PersonaModel, load_estimator
 from persona.monitoring.drift import ColumnDrift, DriftResult, load_drift_config
 from persona.monitoring.retrain_policy import RetrainPolicy
+from persona.monitoring.rows import training_rows
 from persona.monitoring.slow_drift import PastRun
 from persona.ports import ModelVersion, Registration
 from persona.values import from_plain, to_plain
@@ -411,7 +412,7 @@ def test_retrain_rows_hold_each_customer_month_once_and_the_current_row_wins():
     reference = _customers(30, 1, "2026-02")
     current = _customers(20, 2, "2026-03")
     overlap = reference.head(10).assign(annual_income=123_456.0)  # a month trained on already
-    rows = monitor.training_rows(reference, pd.concat([overlap, current]), schema)
+    rows = training_rows(reference, pd.concat([overlap, current]), schema)
     assert len(rows) == 30 + 20 and not rows.duplicated(schema.key).any()
     again = rows.set_index(schema.key).loc[list(overlap.set_index(schema.key).index)]
     assert (again["annual_income"] == 123_456.0).all()

@@ -11,6 +11,7 @@ from persona.errors import ConfigurationError
 from persona.flows import monitor
 from persona.monitoring.drift import DriftResult
 from persona.monitoring.quality import QualityCheck, QualityResult
+from persona.monitoring.rows import frame_from_scoring_log
 
 
 def test_previous_month_is_the_month_that_just_ended():
@@ -81,12 +82,12 @@ def test_scoring_log_rows_become_one_row_per_customer():
             {**row, "customer_id": None, "scored_at": "2026-04-01T10:00:00+00:00"},
         ]
     )
-    frame = monitor.frame_from_scoring_log(logged, schema)
+    frame = frame_from_scoring_log(logged, schema)
     assert list(frame.columns) == [schema.id_column, schema.month_column, *schema.features]
     assert len(frame) == 3 and frame[schema.id_column].is_unique
     latest = frame.set_index(schema.id_column).loc["C1"]
     assert latest["age"] == 31.0 and latest[schema.month_column] == "2026-04"
-    assert monitor.frame_from_scoring_log(pd.DataFrame(), schema).empty
+    assert frame_from_scoring_log(pd.DataFrame(), schema).empty
 
 
 def test_scoring_log_source_takes_a_window_in_days():

@@ -18,8 +18,8 @@ from sklearn.preprocessing import FunctionTransformer
 
 from persona.data.schema import schema_from_dict
 from persona.errors import ConfigurationError
-from persona.flows import train
 from persona.flows.monitor import Retrained
+from persona.model import holdout
 from persona.model.evaluate import (
     Labelled,
     decide_promotion,
@@ -230,18 +230,18 @@ def test_a_retrain_holds_out_current_customers_by_id_and_reference_rows_by_key()
     schema = SCHEMA_WITH_MONTH
     reference, current = _periods()
     frame = pd.concat([reference, current], ignore_index=True)
-    split = train.split_periods(frame, schema, 0.2, current[["id", "month"]])
+    split = holdout.split_periods(frame, schema, 0.2, current[["id", "month"]])
     assert (split.holdout["month"] == "2026-03").all()
     assert (split.reference_holdout["month"] == "2026-01").all()
     # the current period's held-out customers are those every split holds out (by id)
-    plain = train.split_holdout(current, schema, 0.2)
+    plain = holdout.split_holdout(current, schema, 0.2)
     assert set(split.holdout["id"]) == set(plain.holdout["id"])
     # no held-out customer of the current period trains the challenger in any month
     assert not set(split.holdout["id"]) & set(split.train["id"])
     assert len(split.train) + len(split.holdout) + len(split.reference_holdout) == len(frame)
     assert 0.15 * len(reference) < len(split.reference_holdout) < 0.5 * len(reference)
     # reproducible: another row order holds out the same rows
-    shuffled = train.split_periods(
+    shuffled = holdout.split_periods(
         frame.sample(frac=1, random_state=3), schema, 0.2, current[["id", "month"]]
     )
     for mine, theirs in zip(
@@ -257,7 +257,7 @@ def test_a_retrain_holds_out_current_customers_by_id_and_reference_rows_by_key()
 def test_a_retrain_without_the_key_columns_is_refused_naming_them():
     reference, current = _periods(20)
     with pytest.raises(ConfigurationError, match=r"\['month'\] missing"):
-        train.split_periods(
+        holdout.split_periods(
             reference.drop(columns="month"), SCHEMA_WITH_MONTH, 0.2, current[["id", "month"]]
         )
 

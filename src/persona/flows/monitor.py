@@ -19,7 +19,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from persona.data.months import previous_month
-from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
 from persona.flags import parse_bool
 from persona.flows import persona_mix, train
@@ -29,6 +28,7 @@ from persona.monitoring.drift import DriftConfig, DriftResult, feature_columns, 
 from persona.monitoring.personas import PersonaMix
 from persona.monitoring.quality import QualityResult, check_quality
 from persona.monitoring.retrain_policy import PolicyVerdict, apply_policy
+from persona.monitoring.rows import frame_from_scoring_log, training_rows
 from persona.monitoring.slow_drift import (
     MonthShifts,
     SlowDriftResult,
@@ -245,24 +245,6 @@ def load_current_step(context: MonitorContext, request: MonitorRequest) -> pd.Da
     else:
         frame = train.load_step(context.training, request.data, progress=False)
     return frame
-
-
-def frame_from_scoring_log(logged: pd.DataFrame, schema) -> pd.DataFrame:
-    """Scored rows as customer rows: the latest score per customer, month from the score time.
-
-    A customer scored twice would count twice in the distribution; rows sent without an id are
-    each their own customer.
-    """
-    columns = [schema.id_column, schema.month_column, *schema.features]
-    if logged.empty:
-        return pd.DataFrame(columns=columns)
-    frame = logged.copy()
-    missing_id = frame["customer_id"].isna()
-    frame.loc[missing_id, "customer_id"] = [f"anonymous-{i}" for i in range(missing_id.sum())]
-    frame = frame.drop_duplicates("customer_id", keep="last")
-    frame[schema.id_column] = frame["customer_id"].astype(str)
-    frame[schema.month_column] = pd.to_datetime(frame["scored_at"], utc=True).dt.strftime("%Y-%m")
-    return frame[columns].reset_index(drop=True)
 
 
 def check_drift_step(
@@ -493,18 +475,6 @@ def retrain_step(
         rule=trained.rule,
         **scores,
     )
-
-
-def training_rows(
-    reference: pd.DataFrame, current: pd.DataFrame, schema: DatasetSchema
-) -> pd.DataFrame:
-    """Reference and current rows to retrain on, one row per customer and month: where both
-    hold the same key (a month the reference was already trained on), the current row wins."""
-    frame = pd.concat([reference, current[reference.columns]], ignore_index=True)
-    key = [column for column in schema.key if column in frame.columns]
-    if len(key) == len(schema.key):
-        frame = frame.drop_duplicates(subset=key, keep="last", ignore_index=True)
-    return frame
 
 
 def alert_step(

@@ -3,7 +3,9 @@
 Stages, as the monitor pipeline runs them: load (the month from the PostgreSQL customers
 table), quality (the data-quality checks: the schema's rules, unseen levels, null shares),
 report (Evidently DataDriftPreset on the default columns, its verdict, the HTML page and the
-slow-drift mean shifts) and store (the history read back for the slow-drift CUSUM, the
+slow-drift mean shifts), personas (the served model assigns the reference and the current
+rows, the persona mix and fit are compared, the persona page and trend chart are written; the
+model is a fast search on synthetic customers, fitted before timing) and store (the history read back for the slow-drift CUSUM, the
 drift_runs/drift_columns/data_quality rows and the run in the Evidently UI workspace). The
 reference is the training sample size of 04_monitoring/drift.yaml. Evidently
 is imported and warmed up before timing, so interpreter start-up is excluded. Machines here
@@ -30,11 +32,20 @@ import pandas as pd
 from scipy import stats
 
 from persona.adapters import database, drift_store, evidently_report
-from persona.data.catalogue import load_catalogue
+from persona.data.catalogue import Catalogue, load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import DatasetSchema, load_schema
 from persona.entry import exit_entry
+from persona.flows.persona_mix import stored_rows
+from persona.model.build import train_in_memory
+from persona.model.holdout import split_holdout
+from persona.model.naming import catalogue_personas
+from persona.model.params import load_params
+from persona.model.preprocess import raw_inputs
+from persona.model.pyfunc import PersonaModel
+from persona.monitoring import trend
 from persona.monitoring.drift import DriftConfig, feature_columns, load_drift_config
+from persona.monitoring.personas import compare_personas
 from persona.monitoring.quality import check_quality
 from persona.monitoring.slow_drift import MonthShifts, cusum, mean_shifts
 from persona.settings import Settings
@@ -44,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 TABLE = "customers"
+FAST_PARAMS = Path(__file__).resolve().parents[4] / "tests/fixtures/params_fast.yaml"
 
 
 @dataclass(frozen=True)
@@ -52,13 +64,14 @@ class SizeTiming:
     load: float
     quality: float
     report: float
+    personas: float
     store: float
     baseline_scipy: float
     drift_share: float | None
 
     @property
     def total(self) -> float:
-        return self.load + self.quality + self.report + self.store
+        return self.load + self.quality + self.report + self.personas + self.store
 
     def to_dict(self) -> dict:
         return {
@@ -91,6 +104,7 @@ def time_size(
     config: DriftConfig,
     scratch: Path,
     month: str,
+    model: PersonaModel,
 ) -> SizeTiming:
     columns = feature_columns(schema)
     started = time.perf_counter()
@@ -108,6 +122,10 @@ def time_size(
     numeric = [c for c in columns if c in schema.numeric]
     shifts = mean_shifts(reference, current, numeric)
     report_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    persona_step(model, reference, current, schema, config, scratch, month)
+    persona_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
     history = drift_store.read_history(engine, "bench", "1")
@@ -135,19 +153,61 @@ def time_size(
     store = time.perf_counter() - started
     baseline = scipy_baseline(reference[columns], current[columns], schema)
     return SizeTiming(
-        rows, load, quality_seconds, report_seconds, store, baseline, result.drift_share
+        rows,
+        load,
+        quality_seconds,
+        report_seconds,
+        persona_seconds,
+        store,
+        baseline,
+        result.drift_share,
     )
+
+
+def served_model(catalogue: Catalogue, rows: int) -> PersonaModel:
+    """A model like the served one (fast search parameters), fitted in memory, untimed."""
+    schema = catalogue.schema
+    params = load_params(FAST_PARAMS)
+    frame = generate_snapshot(catalogue, rows, "2025-11", seed=5, progress=False)
+    train = split_holdout(frame, schema, params.holdout_fraction).train
+    built, _ = train_in_memory(train, schema, params, catalogue_personas(catalogue))
+    return built.model
+
+
+def persona_step(
+    model: PersonaModel,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: DatasetSchema,
+    config: DriftConfig,
+    scratch: Path,
+    month: str,
+) -> None:
+    """What the monitor adds for personas: assign both samples, compare, write both pages."""
+    mix = compare_personas(
+        model.predict(None, raw_inputs(reference, schema)),
+        model.predict(None, raw_inputs(current, schema)),
+        config.personas,
+        {p.persona_id: p.name for p in model.personas.values()},
+        month,
+    )
+    (scratch / f"personas-{month}.html").write_text(trend.mix_page(mix, "bench"))
+    history = pd.DataFrame(
+        [{**row, "run_id": month, "checked_at": datetime.now(UTC)} for row in stored_rows(mix)]
+    )
+    (scratch / f"trend-{month}.html").write_text(trend.trend_page(history, "bench"))
 
 
 def render(timings: list[SizeTiming]) -> str:
     header = (
-        f"{'rows':>10} {'load':>7} {'quality':>7} {'report':>7} {'store':>7} {'total':>7} "
+        f"{'rows':>10} {'load':>7} {'quality':>7} {'report':>7} {'persona':>7} {'store':>7} "
+        f"{'total':>7} "
         f"{'scipy':>7} {'report/scipy':>12}"
     )
     lines = [header]
     for t in timings:
         lines.append(
-            f"{t.rows:>10,} {t.load:>7.2f} {t.quality:>7.2f} {t.report:>7.2f} {t.store:>7.2f} {t.total:>7.2f} "
+            f"{t.rows:>10,} {t.load:>7.2f} {t.quality:>7.2f} {t.report:>7.2f} {t.personas:>7.2f} {t.store:>7.2f} {t.total:>7.2f} "
             f"{t.baseline_scipy:>7.2f} {t.report / t.baseline_scipy:>12.1f}"
         )
     return "\n".join(lines)
@@ -164,6 +224,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         help="PostgreSQL server for the throw-away customers database",
     )
     parser.add_argument("--scenario", default="none", help="drift scenario of the current month")
+    parser.add_argument(
+        "--model-rows", type=int, default=10_000, help="synthetic customers the model is fit on"
+    )
     args = parser.parse_args(argv)
     exit_entry(lambda settings: _bench(args, settings), logger)
 
@@ -182,9 +245,11 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
         tempfile.TemporaryDirectory(prefix="persona-bench-monitor-") as scratch,
     ):
         engine = database.make_engine(url)
-        # Warm-up (imports Evidently, compiles its code paths); not timed.
+        # Warm-up (imports Evidently and plotly, compiles their code paths); not timed.
         warm = generate_snapshot(catalogue, 2_000, "2025-12", seed=2, progress=False)
         evidently_report.run_drift_report(reference, warm, schema, config)
+        model = served_model(catalogue, args.model_rows)
+        persona_step(model, reference, warm, schema, config, Path(scratch), "2025-12")
         for index, rows in enumerate(sizes):
             month = f"2026-{index + 2:02d}"
             current = generate_snapshot(
@@ -192,7 +257,9 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
             )
             database.upsert_frame(engine, TABLE, current, schema, progress=False)
             logger.info("timing %d current rows", rows)
-            timing = time_size(rows, reference, engine, TABLE, schema, config, Path(scratch), month)
+            timing = time_size(
+                rows, reference, engine, TABLE, schema, config, Path(scratch), month, model
+            )
             logger.info("%s", timing.to_dict())
             timings.append(timing)
         engine.dispose()

@@ -26,8 +26,9 @@ import pandas as pd
 
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
-from persona.flows.train import reference_sample, split_holdout
+from persona.flows.train import reference_sample
 from persona.model.build import train_in_memory
+from persona.model.holdout import split_holdout
 from persona.model.naming import catalogue_personas
 from persona.model.params import load_params
 from persona.model.preprocess import raw_inputs
