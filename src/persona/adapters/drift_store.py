@@ -29,6 +29,18 @@ QUALITY_TABLE = "data_quality"
 PERSONAS_TABLE = "persona_mix"
 
 _metadata = sa.MetaData()
+
+
+def _run_key() -> sa.Column:
+    """The run a detail row belongs to (deleting a run deletes its rows)."""
+    return sa.Column(
+        "run_id",
+        sa.String(36),
+        sa.ForeignKey(f"{RUNS_TABLE}.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+
+
 drift_runs = sa.Table(
     RUNS_TABLE,
     _metadata,
@@ -64,12 +76,7 @@ drift_runs = sa.Table(
 drift_columns = sa.Table(
     COLUMNS_TABLE,
     _metadata,
-    sa.Column(
-        "run_id",
-        sa.String(36),
-        sa.ForeignKey(f"{RUNS_TABLE}.run_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _run_key(),
     sa.Column("column_name", sa.Text, primary_key=True),
     sa.Column("method", sa.Text, nullable=False),
     sa.Column("score", sa.Float),
@@ -81,12 +88,7 @@ drift_columns = sa.Table(
 data_quality = sa.Table(
     QUALITY_TABLE,
     _metadata,
-    sa.Column(
-        "run_id",
-        sa.String(36),
-        sa.ForeignKey(f"{RUNS_TABLE}.run_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _run_key(),
     sa.Column("column_name", sa.Text, primary_key=True),
     sa.Column("rule", sa.Text, primary_key=True),
     sa.Column("n_rows", sa.Integer, nullable=False),
@@ -101,12 +103,7 @@ data_quality = sa.Table(
 persona_mix = sa.Table(
     PERSONAS_TABLE,
     _metadata,
-    sa.Column(
-        "run_id",
-        sa.String(36),
-        sa.ForeignKey(f"{RUNS_TABLE}.run_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _run_key(),
     sa.Column("persona_id", sa.Integer, primary_key=True),
     sa.Column("persona_name", sa.Text, nullable=False),
     sa.Column("period", sa.Text),
@@ -303,9 +300,7 @@ def read_history(
 def record_personas(engine: sa.Engine, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """The persona rows of a stored run, in one transaction."""
     ensure_tables(engine)
-    values = [
-        {**{c.name: row.get(c.name) for c in persona_mix.columns}, "run_id": run_id} for row in rows
-    ]
+    values = _rows(persona_mix, run_id, rows)
     if not values:
         return
     try:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from persona.config_files import config_section
 from persona.errors import ConfigurationError, InvalidInputError
 
 # The two tests of the whole mix. Jensen-Shannon distance (natural log, as Evidently computes
@@ -73,13 +74,7 @@ def persona_config_from_dict(raw: Any, source: str = "drift config") -> PersonaC
     defaults = PersonaConfig()
     if raw is None:
         return defaults
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError(f"{source}: personas must be a mapping, got {raw!r}")
-    unknown = set(raw) - _KEYS
-    if unknown:
-        raise ConfigurationError(
-            f"{source}: personas: unknown keys {sorted(unknown)}; expected some of {sorted(_KEYS)}"
-        )
+    raw = config_section(raw, "personas", _KEYS, source)
     enabled = raw.get("enabled", defaults.enabled)
     if not isinstance(enabled, bool):
         raise ConfigurationError(

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from persona.config_files import config_section
 from persona.data.schema import DatasetSchema
 from persona.data.validation import Finding, validate_frame
 from persona.errors import ConfigurationError
@@ -42,16 +43,7 @@ class QualityConfig:
 
 def quality_config_from_dict(raw: Any, source: str = "drift config") -> QualityConfig:
     """Parse ``data_quality:``; errors name the key, the value and the rule."""
-    if raw is None:
-        return QualityConfig()
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError(f"{source}: data_quality must be a mapping, got {raw!r}")
-    unknown = set(raw) - _KEYS
-    if unknown:
-        raise ConfigurationError(
-            f"{source}: data_quality: unknown keys {sorted(unknown)}; expected some of "
-            f"{sorted(_KEYS)}"
-        )
+    raw = config_section(raw, "data_quality", _KEYS, source)
     values: dict[str, float | None] = {}
     for key in sorted(_KEYS):
         if key not in raw or (key == "max_null_share" and raw[key] is None):

@@ -8,10 +8,11 @@ included; a new model version starts a new count, since its reference is new.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from persona.config_files import config_section
 from persona.errors import ConfigurationError
 
 POLICY_KEYS = ("drifted_months", "of_last_months")
@@ -32,19 +33,7 @@ class RetrainPolicy:
 
 def retrain_policy_from_dict(raw: Any, source: str = "drift config") -> RetrainPolicy:
     """Parse the ``retrain_policy:`` section; errors name the key, the value and the rule."""
-    if raw is None:
-        return RetrainPolicy()
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError(
-            f"{source}: retrain_policy must be a mapping with keys {list(POLICY_KEYS)}, "
-            f"got {raw!r}"
-        )
-    unknown = set(raw) - set(POLICY_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"{source}: retrain_policy: unknown keys {sorted(unknown)}, "
-            f"expected some of {list(POLICY_KEYS)}"
-        )
+    raw = config_section(raw, "retrain_policy", POLICY_KEYS, source)
     values = {}
     for key in POLICY_KEYS:
         value = raw.get(key, 1)

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from persona.config_files import config_section
 from persona.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -53,19 +54,7 @@ class SlowDriftConfig:
 
 def slow_drift_config_from_dict(raw: Any, source: str = "drift config") -> SlowDriftConfig:
     """Parse the ``slow_drift:`` section; errors name the key, the value and the rule."""
-    if raw is None:
-        return SlowDriftConfig()
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError(
-            f"{source}: slow_drift must be a mapping with keys {list(SLOW_DRIFT_KEYS)}, "
-            f"got {raw!r}"
-        )
-    unknown = set(raw) - set(SLOW_DRIFT_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"{source}: slow_drift: unknown keys {sorted(unknown)}, "
-            f"expected some of {list(SLOW_DRIFT_KEYS)}"
-        )
+    raw = config_section(raw, "slow_drift", SLOW_DRIFT_KEYS, source)
     defaults = SlowDriftConfig()
     enabled = raw.get("enabled", defaults.enabled)
     if not isinstance(enabled, bool):
