@@ -59,8 +59,10 @@ def test_three_months_of_3_percent_rises_are_flagged_by_the_third(reference):
         first = _first_flagged(months)
         assert first is not None and first <= 3
         assert cusum(months[:first], CONFIG).flagged_columns == ("annual_income",)
-    (text,) = cusum(level[: _first_flagged(level)], CONFIG).descriptions()
+    flagged = cusum(level[: _first_flagged(level)], CONFIG)
+    (text,) = flagged.descriptions()
     assert text.startswith("annual_income: cumulative shift +0.") and "months" in text
+    assert flagged.descriptions(besides=("annual_income",)) == []  # the alert lists it once
 
 
 def test_fresh_months_are_not_flagged(reference):

@@ -530,7 +530,8 @@ def alert_step(
             not_retrained_reason=_not_retrained_reason(drift, retrained),
             report_link=link,
             alias=context.alias,
-            slow_drift=drift.slow.descriptions(),
+            # what only the slow check saw: a column the month check flagged is listed above
+            slow_drift=drift.slow.descriptions(besides=result.drifted_columns),
             personas=drift.check.personas,
         )
     outcome = context.notifier.send(alert)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,8 +181,9 @@ class SlowDriftResult:
     def flagged_columns(self) -> tuple[str, ...]:
         return tuple(c.column for c in self.columns if c.flagged)
 
-    def descriptions(self) -> list[str]:
-        return [c.describe() for c in self.columns if c.flagged]
+    def descriptions(self, besides: Collection[str] = ()) -> list[str]:
+        """The flagged columns in words, leaving out ``besides`` (flagged by another check)."""
+        return [c.describe() for c in self.columns if c.flagged and c.column not in besides]
 
     @property
     def reason(self) -> str | None:
