@@ -282,7 +282,8 @@ def check_drift_step(
     mix = persona_mix.check_personas(
         context.training, reference.model_version, reference_frame, current, config.personas
     )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    # to the microsecond: two runs in the same second must not overwrite each other's pages
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     html = context.reports.save_html(snapshot, context.folder() / f"drift-{stamp}.html")
     pages = [html]
     if mix is not None:
