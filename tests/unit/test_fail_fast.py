@@ -89,7 +89,7 @@ def test_a_server_that_comes_up_is_used_after_a_logged_retry(caplog):
     caplog.set_level(logging.INFO)
     wait_for("MLflow at X", lambda t: next(answers), Backoff(), clock=time.clock, sleep=time.sleep)
     assert time.slept == [1.0, 2.0]
-    assert caplog.records[-1].getMessage() == "MLflow at X answered (attempt 3 of 6)"
+    assert caplog.records[-1].getMessage() == "MLflow at X answered (attempt 3 of 5)"
 
 
 def test_the_mlflow_probe_names_the_url(monkeypatch):

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from tqdm.auto import tqdm
 
 from persona.adapters.postgres_admin import ensure_database
-from persona.adapters.upstream import RERUN_IS_SAFE, database_disconnect, first_line
+from persona.adapters.upstream import RERUN_IS_SAFE, database_disconnect, short_reason
 from persona.data.schema import DatasetSchema
 from persona.errors import InvalidInputError, PartialWriteError, UpstreamUnavailableError
 
@@ -72,12 +72,14 @@ def upsert_frame(
     schema: DatasetSchema,
     progress: bool | None = None,
     step: str | None = None,
+    per_month: bool = True,
 ) -> int:
     """Insert or update rows by (id, month); re-running the same month changes no row count.
 
     Each month is its own transaction: a lost connection keeps the months already committed,
     rolls back the one being written (never a partial month), and says so in one line
     (``PartialWriteError``, naming ``step``); the rerun upserts the same rows again.
+    ``per_month=False``: the whole frame in one transaction (all or nothing).
     """
     step = step or f"writing {table_name!r}"
     metadata = sa.MetaData()
@@ -87,7 +89,7 @@ def upsert_frame(
         existing = {c["name"] for c in sa.inspect(engine).get_columns(table_name)}
     except OperationalError as exc:
         raise UpstreamUnavailableError(
-            f"{step}: database unreachable ({first_line(exc.orig)}); nothing was written"
+            f"{step}: database unreachable ({short_reason(exc)}); nothing was written"
         ) from None
     missing = [c for c in frame.columns if c not in existing]
     if missing:
@@ -98,7 +100,7 @@ def upsert_frame(
     updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in schema.key}
     statement = insert.on_conflict_do_update(index_elements=schema.key, set_=updates)
     disable = None if progress is None else not progress
-    parts = _months(frame, schema)
+    parts = _months(frame, schema) if per_month else [(None, frame)]
     committed: list[tuple[str | None, int]] = []
     with tqdm(total=len(frame), desc=f"upsert {table_name}", unit="rows", disable=disable) as bar:
         for month, part in parts:
@@ -145,7 +147,7 @@ def read_months(
     except sa.exc.NoSuchTableError:
         raise InvalidInputError(f"table {table_name!r} does not exist; ingest data first") from None
     except SQLAlchemyError as exc:
-        raise UpstreamUnavailableError(f"database unreachable: {str(exc)[:200]}") from None
+        raise UpstreamUnavailableError(f"database unreachable: {short_reason(exc)}") from None
     query = sa.select(table)
     if months:
         query = query.where(table.c[schema.month_column].in_(list(months)))
@@ -209,7 +211,7 @@ class PostgresCustomers:
                         self.table,
                     )
         except SQLAlchemyError as exc:
-            raise UpstreamUnavailableError(f"database unreachable: {str(exc)[:200]}") from None
+            raise UpstreamUnavailableError(f"database unreachable: {short_reason(exc)}") from None
         return upsert_frame(self.engine, self.table, frame, schema, progress=False)
 
     def read_drift_runs(self, limit: int) -> pd.DataFrame:

@@ -60,7 +60,8 @@ REQUEST_BOUNDS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
 }
-CONNECT_BUDGET_S = 25.0  # the probe's whole wait: a starting server (6-12 s) still makes it
+CONNECT_BUDGET_S = 20.0  # the probe's whole wait (5 attempts over 15 s for a closed port): a
+# starting server (6-12 s) still makes it, and a command fails within 30 s of its start
 
 
 def bound_requests() -> None:

@@ -30,7 +30,7 @@ class Backoff:
     ``budget_s`` bounds the whole wait (attempts and delays); an attempt never runs past it.
     """
 
-    budget_s: float = 25.0
+    budget_s: float = 20.0
     first_delay_s: float = 1.0
     max_delay_s: float = 8.0
     attempt_timeout_s: float = 5.0
@@ -131,6 +131,13 @@ def first_line(text: object, limit: int = 200) -> str:
     return ""
 
 
+def short_reason(exc: BaseException) -> str:
+    """A database error in one line: the driver's first line, never SQLAlchemy's appended
+    statement and parameter dump."""
+    orig = getattr(exc, "orig", None)
+    return first_line(orig if orig is not None else exc) or type(exc).__name__
+
+
 def _is_instance(exc: BaseException, module: str, *names: str) -> bool:
     """isinstance against a class of an already imported module (importing nothing here)."""
     loaded = sys.modules.get(module)
@@ -141,11 +148,10 @@ def _is_instance(exc: BaseException, module: str, *names: str) -> bool:
 def database_disconnect(exc: BaseException) -> str | None:
     """The driver's one-line reason when ``exc`` is a lost or refused database connection."""
     if _is_instance(exc, "sqlalchemy.exc", "DBAPIError"):
-        orig = getattr(exc, "orig", None)
         if getattr(exc, "connection_invalidated", False) or _is_instance(
             exc, "sqlalchemy.exc", "OperationalError", "InterfaceError"
         ):
-            return first_line(orig if orig is not None else exc) or type(exc).__name__
+            return short_reason(exc)
         return None
     if _is_instance(exc, "psycopg2", "OperationalError", "InterfaceError"):
         return first_line(exc) or type(exc).__name__
