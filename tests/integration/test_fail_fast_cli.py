@@ -113,7 +113,7 @@ def test_a_lost_connection_during_ingest_is_one_line_whole_months_and_a_safe_rer
     assert killed
     counts = _month_counts(engine)
     assert counts and set(counts.values()) == {ROWS}  # whole months only
-    assert f"committed {len(counts)} month(s) ({len(counts) * ROWS:,} rows" in line
+    assert f"committed {len(counts)} of {len(MONTHS)} months ({len(counts) * ROWS:,} rows" in line
 
     rerun = _persona("data", "ingest", "--file", str(months_file), env=env)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

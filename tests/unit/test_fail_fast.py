@@ -216,7 +216,7 @@ def test_ingest_commits_month_by_month_and_a_lost_connection_keeps_whole_months(
     assert str(error) == (
         "persona data ingest: lost the database connection while writing month 2026-02 of "
         "'customers' (terminating connection due to administrator command); month 2026-02 was "
-        "rolled back, committed 1 month(s) (7 rows: 2026-01) of 3; a rerun is safe"
+        "rolled back, committed 1 of 3 months (7 rows: 2026-01); a rerun is safe"
     )
     assert (error.committed, error.committed_rows, error.rolled_back) == (
         ("2026-01",),
@@ -243,3 +243,16 @@ def test_upstream_module_is_free_of_heavy_imports():
     """entry.py imports it in every process (the scoring API too): stdlib and errors only."""
     text = Path(upstream.__file__).read_text(encoding="utf-8")
     assert "import sqlalchemy" not in text and "import mlflow" not in text
+
+
+def test_a_connection_lost_in_the_first_month_leaves_the_table_empty(tmp_path):
+    engine = database.make_engine(f"sqlite:///{tmp_path / 'project.db'}")
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def lose(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT") and executemany:
+            raise _lost_connection()
+
+    with pytest.raises(PartialWriteError, match=r"2026-01 was rolled back, nothing was commit"):
+        database.upsert_frame(engine, "customers", _months("2026-01", "2026-02"), SCHEMA)
+    assert _count(engine).empty

@@ -55,14 +55,15 @@ def _months(frame: pd.DataFrame, schema: DatasetSchema) -> list[tuple[str | None
     ]
 
 
-def _written(committed: list[tuple[str | None, int]]) -> str:
-    """ "2 of the months (150,000 rows: 2024-01, 2024-02)" for the error line."""
-    rows = sum(n for _, n in committed)
+def _written(committed: list[tuple[str | None, int]], parts: int) -> str:
+    """What stays after a lost connection, for the error line: "committed 2 of 4 months
+    (150,000 rows: 2026-01, 2026-02)", or "nothing was committed"."""
     if not committed:
         return "nothing was committed"
+    rows = sum(n for _, n in committed)
     months = [m for m, _ in committed if m is not None]
     named = f": {', '.join(months)}" if months else ""
-    return f"committed {len(committed)} month(s) ({rows:,} rows{named})"
+    return f"committed {len(committed)} of {parts} months ({rows:,} rows{named})"
 
 
 def upsert_frame(
@@ -119,7 +120,7 @@ def upsert_frame(
                 raise PartialWriteError(
                     f"{step}: lost the database connection while writing {where} of "
                     f"{table_name!r} ({reason}); {where} was rolled back, "
-                    f"{_written(committed)} of {len(parts)}; {RERUN_IS_SAFE}",
+                    f"{_written(committed, len(parts))}; {RERUN_IS_SAFE}",
                     committed=tuple(m for m, _ in committed if m is not None),
                     committed_rows=sum(n for _, n in committed),
                     rolled_back=month,
