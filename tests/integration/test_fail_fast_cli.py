@@ -108,6 +108,7 @@ def test_a_lost_connection_during_ingest_is_one_line_whole_months_and_a_safe_rer
     assert failed.returncode == UpstreamUnavailableError.exit_code, failed.stderr[-2000:]
     assert "Traceback" not in failed.stderr and "[parameters:" not in failed.stderr
     (line,) = _error_lines(failed.stderr)
+    print(line)
     assert "persona data ingest: lost the database connection while writing month" in line
     assert "was rolled back, committed" in line and line.endswith("a rerun is safe")
     assert killed
