@@ -106,7 +106,7 @@ PYTEST_ARGS ?=
 .PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
         segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui report \
-        bench-train bench-serve bench-monitor bench-drift bench-personas bench-search locks clean demo test-stack screenshots \
+        bench-train bench-serve bench-monitor bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
 help: ## List the targets
@@ -291,6 +291,9 @@ bench-drift: install ## Drift checks: scenarios at 1k/5k/20k rows, false alarms 
 
 bench-personas: install ## Persona flags on fresh and drifted months, and the persona step's cost vs Evidently
 	$(DEV)/python -m persona_tools.bench.personas $(BENCH_ARGS)
+
+bench-ingest: install postgres ## Ingest of 300k rows: one transaction per month vs one for the whole file, rows/s
+	$(DEV)/python -m persona_tools.bench.ingest $(BENCH_ARGS)
 
 bench-search: install ## Default search vs KMeans(true k) on the hard synthetic setting, 5 seeds: ARI, k
 	$(DEV)/python -m persona_tools.bench.search $(BENCH_ARGS)

@@ -59,7 +59,9 @@ def _data_generate(args: argparse.Namespace, settings: Settings) -> Any:
         else:
             engine = database.make_engine(settings.project_database_url)
             table = args.table or settings.customers_table
-            database.upsert_frame(engine, table, frame, catalogue.schema)
+            database.upsert_frame(
+                engine, table, frame, catalogue.schema, step="persona data generate"
+            )
             outputs.append(
                 {
                     "month": month,
@@ -108,7 +110,7 @@ def _data_ingest(args: argparse.Namespace, settings: Settings) -> Any:
     frame = frame.drop(columns=[c for c in schema.excluded if c in frame.columns])
     engine = database.make_engine(settings.project_database_url)
     table = args.table or schema.table or settings.customers_table
-    written = database.upsert_frame(engine, table, frame, schema)
+    written = database.upsert_frame(engine, table, frame, schema, step="persona data ingest")
     return {
         "rows": written,
         "table": table,
@@ -215,7 +217,9 @@ def _score(args: argparse.Namespace, settings: Settings) -> Any:
         write_table(outcome.scored, Path(args.out))
         summary["file"] = args.out
     elif not args.file and len(outcome.scored):
-        database.upsert_frame(engine, settings.scores_table, outcome.scored, schema)
+        database.upsert_frame(
+            engine, settings.scores_table, outcome.scored, schema, step="persona score"
+        )
         summary["table"] = settings.scores_table
         summary["table_rows"] = database.count_rows(engine, settings.scores_table)
     return summary
@@ -497,6 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _step(args: argparse.Namespace) -> str:
+    """The command as typed ("persona data ingest"), for the line of an outage."""
+    words = ["persona", args.command]
+    sub = getattr(args, f"{args.command.replace('-', '_')}_command", None)
+    return " ".join([*words, sub] if sub else words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -512,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1  # partial success: the summary names the customers that were not scored
         return 0
 
-    return run_entry(body, logger)
+    return run_entry(body, logger, step=_step(args))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from persona.adapters.database import PostgresCustomers
 from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.evidently_report import EvidentlyReports
 from persona.adapters.mlflow_models import MlflowModels
+from persona.adapters.mlflow_registry import CONNECT_BUDGET_S
 from persona.adapters.segmentation_store import SqlSegmentations
 from persona.adapters.telegram import TelegramNotifier
 from persona.data.catalogue import load_catalogue
@@ -92,7 +93,7 @@ def write_definition(folder: Path, definition: Definition) -> None:
             scratch.replace(path)  # atomic: a concurrent reader sees the old or the new file
 
 
-def mlflow_models(settings: Settings, connect_timeout_s: float = 30.0) -> MlflowModels:
+def mlflow_models(settings: Settings, connect_timeout_s: float = CONNECT_BUDGET_S) -> MlflowModels:
     """The MLflow adapter (registry and tracking) for the configured model and experiment."""
     return MlflowModels(
         settings.mlflow_tracking_uri,

@@ -39,3 +39,20 @@ class UpstreamUnavailableError(PersonaError):
     """A service we depend on (MLflow, database, GCS, Telegram) did not answer."""
 
     exit_code = 5
+
+
+class PartialWriteError(UpstreamUnavailableError):
+    """The database went away during a write committed in parts (a month each): what was
+    committed stays, the part being written was rolled back, and a rerun is safe."""
+
+    def __init__(
+        self,
+        message: str,
+        committed: tuple[str, ...] = (),
+        committed_rows: int = 0,
+        rolled_back: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.committed = committed
+        self.committed_rows = committed_rows
+        self.rolled_back = rolled_back

@@ -88,6 +88,10 @@ class ModelFiles:
 class Tracker(Protocol):
     """Experiment runs: parameters, metrics, tags, files, the model."""
 
+    def check(self) -> None:
+        """Preflight before a long step: fail fast (UpstreamUnavailableError naming the
+        server) when the tracking server does not answer, instead of after the work."""
+
     def training_run(
         self, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
     ) -> AbstractContextManager[str]:

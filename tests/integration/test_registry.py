@@ -192,7 +192,7 @@ def _always_promote(settings_for) -> Path:
 
 def test_unreachable_server_is_a_named_error(project_env, monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    with pytest.raises(Exception, match=r"MLflow server at http://127.0.0.1:9 did not answer"):
+    with pytest.raises(Exception, match=r"MLflow at http://127.0.0.1:9 did not answer"):
         mlflow_registry.connect("http://127.0.0.1:9", timeout_s=0.5)
 
 

@@ -62,6 +62,13 @@ class MemoryModels:
     versions: dict[str, tuple[str, str]] = field(default_factory=dict)  # version -> (uri, run)
     aliases: dict[str, str] = field(default_factory=dict)
     renames: dict[int, str] = field(default_factory=dict)
+    down: bool = False  # the tracking server does not answer: the preflight says so
+    checks: int = 0
+
+    def check(self) -> None:
+        self.checks += 1
+        if self.down:
+            raise UpstreamUnavailableError("MLflow at memory:// did not answer (down)")
 
     def persona_names(self) -> dict[int, str]:
         return dict(self.renames)
@@ -253,6 +260,22 @@ def test_training_promotes_to_the_configured_alias_then_keeps_a_worse_challenger
     assert (second.version, second.alias) == ("2", "challenger")
     assert second.production_score is not None and models.aliases["live"] == "1"
     assert models.runs[second.run_id]["tags"]["persona.naming_reference"] == "@live v1"
+
+
+def test_a_down_tracking_server_stops_training_before_the_search(context, monkeypatch):
+    """The preflight: nothing is searched, logged or registered when MLflow does not answer,
+    neither on the one-process path nor in the Mage search block (search_step alone)."""
+    models = context.registry
+    models.down = True
+    searched = []
+    monkeypatch.setattr(train, "run_search", lambda *a, **k: searched.append(1))
+    with pytest.raises(UpstreamUnavailableError, match="did not answer"):
+        train.train_on(context, _customers(600, 1))
+    split = train.split_step(context, _customers(600, 1))
+    with pytest.raises(UpstreamUnavailableError, match="did not answer"):
+        train.search_step(context, split)
+    assert (searched, models.runs, models.versions) == ([], {}, {})
+    assert models.checks == 2
 
 
 def test_a_name_a_person_gave_is_kept_by_the_next_retrain(context):

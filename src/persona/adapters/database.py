@@ -14,8 +14,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from tqdm.auto import tqdm
 
 from persona.adapters.postgres_admin import ensure_database
+from persona.adapters.upstream import RERUN_IS_SAFE, database_disconnect, short_reason
 from persona.data.schema import DatasetSchema
-from persona.errors import InvalidInputError, UpstreamUnavailableError
+from persona.errors import InvalidInputError, PartialWriteError, UpstreamUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -44,21 +45,53 @@ def _table(
     return sa.Table(name, metadata, *columns)
 
 
+def _months(frame: pd.DataFrame, schema: DatasetSchema) -> list[tuple[str | None, pd.DataFrame]]:
+    """The frame cut into its months (oldest first), or whole when it has no month column."""
+    if schema.month_column not in frame.columns or frame.empty:
+        return [(None, frame)]
+    return [
+        (str(month), part)
+        for month, part in frame.groupby(schema.month_column, sort=True, dropna=False)
+    ]
+
+
+def _written(committed: list[tuple[str | None, int]], parts: int) -> str:
+    """What stays after a lost connection, for the error line: "committed 2 of 4 months
+    (150,000 rows: 2026-01, 2026-02)", or "nothing was committed"."""
+    if not committed:
+        return "nothing was committed"
+    rows = sum(n for _, n in committed)
+    months = [m for m, _ in committed if m is not None]
+    named = f": {', '.join(months)}" if months else ""
+    return f"committed {len(committed)} of {parts} months ({rows:,} rows{named})"
+
+
 def upsert_frame(
     engine: sa.Engine,
     table_name: str,
     frame: pd.DataFrame,
     schema: DatasetSchema,
     progress: bool | None = None,
+    step: str | None = None,
+    per_month: bool = True,
 ) -> int:
-    """Insert or update rows by (id, month); re-running the same month changes no row count."""
+    """Insert or update rows by (id, month); re-running the same month changes no row count.
+
+    Each month is its own transaction: a lost connection keeps the months already committed,
+    rolls back the one being written (never a partial month), and says so in one line
+    (``PartialWriteError``, naming ``step``); the rerun upserts the same rows again.
+    ``per_month=False``: the whole frame in one transaction (all or nothing).
+    """
+    step = step or f"writing {table_name!r}"
     metadata = sa.MetaData()
     table = _table(metadata, table_name, frame, schema)
     try:
         metadata.create_all(engine, checkfirst=True)
         existing = {c["name"] for c in sa.inspect(engine).get_columns(table_name)}
     except OperationalError as exc:
-        raise UpstreamUnavailableError(f"database unreachable: {str(exc.orig)[:200]}") from None
+        raise UpstreamUnavailableError(
+            f"{step}: database unreachable ({short_reason(exc)}); nothing was written"
+        ) from None
     missing = [c for c in frame.columns if c not in existing]
     if missing:
         raise InvalidInputError(
@@ -67,18 +100,43 @@ def upsert_frame(
     insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
     updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in schema.key}
     statement = insert.on_conflict_do_update(index_elements=schema.key, set_=updates)
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     disable = None if progress is None else not progress
-    with (
-        engine.begin() as connection,
-        tqdm(total=len(records), desc=f"upsert {table_name}", unit="rows", disable=disable) as bar,
-    ):
-        for start in range(0, len(records), CHUNK_ROWS):
-            chunk = records[start : start + CHUNK_ROWS]
-            connection.execute(statement, chunk)
-            bar.update(len(chunk))
-    logger.info("upserted %d rows into %s", len(records), table_name)
-    return len(records)
+    parts = _months(frame, schema) if per_month else [(None, frame)]
+    committed: list[tuple[str | None, int]] = []
+    with tqdm(total=len(frame), desc=f"upsert {table_name}", unit="rows", disable=disable) as bar:
+        for month, part in parts:
+            records = part.astype(object).where(part.notna(), None).to_dict("records")
+            try:
+                with engine.begin() as connection:
+                    for start in range(0, len(records), CHUNK_ROWS):
+                        chunk = records[start : start + CHUNK_ROWS]
+                        connection.execute(statement, chunk)
+                        bar.update(len(chunk))
+            except SQLAlchemyError as exc:
+                reason = database_disconnect(exc)
+                if reason is None:
+                    raise
+                where = f"month {month}" if month is not None else "the rows"
+                raise PartialWriteError(
+                    f"{step}: lost the database connection while writing {where} of "
+                    f"{table_name!r} ({reason}); {where} was rolled back, "
+                    f"{_written(committed, len(parts))}; {RERUN_IS_SAFE}",
+                    committed=tuple(m for m, _ in committed if m is not None),
+                    committed_rows=sum(n for _, n in committed),
+                    rolled_back=month,
+                ) from None
+            committed.append((month, len(records)))
+            if month is not None and len(parts) > 1:
+                logger.info(
+                    "%s: month %s committed (%d rows; %d of %d months)",
+                    table_name,
+                    month,
+                    len(records),
+                    len(committed),
+                    len(parts),
+                )
+    logger.info("upserted %d rows into %s", len(frame), table_name)
+    return len(frame)
 
 
 def read_months(
@@ -90,7 +148,7 @@ def read_months(
     except sa.exc.NoSuchTableError:
         raise InvalidInputError(f"table {table_name!r} does not exist; ingest data first") from None
     except SQLAlchemyError as exc:
-        raise UpstreamUnavailableError(f"database unreachable: {str(exc)[:200]}") from None
+        raise UpstreamUnavailableError(f"database unreachable: {short_reason(exc)}") from None
     query = sa.select(table)
     if months:
         query = query.where(table.c[schema.month_column].in_(list(months)))
@@ -154,7 +212,7 @@ class PostgresCustomers:
                         self.table,
                     )
         except SQLAlchemyError as exc:
-            raise UpstreamUnavailableError(f"database unreachable: {str(exc)[:200]}") from None
+            raise UpstreamUnavailableError(f"database unreachable: {short_reason(exc)}") from None
         return upsert_frame(self.engine, self.table, frame, schema, progress=False)
 
     def read_drift_runs(self, limit: int) -> pd.DataFrame:

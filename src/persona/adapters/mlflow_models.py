@@ -52,7 +52,7 @@ class MlflowModels:
         tracking_uri: str,
         experiment: str | None,
         model_name: str,
-        connect_timeout_s: float = 30.0,
+        connect_timeout_s: float = mlflow_registry.CONNECT_BUDGET_S,
         model_tags: Mapping[str, str] | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
@@ -70,6 +70,14 @@ class MlflowModels:
                 self.tracking_uri, timeout_s=self.connect_timeout_s
             )
         return self._client
+
+    def check(self) -> None:
+        """Preflight before a long step: the server answers now (bounded wait, each retry
+        logged), else one ``UpstreamUnavailableError`` naming the URL."""
+        if self._client is None:
+            self.client  # noqa: B018 - connecting probes the server
+        else:
+            mlflow_registry.probe(self.tracking_uri, self.connect_timeout_s)
 
     def _in_experiment(self) -> None:
         """Runs go to the configured experiment; reading the registry creates none."""

@@ -26,11 +26,11 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from persona.adapters import upstream
 from persona.errors import (
     InvalidInputError,
     ModelUnavailableError,
     PersonaError,
-    UpstreamUnavailableError,
 )
 from persona.ports import Registration
 
@@ -51,30 +51,64 @@ REGISTER, PROMOTE, ROLLBACK, RETIRE = "register", "promote", "rollback", "retire
 PERSONA_NAME_TAG_PREFIX = "persona.name."
 
 
+# MLflow's client retries a dead server 7 times with a doubling backoff (about 250 s in
+# silence). Ours: 2 retries, 1 s backoff factor, 8 s per attempt -> at most 26 s per request
+# (upstream.request_bound_s), 2 s for a closed port. An operator's own MLFLOW_HTTP_* win.
+REQUEST_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
+}
+CONNECT_BUDGET_S = 20.0  # the probe's whole wait (5 attempts over 15 s for a closed port): a
+# starting server (6-12 s) still makes it, and a command fails within 30 s of its start
+
+
+def bound_requests() -> None:
+    """Bound the MLflow client's retries and timeouts in this process (the CLI, flows, blocks)."""
+    for name, value in REQUEST_BOUNDS.items():
+        os.environ.setdefault(name, value)
+
+
+def probe(
+    tracking_uri: str,
+    budget_s: float = CONNECT_BUDGET_S,
+    *,
+    clock=time.monotonic,
+    sleep=time.sleep,
+) -> None:
+    """Wait (bounded, each retry logged) until the server's /health answers; else one
+    ``UpstreamUnavailableError`` naming the URL. A non-HTTP store (a folder) needs no probe."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    health = f"{tracking_uri.rstrip('/')}/health"
+
+    def attempt(timeout_s: float) -> str | None:
+        try:
+            response = requests.get(health, timeout=timeout_s)
+        except requests.RequestException as exc:
+            return type(exc).__name__
+        return None if response.status_code == 200 else f"HTTP {response.status_code} from /health"
+
+    upstream.wait_for(
+        f"MLflow at {tracking_uri}",
+        attempt,
+        upstream.Backoff(budget_s=budget_s, attempt_timeout_s=min(5.0, budget_s)),
+        clock=clock,
+        sleep=sleep,
+    )
+
+
 def connect(
-    tracking_uri: str, experiment: str | None = None, timeout_s: float = 30.0
+    tracking_uri: str, experiment: str | None = None, timeout_s: float = CONNECT_BUDGET_S
 ) -> MlflowClient:
     """Point MLflow at the server and fail fast, naming the URI, when it does not answer.
 
-    The probe is one plain HTTP GET per second: MLflow's own client retries for minutes.
+    The probe retries on a short logged schedule; the client's own retries are bounded
+    (``REQUEST_BOUNDS``) so a server that goes away later fails a request within 30 s too.
     """
-    if tracking_uri.startswith(("http://", "https://")):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                response = requests.get(
-                    f"{tracking_uri.rstrip('/')}/health", timeout=min(5.0, timeout_s)
-                )
-                if response.status_code == 200:
-                    break
-                problem = f"HTTP {response.status_code} from /health"
-            except requests.RequestException as exc:
-                problem = type(exc).__name__
-            if time.monotonic() > deadline:
-                raise UpstreamUnavailableError(
-                    f"MLflow server at {tracking_uri} did not answer ({problem})"
-                )
-            time.sleep(1.0)
+    bound_requests()
+    probe(tracking_uri, timeout_s)
     # MLflow prints a "View run" URL on stdout per run (our CLIs answer in JSON on stdout) and
     # a progress bar per model download (twice per training); our own logs say what happens.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
+from persona.adapters.upstream import first_line
 from persona.errors import UpstreamUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def _admin_connection(url: str):
     except psycopg2.OperationalError as exc:
         where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
         raise UpstreamUnavailableError(
-            f"PostgreSQL at {where} is not reachable: {exc}".strip()
+            f"PostgreSQL at {where} is not reachable: {first_line(exc)}".strip()
         ) from None
     connection.autocommit = True
     return connection, parts.path.lstrip("/")

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from persona.adapters.database import make_engine
+from persona.adapters.upstream import short_reason
 from persona.errors import ConfigurationError, UpstreamUnavailableError
 from persona.segmentation import Definition
 
@@ -108,4 +109,4 @@ class SqlSegmentations:
 
 
 def _unavailable(exc: SQLAlchemyError) -> UpstreamUnavailableError:
-    return UpstreamUnavailableError(f"segmentations table: {str(exc)[:200]}")
+    return UpstreamUnavailableError(f"segmentations table: {short_reason(exc)}")

@@ -304,6 +304,12 @@ def load_champion(context: TrainingContext) -> Champion | None:
     )
 
 
+def preflight(context: TrainingContext) -> None:
+    """The tracking server answers now: a down registry fails in seconds, naming its URL,
+    not after a search of many minutes whose results it could not record."""
+    context.tracker.check()
+
+
 def search_step(
     context: TrainingContext, split: Split, progress: bool | None = None
 ) -> SearchOutcome:
@@ -312,6 +318,7 @@ def search_step(
     Derived features that count days to a reference date count to today's (UTC) date when the
     schema fixes none; the date is kept in the outcome and frozen into the selected model.
     """
+    preflight(context)
     params = context.params
     schema = context.schema.with_reference_date(datetime.now(UTC).date())
     reference_date = None if schema is context.schema else schema.reference_date.isoformat()
@@ -548,6 +555,7 @@ def train_on(
     ``current_keys``: the key columns of the rows of the period that drifted (a retrain); the
     decision is then taken on their held-out customers, guarded by the reference period's.
     """
+    preflight(context)
     split = split_step(context, frame, current_keys)
     champion = load_champion(context)
     search = search_step(context, split, progress)
