@@ -4,7 +4,8 @@ A ``main`` parses its arguments first (so ``--help`` needs no settings), then ha
 ``run_entry``: settings are loaded, logging is configured, the body runs, and an expected
 failure (``PersonaError``) becomes its ``exit_code`` with one error line and no traceback;
 so does an outage a library raised (a lost database connection, MLflow not answering:
-``persona.adapters.upstream.as_outage``), naming the step; Ctrl-C becomes 130. ``exit_entry`` does the same and exits, for mains that exit.
+``persona.adapters.upstream.as_outage``), naming the step; Ctrl-C becomes 130. ``exit_entry``
+does the same and exits, for mains that exit.
 """
 
 from __future__ import annotations
