@@ -258,7 +258,11 @@ def _settle(settings: Settings, service: LocalService, poll_s: float = 0.2) -> S
 
 
 def up(settings: Settings, stack: Sequence[LocalService]) -> None:
-    """Start each service of ``stack`` that is not running; ready on return."""
+    """Start each service of ``stack`` that is not running; ready on return.
+
+    What killed pipeline runs left behind is stopped first (it may hold memory and sessions).
+    """
+    process_tree.reap_abandoned_groups(process_tree.records_folder(settings.home))
     for service in stack:
         pid_file = _pid_file(settings, service)
         state = _settle(settings, service)
