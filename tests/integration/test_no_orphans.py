@@ -181,7 +181,7 @@ def test_status_names_children_that_answer_after_their_main_process_died_and_cle
         assert answers(f"{url}/")
 
         caplog.set_level(logging.INFO, logger="persona.services.local_stack")
-        assert local_stack.status(settings, [service]) is True
+        assert local_stack.status(settings, [service]) is False  # not through its main
         assert (
             f"main process {supervisor} gone but children still answer on {port} "
             f"(pids {listener})"

@@ -308,7 +308,7 @@ def down(settings: Settings, stack: Sequence[LocalService], grace_s: float = 20.
 
 
 def status(settings: Settings, stack: Sequence[LocalService], clean: bool = False) -> bool:
-    """Log each service's state; True when every one answers.
+    """Log each service's state; True when every one answers through its main process.
 
     With ``clean``, a service whose main process is gone has the rest of its group stopped,
     and so has what killed pipeline runs left behind.
@@ -316,7 +316,7 @@ def status(settings: Settings, stack: Sequence[LocalService], clean: bool = Fals
     healthy = True
     for service in stack:
         state = service_state(settings, service)
-        healthy = healthy and state.answering
+        healthy = healthy and state.answering and not state.orphaned
         logger.info("%-12s %-24s %s", service.name, service.url, state.describe())
         if clean and state.orphaned and state.pid is not None:
             stopped = process_tree.stop_group(state.pid)
