@@ -179,8 +179,8 @@ demo: install stack-db ## Fresh clone to a tour: local-up, 3 months (3rd drifted
 local-down: ## Stop what local-up started
 	$(DEV)/python -m persona.services.local_stack down
 
-local-status: ## Is each local service up and answering?
-	$(DEV)/python -m persona.services.local_stack status
+local-status: ## Is each local service up and answering? (CLEAN=1 stops leftovers of dead services and killed runs)
+	$(DEV)/python -m persona.services.local_stack status $(if $(CLEAN),--clean)
 
 # Tests that need Flask, which only the scoring environment has (the dev one pins Werkzeug for
 # Mage): the dev run skips them, saying so, and `test` and `test-fast` run them in .venv/scoring

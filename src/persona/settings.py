@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from persona.errors import ConfigurationError
 from persona.flags import parse_bool
+from persona.postgres_sessions import SessionTimeouts, with_session_timeouts
 from persona.serving.options import EXTRA_COLUMNS
 
 
@@ -190,6 +191,20 @@ VARIABLES: dict[str, _Var] = {
     "telegram_retries": _Var(
         "TELEGRAM_RETRIES", "3", int, "Retries of a failed alert (with backoff)."
     ),
+    "db_idle_in_transaction_timeout_seconds": _Var(
+        "PERSONA_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS",
+        "300",
+        float,
+        "PostgreSQL ends a project session idle inside a transaction this long (a killed run's "
+        "locks); 0 = never. No step waits inside a transaction.",
+    ),
+    "db_statement_timeout_seconds": _Var(
+        "PERSONA_DB_STATEMENT_TIMEOUT_SECONDS",
+        "1800",
+        float,
+        "PostgreSQL cancels one statement running longer (project, MLflow and Mage databases); "
+        "0 = never.",
+    ),
     "log_level": _Var("PERSONA_LOG_LEVEL", "INFO", str, "Logging level of entry points."),
     # Read by Compose (and Mage) only; registered so .env.example documents them.
     "postgres_password": _Var(
@@ -273,6 +288,8 @@ class Settings:
     telegram_base_url: str
     telegram_timeout_seconds: float
     telegram_retries: int
+    db_idle_in_transaction_timeout_seconds: float
+    db_statement_timeout_seconds: float
     log_level: str
     postgres_password: str
     mage_owner_email: str
@@ -280,12 +297,22 @@ class Settings:
     bind_address: str
 
     @property
+    def session_timeouts(self) -> SessionTimeouts:
+        return SessionTimeouts(
+            self.db_idle_in_transaction_timeout_seconds, self.db_statement_timeout_seconds
+        )
+
+    @property
     def project_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'persona.db'}"
+        """The project database; a PostgreSQL URL carries the session timeouts."""
+        url = self.database_url or f"sqlite:///{self.home / 'persona.db'}"
+        return with_session_timeouts(url, self.session_timeouts)
 
     @property
     def backend_store_uri(self) -> str:
-        return self.mlflow_backend_store_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        """MLflow's backend store; a PostgreSQL URL carries the session timeouts."""
+        url = self.mlflow_backend_store_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        return with_session_timeouts(url, self.session_timeouts)
 
     @property
     def artifacts_destination(self) -> str:
@@ -391,6 +418,7 @@ def load_settings(
         raise ConfigurationError(
             f"PERSONA_MAX_BODY_BYTES must be a positive integer, got {settings.max_body_bytes}"
         )
+    settings.session_timeouts  # noqa: B018 - a negative timeout fails here, naming its key
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigurationError(
             f"PERSONA_LOG_LEVEL must be a logging level, got {settings.log_level!r}"

@@ -67,3 +67,30 @@ def ensure_database(url: str) -> bool:
         connection.close()
     logger.info("created database %s", name)
     return True
+
+
+def set_database_defaults(url: str, parameters: dict[str, int]) -> None:
+    """``ALTER DATABASE ... SET`` each parameter: every new session of it starts with them.
+
+    For a database whose client replaces the connection options (Mage's). A non-PostgreSQL URL
+    is left alone; a role that may not alter the database only gets a warning (the limits are
+    a safety net, not a reason to refuse to start).
+    """
+    if not url.startswith("postgresql"):
+        return
+    import psycopg2
+    from psycopg2 import sql
+
+    connection, name = _admin_connection(url)
+    try:
+        with connection.cursor() as cursor:
+            for parameter, value in parameters.items():
+                cursor.execute(
+                    sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                        sql.Identifier(name), sql.Identifier(parameter), sql.Literal(value)
+                    )
+                )
+    except psycopg2.Error as exc:
+        logger.warning("could not set session limits on database %s: %s", name, exc)
+    finally:
+        connection.close()

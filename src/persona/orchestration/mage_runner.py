@@ -22,8 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from persona.adapters.postgres_admin import ensure_database
+from persona.adapters.postgres_admin import ensure_database, set_database_defaults
 from persona.errors import ConfigurationError, PersonaError
+from persona.postgres_sessions import database_defaults
+from persona.services import process_tree
 from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ def run_pipeline(
         )
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_database(settings.mage_db_url)
+    set_database_defaults(settings.mage_db_url, database_defaults(settings.session_timeouts))
     log_path = settings.home / "logs" / f"mage-{pipeline}-{datetime.now():%Y%m%dT%H%M%S}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="persona-mage-") as scratch:
@@ -129,9 +132,12 @@ def run_pipeline(
         logger.info(
             "running Mage pipeline %s with %s", pipeline, variables or "its default variables"
         )
-        try:
-            completed = subprocess.run(
-                command, env=mage_environment(settings), timeout=timeout_s, check=False
+        try:  # the worker and all it forks (block subprocess, joblib workers) end with it
+            returncode = process_tree.run_group(
+                command,
+                mage_environment(settings),
+                process_tree.records_folder(settings.home),
+                timeout_s,
             )
         except subprocess.TimeoutExpired:
             raise PersonaError(
@@ -139,7 +145,7 @@ def run_pipeline(
             ) from None
         if not result_path.exists():
             raise PersonaError(
-                f"the Mage worker for {pipeline} exited with code {completed.returncode} before "
+                f"the Mage worker for {pipeline} exited with code {returncode} before "
                 f"reporting; Mage's output is in {log_path}"
             )
         outcome = PipelineOutcome.from_dict(json.loads(result_path.read_text()))
@@ -289,6 +295,7 @@ def _worker(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", required=True, type=Path)
     parser.add_argument("--log", required=True, type=Path, help="file for Mage's own output")
     args = parser.parse_args(argv)
+    process_tree.install_group_teardown()  # a stopped worker takes its block subprocess along
     from persona.logging_setup import configure_logging
 
     # Our log lines (block progress, statuses) go to the terminal; Mage prints tracebacks and

@@ -2,9 +2,13 @@
 
 Starts the MLflow server and Mage (UI, API triggers, scheduler) in the background with the
 same entry commands their containers run, each in the environment of its service, and keeps
-pid files and logs under PERSONA_HOME so that ``down`` and ``status`` find them again. A service
+pid files and logs under PERSONA_HOME so that ``down`` and ``status`` find them again. Each
+service runs under ``persona.services.supervise`` as its own session: the pid file names the
+supervisor, and ``kill $(cat PERSONA_HOME/run/mlflow.pid)`` stops the whole service. A service
 counts as running only while its process is alive (not a zombie) and its health URL answers;
 ``up`` waits for one that is alive but silent (starting or shutting down) to answer or exit.
+``status`` names a service whose main process is gone while its children still answer, and
+leftovers of killed pipeline runs; ``status --clean`` stops both.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import psutil
 
 from persona.entry import exit_entry
+from persona.services import process_tree
 from persona.services.processes import ServiceProcess, ServiceStartError, start_service
 from persona.settings import Settings
 
@@ -80,12 +86,17 @@ def services(settings: Settings, venvs: Path) -> list[LocalService]:
     ]
 
 
+def supervised(command: Sequence[str]) -> list[str]:
+    """``command`` under the supervisor (this environment's Python; it needs only psutil)."""
+    return [sys.executable, "-m", "persona.services.supervise", "--", *command]
+
+
 def start(settings: Settings, service: LocalService) -> ServiceProcess:
     """Start one service with its entry command, logging under PERSONA_HOME; ready on return."""
     log = settings.home / "logs" / f"{service.name}.log"
     logger.info("starting %s (log %s) ...", service.name, log)
     return start_service(
-        service.command,
+        supervised(service.command),
         {**os.environ, **dict(service.env)},
         log,
         service.url,
@@ -111,14 +122,22 @@ def _group_members(pgid: int) -> int:
     A service runs in its own session, so its group also holds the workers it forked: a
     Gunicorn master that died can leave workers that still hold the port for a while.
     """
-    count = 0
-    for process in psutil.process_iter(["status"]):
+    return len(process_tree.group_processes(pgid))
+
+
+def _listeners(pgid: int, port: int | None) -> tuple[int, ...]:
+    """Pids of the group's processes listening on ``port``."""
+    if port is None:
+        return ()
+    pids = set()
+    for process in process_tree.group_processes(pgid):
         try:
-            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
-                count += 1
-        except (ProcessLookupError, PermissionError):
+            connections = process.connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return count
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
+            pids.add(process.pid)
+    return tuple(sorted(pids))
 
 
 def _answers(url: str, timeout_s: float = 2.0) -> bool:
@@ -142,6 +161,13 @@ class ServiceState:
     alive: bool  # that process exists and is not a zombie
     members: int  # live processes of its process group (the leader included)
     answering: bool  # the health URL answers 200
+    port: int | None = None  # the service's port
+    listeners: tuple[int, ...] = ()  # pids of its group listening on that port
+
+    @property
+    def orphaned(self) -> bool:
+        """The main process is gone, but processes of its group are still there."""
+        return not self.alive and self.members > 0
 
     @property
     def running(self) -> bool:
@@ -157,10 +183,17 @@ class ServiceState:
             return f"healthy (pid {self.pid})"
         if self.alive:
             return f"pid {self.pid} alive but not answering (starting, stopping or hung)"
+        if self.members and self.listeners and self.answering:
+            return (
+                f"main process {self.pid} gone but children still answer on {self.port} "
+                f"(pids {', '.join(map(str, self.listeners))}); stop them with make local-down, "
+                f"make local-status CLEAN=1 or kill -- -{self.pid}"
+            )
         if self.members:
             return (
-                f"pid {self.pid} exited, {self.members} process(es) of its group still run "
-                "(make local-down stops them)"
+                f"main process {self.pid} gone, {self.members} process(es) of its group still "
+                f"run; stop them with make local-down, make local-status CLEAN=1 or "
+                f"kill -- -{self.pid}"
             )
         if self.answering:
             return "answering, but not started by make local-up (local-down will not stop it)"
@@ -190,7 +223,9 @@ def _processes(pid_file: Path) -> tuple[int | None, bool, int]:
 def service_state(settings: Settings, service: LocalService) -> ServiceState:
     """The service's state now (one health probe)."""
     pid, alive, members = _processes(_pid_file(settings, service))
-    return ServiceState(pid, alive, members, _answers(service.health_url))
+    port = urlsplit(service.url).port
+    listeners = _listeners(pid, port) if pid is not None and members else ()
+    return ServiceState(pid, alive, members, _answers(service.health_url), port, listeners)
 
 
 def _settle(settings: Settings, service: LocalService, poll_s: float = 0.2) -> ServiceState:
@@ -223,7 +258,11 @@ def _settle(settings: Settings, service: LocalService, poll_s: float = 0.2) -> S
 
 
 def up(settings: Settings, stack: Sequence[LocalService]) -> None:
-    """Start each service of ``stack`` that is not running; ready on return."""
+    """Start each service of ``stack`` that is not running; ready on return.
+
+    What killed pipeline runs left behind is stopped first (it may hold memory and sessions).
+    """
+    process_tree.reap_abandoned_groups(process_tree.records_folder(settings.home))
     for service in stack:
         pid_file = _pid_file(settings, service)
         state = _settle(settings, service)
@@ -268,19 +307,48 @@ def down(settings: Settings, stack: Sequence[LocalService], grace_s: float = 20.
         logger.info("%s stopped", service.name)
 
 
-def status(settings: Settings, stack: Sequence[LocalService]) -> bool:
-    """Log each service's state; True when every one answers."""
+def status(settings: Settings, stack: Sequence[LocalService], clean: bool = False) -> bool:
+    """Log each service's state; True when every one answers through its main process.
+
+    With ``clean``, a service whose main process is gone has the rest of its group stopped,
+    and so has what killed pipeline runs left behind.
+    """
     healthy = True
     for service in stack:
         state = service_state(settings, service)
-        healthy = healthy and state.answering
+        healthy = healthy and state.answering and not state.orphaned
         logger.info("%-12s %-24s %s", service.name, service.url, state.describe())
+        if clean and state.orphaned and state.pid is not None:
+            stopped = process_tree.stop_group(state.pid)
+            _pid_file(settings, service).unlink(missing_ok=True)
+            logger.info("%s: stopped leftover pids %s", service.name, stopped)
+    groups = process_tree.records_folder(settings.home)
+    leftovers = (
+        process_tree.reap_abandoned_groups(groups)
+        if clean
+        else process_tree.abandoned_groups(groups)
+    )
+    for leftover in leftovers:
+        logger.info(
+            "%-12s %-24s group %d: its run was killed, pids %s %s",
+            "pipeline run",
+            "-",
+            leftover.pgid,
+            ", ".join(map(str, leftover.pids)),
+            "stopped" if clean else "still run (make local-status CLEAN=1 stops them)",
+        )
     return healthy
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(prog="persona.services.local_stack", description=__doc__)
     parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument(
+        "--clean",
+        action="store_true",
+        help="status: stop what is left of services whose main process is gone, and of "
+        "killed pipeline runs",
+    )
     parser.add_argument(
         "--venvs",
         type=Path,
@@ -295,7 +363,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
             up(settings, stack)
         elif args.action == "down":
             down(settings, stack)
-        elif not status(settings, stack):
+        elif not status(settings, stack, clean=args.clean):
             return 1
         return 0
 

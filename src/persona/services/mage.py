@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from persona.adapters.postgres_admin import ensure_database
+from persona.adapters.postgres_admin import ensure_database, set_database_defaults
 from persona.entry import exit_entry
 from persona.orchestration import mage_runner
+from persona.postgres_sessions import database_defaults
 from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 def _serve(settings: Settings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_database(settings.mage_db_url)
+    set_database_defaults(settings.mage_db_url, database_defaults(settings.session_timeouts))
     os.environ.update(mage_runner.mage_environment(settings))  # Mage reads them at import
     project = settings.mage_project_path
     mage_runner.open_project(project)

@@ -1,0 +1,82 @@
+"""Killing the Mage worker of `persona pipeline run` leaves no process and no stuck session.
+
+Before, `kill -9` of the worker left its joblib workers and resource trackers reparented to
+PID 1 for good, and a `persona_mage` session `idle in transaction`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import sqlalchemy as sa
+from conftest import PG_ADMIN_URL
+from test_mage_train import PERSONA, mage_env  # noqa: F401 - the fixture
+
+from persona.services import process_tree
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def gone(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
+
+
+def idle_in_transaction(database: str) -> int:
+    admin = sa.create_engine(f"{PG_ADMIN_URL}/postgres")
+    try:
+        with admin.connect() as connection:
+            return connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = :db AND state = 'idle in transaction'"
+                ),
+                {"db": database},
+            ).scalar_one()
+    finally:
+        admin.dispose()
+
+
+def test_sigkill_of_the_worker_during_the_model_search_leaves_nothing(
+    mage_env, make_database  # noqa: F811
+):
+    mage_db = make_database("persona_mage")
+    env = {**mage_env, "MAGE_DATABASE_CONNECTION_URL": mage_db}
+    command = [str(PERSONA), "pipeline", "run", "train", "--var", "source=synthetic"]
+    launcher = subprocess.Popen(
+        [*command, "--var", "rows=60000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        records = process_tree.records_folder(Path(env["PERSONA_HOME"]))
+        wait_until(lambda: process_tree.read_records(records) != [])
+        worker = psutil.Process(process_tree.read_records(records)[0].pgid)
+        wait_until(lambda: len(worker.children(recursive=True)) >= 2)  # the joblib pool is up
+        tree = [p.pid for p in worker.children(recursive=True)]
+
+        os.kill(worker.pid, signal.SIGKILL)
+
+        launcher.wait(timeout=120)
+        assert launcher.returncode != 0
+        wait_until(lambda: gone(tree))
+        assert process_tree.read_records(records) == []
+        assert idle_in_transaction(mage_db.rsplit("/", 1)[-1]) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
