@@ -6,9 +6,12 @@ Entry points (the CLI, Mage blocks, the services, the demo) call these; nothing 
 
 from __future__ import annotations
 
+import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 
+from persona.adapters import processes
 from persona.adapters.database import PostgresCustomers
 from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.evidently_report import EvidentlyReports
@@ -17,16 +20,20 @@ from persona.adapters.segmentation_store import SqlSegmentations
 from persona.adapters.telegram import TelegramNotifier
 from persona.data.catalogue import load_catalogue
 from persona.data.schema import DatasetSchema, load_schema
-from persona.errors import ConfigurationError
+from persona.errors import ConfigurationError, PersonaError
 from persona.flows import demo
 from persona.flows.demo import StackUrls
 from persona.flows.monitor import MonitorContext
+from persona.flows.reconcile import Judge, Reconciliation, reconcile
 from persona.flows.train import TrainingContext
 from persona.model.params import load_params
 from persona.monitoring.drift import load_drift_config
+from persona.monitoring.owners import DEFAULT_STALE_AFTER
 from persona.ports import Notifier
 from persona.segmentation import DEFAULT, SEGMENTATION_TAG, Definition, check_name, suffixed
 from persona.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 SEGMENTATION_FILES = ("schema.yaml", "params.yaml", "drift.yaml")
 
@@ -100,6 +107,7 @@ def mlflow_models(settings: Settings, connect_timeout_s: float = 30.0) -> Mlflow
         settings.model_name,
         connect_timeout_s=connect_timeout_s,
         model_tags={SEGMENTATION_TAG: settings.segmentation},
+        owner=str(processes.this_owner()),
     )
 
 
@@ -150,7 +158,29 @@ def monitor_context(settings: Settings, notifier: Notifier | None = None) -> Mon
         drift_store=PostgresDriftStore(settings.project_database_url),
         reports=EvidentlyReports(settings.evidently_workspace_path, settings.evidently_project),
         workdir=settings.home / "monitoring",
+        owner=str(processes.this_owner()),
     )
+
+
+def reconcile_runs(settings: Settings, stale_after: timedelta | None = None) -> Reconciliation:
+    """Close the runs of this segmentation's drift history and experiment whose owner is gone
+    (at the start of every train and monitor run, and ``persona runs reconcile``)."""
+    judge_by = Judge(processes.this_owner(), processes.is_alive, stale_after or DEFAULT_STALE_AFTER)
+    return reconcile(
+        judge_by,
+        PostgresDriftStore(settings.project_database_url),
+        [mlflow_models(settings)],
+    )
+
+
+def reconcile_at_start(settings: Settings) -> Reconciliation | None:
+    """Reconciliation as a run starts: what it closed is logged; a store it cannot reach is
+    logged too and left to the run itself (which says what it needs, or does not need it)."""
+    try:
+        return reconcile_runs(settings)
+    except PersonaError as exc:
+        logger.warning("runs not reconciled at start: %s", exc)
+        return None
 
 
 def stack_urls(settings: Settings) -> StackUrls:
