@@ -15,6 +15,7 @@ from persona.adapters import processes
 from persona.adapters.database import PostgresCustomers
 from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.evidently_report import EvidentlyReports
+from persona.adapters.mage_runs import MageRuns
 from persona.adapters.mlflow_models import MlflowModels
 from persona.adapters.segmentation_store import SqlSegmentations
 from persona.adapters.telegram import TelegramNotifier
@@ -163,13 +164,14 @@ def monitor_context(settings: Settings, notifier: Notifier | None = None) -> Mon
 
 
 def reconcile_runs(settings: Settings, stale_after: timedelta | None = None) -> Reconciliation:
-    """Close the runs of this segmentation's drift history and experiment whose owner is gone
-    (at the start of every train and monitor run, and ``persona runs reconcile``)."""
+    """Close the runs whose owner is gone: this segmentation's drift history and experiment,
+    and Mage's pipeline runs (at the start of every train and monitor run, and
+    ``persona runs reconcile``)."""
     judge_by = Judge(processes.this_owner(), processes.is_alive, stale_after or DEFAULT_STALE_AFTER)
     return reconcile(
         judge_by,
         PostgresDriftStore(settings.project_database_url),
-        [mlflow_models(settings)],
+        [mlflow_models(settings), MageRuns(settings.mage_db_url)],
     )
 
 

@@ -144,7 +144,7 @@ class OpenRun:
     kind: str  # "drift_run", "mlflow_run", "mage_run"
     run_id: str
     owner: str | None  # persona.monitoring.owners.Owner as text; None: not recorded
-    heartbeat: datetime | None  # when the owner last wrote to the run
+    heartbeat: datetime | None  # when the owner last wrote to the run (naive: UTC)
     label: str  # what a person recognises: the month, the run's name
     state: str  # the state it was left in
 
@@ -185,13 +185,13 @@ class DriftStore(Protocol):
 
 
 class OpenTrackerRuns(Protocol):
-    """The experiment runs left running (the MLflow adapter provides it)."""
+    """Runs another system keeps (MLflow's experiment runs, Mage's pipeline runs)."""
 
     def open_runs(self) -> Sequence[OpenRun]:
-        """Runs of the configured experiment still marked running."""
+        """Its runs still marked running."""
 
     def close_run(self, run_id: str, reason: str) -> bool:
-        """Mark a run whose owner is gone as killed, with why; False when it had ended."""
+        """End a run whose owner is gone (killed, failed), with why; False when it had ended."""
 
 
 class DriftReports(Protocol):

@@ -90,7 +90,7 @@ def test_an_open_run_is_listed_until_it_ends_or_is_abandoned_with_when_and_why(e
     listed = {row["run_id"]: row for row in drift_store.read_open_runs(engine)}
     assert set(listed) == {open_id, alert_id} and listed[open_id]["owner"] == owner
     (heartbeat,) = [run.heartbeat for run in store.open_runs() if run.run_id == open_id]
-    assert heartbeat == T0 + timedelta(minutes=1)  # aware, though SQLite hands back naive times
+    assert pd_time(heartbeat) == T0 + timedelta(minutes=1)
     at = T0 + timedelta(hours=2)
     assert store.abandon_run(open_id, at, "owner process 42 on worker-1 is gone")
     assert store.abandon_run(alert_id, at, "gone")

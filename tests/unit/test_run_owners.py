@@ -55,3 +55,8 @@ def test_this_process_is_alive_an_exited_one_is_not_nor_a_recycled_pid():
     recycled = Owner(me.host, me.boot_id, me.pid, (me.started or 0) + 1)
     assert processes.is_alive(recycled) is False
     assert processes.is_alive(Owner(me.host, me.boot_id, me.pid, None)) is None
+
+
+def test_a_naive_heartbeat_is_read_as_utc():
+    naive = (NOW - timedelta(minutes=90)).replace(tzinfo=None)
+    assert _judge("worker-2:boot-b:42:9", heartbeat=naive).gone

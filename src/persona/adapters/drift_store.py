@@ -471,7 +471,7 @@ class PostgresDriftStore:
                 kind="drift_run",
                 run_id=row["run_id"],
                 owner=row["owner"],
-                heartbeat=_aware(row["heartbeat_at"]),
+                heartbeat=row["heartbeat_at"],
                 label=f"{row['model_name']} {row['data_window']}",
                 state=f"action={row['action']}, alert_status={row['alert_status']}",
             )
@@ -489,10 +489,3 @@ class PostgresDriftStore:
 
     def persona_history(self, model_name: str, limit: int = 500) -> pd.DataFrame:
         return read_persona_history(self.engine, model_name, limit)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive times; they were stored as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)

@@ -3,7 +3,7 @@
 A run killed for real (``kill -9``, a lost container) cannot end its own records. The next run
 (train or monitor, at its start) or ``persona runs reconcile`` does: drift history rows left
 ``retraining`` or with a ``pending`` alert become ``abandoned`` (with when and why), MLflow runs
-left RUNNING become KILLED. Whose owner is gone is judged by ``persona.monitoring.owners``;
+left RUNNING become KILLED, Mage pipeline runs left running become failed. Whose owner is gone is judged by ``persona.monitoring.owners``;
 a run whose owner still works is left alone.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from persona.errors import UpstreamUnavailableError
 from persona.monitoring.owners import DEFAULT_STALE_AFTER, Owner, ProcessProbe, judge
 from persona.ports import DriftStore, OpenRun, OpenTrackerRuns
 
@@ -39,6 +40,7 @@ class Reconciliation:
     closed: tuple[ClosedRun, ...]
     still_open: int
     checked_at: str
+    unreachable: tuple[str, ...] = ()  # the stores that could not be read, and why
 
 
 @dataclass(frozen=True)
@@ -65,24 +67,35 @@ def reconcile(
 ) -> Reconciliation:
     """Close every open run whose owner is gone: drift rows, then experiment runs."""
     now = now or datetime.now(UTC)
-    sources: list[tuple[Sequence[OpenRun], Closer]] = []
+    sources: list[tuple[Callable[[], Sequence[OpenRun]], Closer]] = []
     if drift_store is not None:
-        sources.append((drift_store.open_runs(), drift_store.abandon_run))
-    for runs in tracker_runs:
-        sources.append((runs.open_runs(), _closer(runs)))
+        sources.append((drift_store.open_runs, drift_store.abandon_run))
+    sources += [(runs.open_runs, _closer(runs)) for runs in tracker_runs]
     closed: list[ClosedRun] = []
+    unreachable: list[str] = []
     still_open = 0
-    for open_runs, close in sources:
-        for run in open_runs:
-            verdict = judge(
-                run.owner, run.heartbeat, now, judge_by.here, judge_by.probe, judge_by.stale_after
-            )
-            if not verdict.gone:
-                still_open += 1
-            elif close(run.run_id, now, verdict.reason):  # False: it ended meanwhile
-                closed.append(
-                    ClosedRun(run.kind, run.run_id, run.label, run.state, run.owner, verdict.reason)
+    for list_runs, close in sources:
+        try:  # one store down (Mage not started yet) does not keep the others open
+            for run in list_runs():
+                verdict = judge(
+                    run.owner,
+                    run.heartbeat,
+                    now,
+                    judge_by.here,
+                    judge_by.probe,
+                    judge_by.stale_after,
                 )
+                if not verdict.gone:
+                    still_open += 1
+                elif close(run.run_id, now, verdict.reason):  # False: it ended meanwhile
+                    closed.append(
+                        ClosedRun(
+                            run.kind, run.run_id, run.label, run.state, run.owner, verdict.reason
+                        )
+                    )
+        except UpstreamUnavailableError as exc:
+            logger.warning("runs not reconciled: %s", exc)
+            unreachable.append(str(exc))
     if closed:
         logger.warning("closed %d run(s) whose owner is gone", len(closed))
-    return Reconciliation(tuple(closed), still_open, now.isoformat())
+    return Reconciliation(tuple(closed), still_open, now.isoformat(), tuple(unreachable))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 SEPARATOR = ":"
 DEFAULT_STALE_AFTER = timedelta(minutes=60)
@@ -82,6 +82,8 @@ def judge(
             return Verdict(True, f"owner process {owner.pid} on {owner.host} is gone")
     if heartbeat is None:
         return Verdict(False, "no heartbeat to judge by")
+    if heartbeat.tzinfo is None:  # SQLite hands back naive times; every store writes UTC
+        heartbeat = heartbeat.replace(tzinfo=UTC)
     age = now - heartbeat
     where = "no recorded owner" if owner is None else f"owner {owner}"
     if age > stale_after:
