@@ -6,6 +6,7 @@ created on first use, so a fresh database needs no migration step.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -201,6 +202,7 @@ def record_run(
     try:
         with engine.begin() as connection:
             if supersede:
+                _lock_month(connection, row["model_name"], row["data_window"])
                 superseded = connection.execute(
                     drift_runs.update()
                     .where(
@@ -225,6 +227,16 @@ def record_run(
         f"; supersedes {superseded} earlier run(s) of {row['data_window']}" if superseded else "",
     )
     return run_id
+
+
+def _lock_month(connection: sa.Connection, model_name: str | None, window: str) -> None:
+    """Two runs of one month storing at once take turns (PostgreSQL: a transaction lock), so
+    the second sees the first's row and supersedes it; SQLite writes one at a time anyway."""
+    if connection.dialect.name != "postgresql":
+        return
+    digest = hashlib.blake2b(f"drift_runs|{model_name}|{window}".encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 def _same_model(model_name: str | None) -> sa.ColumnElement[bool]:
