@@ -29,6 +29,7 @@ def engine(store) -> sa.Engine:
 
 
 def test_runs_of_one_month_stored_at_once_leave_one_current_answer(engine):
+    drift_store.ensure_tables(engine)  # the tables exist, as in any stack that ran once
     with ThreadPoolExecutor(max_workers=6) as pool:
         ids = list(pool.map(lambda minute: _record(engine, "2026-05", minute), range(6)))
     runs = drift_store.read_runs(engine)
