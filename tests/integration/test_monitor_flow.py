@@ -429,6 +429,7 @@ def test_a_monitor_run_killed_while_retraining_is_closed_and_its_rerun_is_the_mo
         # the full search keeps the retrain busy long enough to be killed in it
         "PERSONA_PARAMS": str(ROOT / "01_model/params.yaml"),
     }
+    drift_store.ensure_tables(sa.create_engine(pg_url))  # polled below while the run stores
     month = ["--source", "synthetic", "--month", "2026-03", "--rows", "3000"]
     command = [sys.executable, "-m", "persona.cli", "monitor", *month]
     process = subprocess.Popen(
