@@ -196,7 +196,7 @@ class MlflowModels:
     ) -> tuple[str, str]:
         self._in_experiment()
         return mlflow_registry.log_report_run(
-            run_name, params, metrics, tags, list(files), artifact_path
+            run_name, params, metrics, {**tags, **self._owner_tags()}, list(files), artifact_path
         )
 
     def run_url(self, run_id: str) -> str | None:
