@@ -36,6 +36,7 @@ from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+START_CONNECT_TIMEOUT_S = 5.0  # reconciliation at a run's start: MLflow answers quickly or is down
 SEGMENTATION_FILES = ("schema.yaml", "params.yaml", "drift.yaml")
 
 
@@ -163,7 +164,9 @@ def monitor_context(settings: Settings, notifier: Notifier | None = None) -> Mon
     )
 
 
-def reconcile_runs(settings: Settings, stale_after: timedelta | None = None) -> Reconciliation:
+def reconcile_runs(
+    settings: Settings, stale_after: timedelta | None = None, connect_timeout_s: float = 30.0
+) -> Reconciliation:
     """Close the runs whose owner is gone: this segmentation's drift history and experiment,
     and Mage's pipeline runs (at the start of every train and monitor run, and
     ``persona runs reconcile``)."""
@@ -171,15 +174,15 @@ def reconcile_runs(settings: Settings, stale_after: timedelta | None = None) -> 
     return reconcile(
         judge_by,
         PostgresDriftStore(settings.project_database_url),
-        [mlflow_models(settings), MageRuns(settings.mage_db_url)],
+        [mlflow_models(settings, connect_timeout_s), MageRuns(settings.mage_db_url)],
     )
 
 
 def reconcile_at_start(settings: Settings) -> Reconciliation | None:
     """Reconciliation as a run starts: what it closed is logged; a store it cannot reach is
     logged too and left to the run itself (which says what it needs, or does not need it)."""
-    try:
-        return reconcile_runs(settings)
+    try:  # a registry that is down is the run's own first error: it is not waited for twice
+        return reconcile_runs(settings, connect_timeout_s=START_CONNECT_TIMEOUT_S)
     except PersonaError as exc:
         logger.warning("runs not reconciled at start: %s", exc)
         return None
