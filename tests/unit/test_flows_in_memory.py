@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -780,3 +782,26 @@ def test_a_rerun_of_a_month_supersedes_the_killed_run_and_readers_see_one_answer
     # superseded, the killed run is still closed as abandoned: its history stays readable
     closed = reconcile.reconcile(_judge(), store).closed
     assert [c.run_id for c in closed] == [killed]
+
+
+def test_a_long_step_keeps_its_rows_heartbeat_fresh_and_stops_with_it(context, tmp_path):
+    store = MemoryDriftStore()
+    run_id = _left_open(store, DEAD)
+    watching = monitor.MonitorContext(
+        config=load_drift_config(ROOT / "04_monitoring/drift.yaml"),
+        training=context,
+        notifier=MemoryNotifier(),
+        drift_store=store,
+        reports=NoReports(),
+        workdir=tmp_path / "monitoring",
+        owner=LIVE,
+        heartbeat_seconds=0.01,
+    )
+    stored_at = store.runs[run_id]["heartbeat_at"]
+    with monitor._heartbeat(watching, run_id):
+        deadline = time.monotonic() + 60
+        while store.runs[run_id]["heartbeat_at"] == stored_at and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the condition
+    beat = store.runs[run_id]["heartbeat_at"]
+    assert beat > stored_at and store.runs[run_id]["owner"] == LIVE  # the writer now
+    assert not any(t.name.startswith("heartbeat-") for t in threading.enumerate())
