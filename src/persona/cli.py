@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = runs_commands.add_parser(
         "reconcile",
         help="close the runs whose owner is gone (drift history rows -> abandoned, MLflow "
-        "runs -> KILLED) and print what was closed",
+        "runs -> KILLED, Mage pipeline runs -> failed) and print what was closed",
     )
     reconcile.add_argument(
         "--stale-minutes",

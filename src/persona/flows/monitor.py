@@ -441,6 +441,7 @@ def retrain_step(
     schema = replace(
         training.schema, max_null_share=context.config.quality.null_limit(training.schema)
     )
+    _update(context, drift.run_id)  # this process owns the row now (a Mage block may be new)
     try:
         with _heartbeat(context, drift.run_id):
             trained = train.train_on(
