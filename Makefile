@@ -168,6 +168,7 @@ logs: ## Follow the Compose services' logs (SERVICE=api for one)
 
 local-up: install stack-db ## Start MLflow (:5000), Mage (:6789), scoring API (:8080), Evidently UI (:8001) in the background
 	$(DEV)/python -m persona.services.local_stack up
+	-@$(DEV)/persona runs reconcile  # runs a killed process left open, now that MLflow answers
 	@echo "MLflow http://127.0.0.1:5000  Mage http://127.0.0.1:6789  API http://127.0.0.1:8080  Evidently UI http://127.0.0.1:8001  (logs: $(PERSONA_HOME)/logs)"
 
 # The tour has defaults of its own (`persona demo --help`): MONTHS, ROWS, SEED pass only when
@@ -266,6 +267,9 @@ monitor-local: $(VENV)/dev/.installed stack-db ## Run the same monitoring steps 
 
 report: $(VENV)/dev/.installed stack-db ## Write the trend chart of persona shares and fit per month (OUT=FILE; prints its path)
 	$(DEV)/persona monitor report $(if $(OUT),--out "$(OUT)")
+
+runs-reconcile: $(VENV)/dev/.installed stack-db ## Close runs a killed process left open (drift rows -> abandoned, MLflow -> KILLED, Mage -> failed); prints what it closed
+	$(DEV)/persona runs reconcile
 
 monitor-ui: $(VENV)/dev/.installed ## Serve the Evidently UI (drift history) on 127.0.0.1 in the foreground
 	$(DEV)/python -m persona.services.evidently_ui

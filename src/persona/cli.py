@@ -20,6 +20,7 @@ from persona.errors import (
     DataValidationError,
     PersonaError,
 )
+from persona.monitoring.owners import DEFAULT_STALE_AFTER
 from persona.run_variables import (
     DEFAULT_MONTH,
     DEMO,
@@ -148,19 +149,21 @@ def _add_dialect_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.composition import training_context
+    from persona.composition import reconcile_at_start, training_context
     from persona.flows.train import DataRequest, run_training
 
+    reconcile_at_start(settings)
     context = training_context(settings, seed=args.seed)
     return run_training(context, DataRequest.from_variables(vars(args)))
 
 
 def _monitor(args: argparse.Namespace, settings: Settings) -> Any:
-    from persona.composition import monitor_context
+    from persona.composition import monitor_context, reconcile_at_start
     from persona.flows.monitor import Decision, MonitorRequest, run_monitoring
 
     ignored = {"handler", "command", "monitor_command"}
     variables = {k: v for k, v in vars(args).items() if k not in ignored}
+    reconcile_at_start(settings)
     outcome = run_monitoring(monitor_context(settings), MonitorRequest.from_variables(variables))
     if outcome.retrained is not None and outcome.retrained.failed:
         _emit(outcome)  # the run's record, then the failure as the exit code
@@ -274,6 +277,19 @@ def _pipeline_run(args: argparse.Namespace, settings: Settings) -> Any:
     if not result.ok:
         raise PersonaError(result.failure_text())
     return result.to_dict()
+
+
+def _runs_reconcile(args: argparse.Namespace, settings: Settings) -> Any:
+    from datetime import timedelta
+
+    from persona.composition import reconcile_runs
+    from persona.errors import ConfigurationError
+    from persona.values import to_plain
+
+    if args.stale_minutes <= 0:
+        raise ConfigurationError(f"--stale-minutes must be positive, got {args.stale_minutes}")
+    result = reconcile_runs(settings, timedelta(minutes=args.stale_minutes))
+    return {"segmentation": settings.segmentation, **to_plain(result)}
 
 
 def _env_init(args: argparse.Namespace, settings: Settings) -> Any:
@@ -463,6 +479,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds before giving up")
     _add_segmentation(run)
     run.set_defaults(handler=_pipeline_run)
+
+    runs = commands.add_parser("runs", help="runs left open by a killed process")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True)
+    reconcile = runs_commands.add_parser(
+        "reconcile",
+        help="close the runs whose owner is gone (drift history rows -> abandoned, MLflow "
+        "runs -> KILLED, Mage pipeline runs -> failed) and print what was closed",
+    )
+    reconcile.add_argument(
+        "--stale-minutes",
+        type=float,
+        default=DEFAULT_STALE_AFTER.total_seconds() / 60,
+        help="a run owned on another host is gone after this long without a heartbeat "
+        "(default: %(default)g)",
+    )
+    _add_segmentation(reconcile)
+    reconcile.set_defaults(handler=_runs_reconcile)
 
     segmentation = commands.add_parser(
         "segmentation", help="several datasets side by side: add, list, remove segmentations"

@@ -6,29 +6,38 @@ Entry points (the CLI, Mage blocks, the services, the demo) call these; nothing 
 
 from __future__ import annotations
 
+import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 
+from persona.adapters import processes
 from persona.adapters.database import PostgresCustomers
 from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.evidently_report import EvidentlyReports
+from persona.adapters.mage_runs import MageRuns
 from persona.adapters.mlflow_models import MlflowModels
 from persona.adapters.mlflow_registry import CONNECT_BUDGET_S
 from persona.adapters.segmentation_store import SqlSegmentations
 from persona.adapters.telegram import TelegramNotifier
 from persona.data.catalogue import load_catalogue
 from persona.data.schema import DatasetSchema, load_schema
-from persona.errors import ConfigurationError
+from persona.errors import ConfigurationError, PersonaError
 from persona.flows import demo
 from persona.flows.demo import StackUrls
 from persona.flows.monitor import MonitorContext
+from persona.flows.reconcile import Judge, Reconciliation, reconcile
 from persona.flows.train import TrainingContext
 from persona.model.params import load_params
 from persona.monitoring.drift import load_drift_config
+from persona.monitoring.owners import DEFAULT_STALE_AFTER
 from persona.ports import Notifier
 from persona.segmentation import DEFAULT, SEGMENTATION_TAG, Definition, check_name, suffixed
 from persona.settings import Settings
 
+logger = logging.getLogger(__name__)
+
+START_CONNECT_TIMEOUT_S = 5.0  # reconciliation at a run's start: MLflow answers quickly or is down
 SEGMENTATION_FILES = ("schema.yaml", "params.yaml", "drift.yaml")
 
 
@@ -101,6 +110,7 @@ def mlflow_models(settings: Settings, connect_timeout_s: float = CONNECT_BUDGET_
         settings.model_name,
         connect_timeout_s=connect_timeout_s,
         model_tags={SEGMENTATION_TAG: settings.segmentation},
+        owner=str(processes.this_owner()),
     )
 
 
@@ -151,7 +161,32 @@ def monitor_context(settings: Settings, notifier: Notifier | None = None) -> Mon
         drift_store=PostgresDriftStore(settings.project_database_url),
         reports=EvidentlyReports(settings.evidently_workspace_path, settings.evidently_project),
         workdir=settings.home / "monitoring",
+        owner=str(processes.this_owner()),
     )
+
+
+def reconcile_runs(
+    settings: Settings, stale_after: timedelta | None = None, connect_timeout_s: float = 30.0
+) -> Reconciliation:
+    """Close the runs whose owner is gone: this segmentation's drift history and experiment,
+    and Mage's pipeline runs (at the start of every train and monitor run, and
+    ``persona runs reconcile``)."""
+    judge_by = Judge(processes.this_owner(), processes.is_alive, stale_after or DEFAULT_STALE_AFTER)
+    return reconcile(
+        judge_by,
+        PostgresDriftStore(settings.project_database_url),
+        [mlflow_models(settings, connect_timeout_s), MageRuns(settings.mage_db_url)],
+    )
+
+
+def reconcile_at_start(settings: Settings) -> Reconciliation | None:
+    """Reconciliation as a run starts: what it closed is logged; a store it cannot reach is
+    logged too and left to the run itself (which says what it needs, or does not need it)."""
+    try:  # a registry that is down is the run's own first error: it is not waited for twice
+        return reconcile_runs(settings, connect_timeout_s=START_CONNECT_TIMEOUT_S)
+    except PersonaError as exc:
+        logger.warning("runs not reconciled at start: %s", exc)
+        return None
 
 
 def stack_urls(settings: Settings) -> StackUrls:

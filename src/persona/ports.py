@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -139,6 +140,19 @@ class CustomerStore(Protocol):
         """The rows the scoring API scored in the last ``days`` days (may be empty)."""
 
 
+@dataclass(frozen=True)
+class OpenRun:
+    """A run that has not ended (a drift history row, an MLflow run): its owner may be at work
+    or gone; reconciliation (``persona.flows.reconcile``) tells which."""
+
+    kind: str  # "drift_run", "mlflow_run", "mage_run"
+    run_id: str
+    owner: str | None  # persona.monitoring.owners.Owner as text; None: not recorded
+    heartbeat: datetime | None  # when the owner last wrote to the run (naive: UTC)
+    label: str  # what a person recognises: the month, the run's name
+    state: str  # the state it was left in
+
+
 class DriftStore(Protocol):
     """The drift history: one row per monitoring run, per checked column, per quality check,
     per persona."""
@@ -148,11 +162,21 @@ class DriftStore(Protocol):
         run: Mapping[str, Any],
         columns: Sequence[Mapping[str, Any]],
         quality: Sequence[Mapping[str, Any]] = (),
+        *,
+        supersede: bool = False,
     ) -> str:
-        """Store a run, its drift columns and its data-quality checks; returns the run's id."""
+        """Store a run, its drift columns and its data-quality checks; returns the run's id.
+        ``supersede``: it replaces the current run of the same model and window (a month)."""
 
     def update_run(self, run_id: str, **values: Any) -> None:
-        """Fill in what is known later in the run (action, new version, alert status)."""
+        """Fill in what is known later in the run (action, new version, alert status); each
+        write is a heartbeat."""
+
+    def open_runs(self) -> Sequence[OpenRun]:
+        """The runs that have not ended (still retraining, or the alert still pending)."""
+
+    def abandon_run(self, run_id: str, at: datetime, reason: str) -> bool:
+        """Close a run whose owner is gone; False when it had ended meanwhile."""
 
     def previous_runs(self, model_name: str, model_version: str) -> Sequence[PastRun]:
         """The stored runs of this model version (its reference), oldest first."""
@@ -162,6 +186,16 @@ class DriftStore(Protocol):
 
     def persona_history(self, model_name: str, limit: int) -> pd.DataFrame:
         """The persona rows of the model's newest ``limit`` runs, with their ``checked_at``."""
+
+
+class OpenTrackerRuns(Protocol):
+    """Runs another system keeps (MLflow's experiment runs, Mage's pipeline runs)."""
+
+    def open_runs(self) -> Sequence[OpenRun]:
+        """Its runs still marked running."""
+
+    def close_run(self, run_id: str, reason: str) -> bool:
+        """End a run whose owner is gone (killed, failed), with why; False when it had ended."""
 
 
 class DriftReports(Protocol):

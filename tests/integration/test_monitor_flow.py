@@ -6,6 +6,11 @@ Telegram is slow, down or not configured. The Mage pipeline itself is tested in 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 
 import numpy as np
@@ -397,3 +402,97 @@ def test_two_monitored_months_leave_persona_rows_and_a_trend_chart_of_both(
     page = report.read_text()
     assert "2026-09" in page and "2026-10" in page
     assert shifted.loc[shifted["flagged"], "persona_name"].iloc[0] in page
+
+
+def _wait_for(condition, process: subprocess.Popen, what: str, timeout_s: float = 300.0):
+    """Poll ``condition`` until it returns something; fail if the process ends first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if process.poll() is not None:
+            pytest.fail(f"the monitor run ended (exit {process.returncode}) before {what}")
+        time.sleep(0.05)  # a poll interval, not a wait for time to pass
+    pytest.fail(f"no {what} within {timeout_s:.0f} s")
+
+
+def test_a_monitor_run_killed_while_retraining_is_closed_and_its_rerun_is_the_months_answer(
+    trained, pg_url
+):
+    """kill -9 during retrain_on_drift leaves a retraining/pending row and a RUNNING MLflow
+    run; `persona runs reconcile` closes both, and a rerun leaves one current row."""
+    env = {
+        **os.environ,
+        **trained,
+        "PERSONA_DATABASE_URL": pg_url,
+        # the full search keeps the retrain busy long enough to be killed in it
+        "PERSONA_PARAMS": str(ROOT / "01_model/params.yaml"),
+    }
+    drift_store.ensure_tables(sa.create_engine(pg_url))  # polled below while the run stores
+    month = ["--source", "synthetic", "--month", "2026-03", "--rows", "3000"]
+    command = [sys.executable, "-m", "persona.cli", "monitor", *month]
+    process = subprocess.Popen(
+        [*command, "--scenario", "income_inflation"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = MlflowClient(trained["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name(trained["MLFLOW_EXPERIMENT_NAME"])
+    owned = f":{process.pid}:"
+
+    def retraining() -> tuple[dict, object] | None:
+        rows = [r for r in _runs(pg_url) if r["action"] == "retraining"]
+        running = [
+            run
+            for run in client.search_runs(
+                [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
+            )
+            if owned in run.data.tags.get("persona.owner", "")
+        ]
+        return (rows[0], running[0]) if rows and running else None
+
+    try:
+        row, training_run = _wait_for(retraining, process, "retraining row and RUNNING run")
+    finally:
+        process.kill()  # SIGKILL: nothing of the run gets to clean up
+        process.wait()
+    assert row["alert_status"] == "pending" and owned in row["owner"]
+    assert client.get_run(training_run.info.run_id).info.status == "RUNNING"
+
+    reconciled = subprocess.run(
+        [sys.executable, "-m", "persona.cli", "runs", "reconcile"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    closed = json.loads(reconciled.stdout)["closed"]
+    assert {(c["kind"], c["run_id"]) for c in closed} >= {
+        ("drift_run", row["run_id"]),
+        ("mlflow_run", training_run.info.run_id),
+    }
+    (left,) = [r for r in _runs(pg_url) if r["run_id"] == row["run_id"]]
+    assert (left["action"], left["alert_status"]) == ("abandoned", "abandoned")
+    assert left["abandoned_at"] is not None and str(process.pid) in left["abandoned_reason"]
+    assert client.get_run(training_run.info.run_id).info.status == "KILLED"
+
+    rerun = monitor.run_monitoring(
+        _context(trained, pg_url, TelegramNotifier(None, None)),
+        _request(month="2026-03", rows=3000, scenario="income_inflation"),
+    )
+    month_rows = [r for r in _runs(pg_url) if r["data_window"] == row["data_window"]]
+    current = [r for r in month_rows if r["superseded_by"] is None]
+    assert [r["run_id"] for r in current] == [rerun.run_id] and len(month_rows) == 2
+    assert current[0]["action"] == "retrained"
+    (old,) = [r for r in month_rows if r["run_id"] == row["run_id"]]
+    assert old["superseded_by"] == rerun.run_id and old["action"] == "abandoned"
+    again = subprocess.run(
+        [sys.executable, "-m", "persona.cli", "runs", "reconcile"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(again.stdout)["closed"] == []

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -26,14 +28,15 @@ from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
 from persona.errors import UpstreamUnavailableError
-from persona.flows import monitor, persona_mix, train
+from persona.flows import monitor, persona_mix, reconcile, train
 from persona.model.params import load_params
 from persona.model.pyfunc import PersonaModel, load_estimator
 from persona.monitoring.drift import ColumnDrift, DriftResult, load_drift_config
+from persona.monitoring.owners import Owner
 from persona.monitoring.retrain_policy import RetrainPolicy
 from persona.monitoring.rows import training_rows
 from persona.monitoring.slow_drift import PastRun
-from persona.ports import ModelVersion, Registration
+from persona.ports import ModelVersion, OpenRun, Registration
 from persona.values import from_plain, to_plain
 
 pytestmark = pytest.mark.unit
@@ -141,15 +144,63 @@ class MemoryModels:
 class MemoryDriftStore:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def record_run(self, run, columns, quality=()) -> str:
+    def record_run(self, run, columns, quality=(), *, supersede=False) -> str:
         run_id = f"drift{len(self.runs) + 1}"
-        self.runs[run_id] = {**run, "columns": list(columns), "quality": list(quality)}
+        if supersede:  # as the real one: the month's earlier current answer is replaced
+            for earlier in self.runs.values():
+                same = (earlier["model_name"], earlier["data_window"]) == (
+                    run["model_name"],
+                    run["data_window"],
+                )
+                if same and earlier.get("superseded_by") is None:
+                    earlier["superseded_by"] = run_id
+        now = datetime.now(UTC)
+        self.runs[run_id] = {
+            **run,
+            "checked_at": now,
+            "heartbeat_at": now,
+            "columns": list(columns),
+            "quality": list(quality),
+        }
         return run_id
 
     def update_run(self, run_id: str, **values: Any) -> None:
         unknown = set(values) - set(drift_store.drift_runs.columns.keys())
         assert not unknown, f"not columns of drift_runs: {sorted(unknown)}"  # as the real one
-        self.runs[run_id].update(values)
+        self.runs[run_id].update({"heartbeat_at": datetime.now(UTC), **values})
+
+    def _open(self, run: dict[str, Any]) -> bool:
+        return run.get("abandoned_at") is None and (
+            run["action"] == "retraining" or run["alert_status"] == "pending"
+        )
+
+    def open_runs(self) -> list[OpenRun]:
+        return [
+            OpenRun(
+                "drift_run",
+                run_id,
+                run.get("owner"),
+                run["heartbeat_at"],
+                run["data_window"],
+                f"action={run['action']}, alert_status={run['alert_status']}",
+            )
+            for run_id, run in self.runs.items()
+            if self._open(run)
+        ]
+
+    def abandon_run(self, run_id: str, at: datetime, reason: str) -> bool:
+        run = self.runs[run_id]
+        if not self._open(run):
+            return False
+        run.update(abandoned_at=at, abandoned_reason=reason)
+        if run["action"] == "retraining":
+            run["action"] = "abandoned"
+        if run["alert_status"] == "pending":
+            run["alert_status"] = "abandoned"
+        return True
+
+    def current(self) -> list[dict[str, Any]]:
+        return [run for run in self.runs.values() if run.get("superseded_by") is None]
 
     def previous_runs(self, model_name: str, model_version: str) -> list[PastRun]:
         return [
@@ -166,7 +217,7 @@ class MemoryDriftStore:
                 run["n_current"],
                 run["n_reference"],
             )
-            for run in self.runs.values()
+            for run in self.current()
             if (run["model_name"], run["model_version"]) == (model_name, model_version)
             and run.get("drift_share") is not None  # judged for drift, as the real one reads
         ]
@@ -179,7 +230,7 @@ class MemoryDriftStore:
             [
                 {**row, "run_id": run_id, "checked_at": f"2026-01-01T00:00:{index:02d}Z"}
                 for index, (run_id, run) in enumerate(self.runs.items())
-                if run["model_name"] == model_name
+                if run["model_name"] == model_name and run.get("superseded_by") is None
                 for row in run.get("personas", [])
             ]
         )
@@ -659,3 +710,121 @@ def test_a_shifted_persona_mix_is_drift_stored_per_persona_named_and_drawn(conte
     page = persona_mix.write_trend_report(store, "personas", tmp_path / "trend.html")
     text = page.read_text()
     assert "2026-02" in text and "2026-03" in text and moved[0]["persona_name"] in text
+
+
+# ------------------------------------------------- one current answer per month, reconciliation
+
+DEAD = "worker-1:boot-a:4242:1000"  # the probe below says this process is gone
+LIVE = "worker-1:boot-a:4343:2000"
+
+
+def _judge() -> reconcile.Judge:
+    here = Owner("worker-1", "boot-a", 99, 3000)
+    return reconcile.Judge(here, lambda owner: owner.pid == 4343)
+
+
+@dataclass
+class MemoryTrackerRuns:
+    """MLflow's RUNNING runs, as the reconciliation sees them."""
+
+    runs: dict[str, OpenRun]
+    killed: dict[str, str] = field(default_factory=dict)
+
+    def open_runs(self) -> list[OpenRun]:
+        return [run for run_id, run in self.runs.items() if run_id not in self.killed]
+
+    def close_run(self, run_id: str, reason: str) -> bool:
+        self.killed[run_id] = reason
+        return True
+
+
+def _left_open(store: MemoryDriftStore, owner: str, window: str = "2026-02") -> str:
+    """A row as a run killed in retrain_on_drift leaves it."""
+    return store.record_run(
+        {
+            "data_window": window,
+            "model_name": "personas",
+            "model_version": "1",
+            "action": "retraining",
+            "alert_status": "pending",
+            "owner": owner,
+            "drift_share": 0.5,
+        },
+        [],
+        supersede=True,
+    )
+
+
+def test_a_run_left_retraining_by_a_dead_owner_is_abandoned_with_when_and_why():
+    store = MemoryDriftStore()
+    dead, live = _left_open(store, DEAD), _left_open(store, LIVE, window="2026-03")
+    tracker = MemoryTrackerRuns(
+        {
+            "m1": OpenRun("mlflow_run", "m1", DEAD, None, "personas/train-x", "RUNNING"),
+            "m2": OpenRun("mlflow_run", "m2", LIVE, None, "personas/train-y", "RUNNING"),
+        }
+    )
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    result = reconcile.reconcile(_judge(), store, [tracker], now=now)
+    assert [(c.kind, c.run_id) for c in result.closed] == [
+        ("drift_run", dead),
+        ("mlflow_run", "m1"),
+    ]
+    assert result.still_open == 2 and "4242" in result.closed[0].reason
+    row = store.runs[dead]
+    assert (row["action"], row["alert_status"]) == ("abandoned", "abandoned")
+    assert row["abandoned_at"] == now and "gone" in row["abandoned_reason"]
+    assert store.runs[live]["action"] == "retraining" and set(tracker.killed) == {"m1"}
+    # the printed result is plain data; a second pass finds nothing more to close
+    assert from_plain(reconcile.Reconciliation, to_plain(result)) == result
+    assert reconcile.reconcile(_judge(), store, [tracker], now=now).closed == ()
+
+
+def test_a_rerun_of_a_month_supersedes_the_killed_run_and_readers_see_one_answer(context, tmp_path):
+    trained = train.train_on(context, _customers(1500, 4))
+    store = MemoryDriftStore()
+    killed = _left_open(store, DEAD, window="2026-01 (synthetic, none)")
+    store.runs[killed]["model_name"] = context.registry.model_name
+    config = replace(load_drift_config(ROOT / "04_monitoring/drift.yaml"), min_rows=1000)
+    watching = monitor.MonitorContext(
+        config=config,
+        training=context,
+        notifier=MemoryNotifier(),
+        drift_store=store,
+        reports=NoReports(),
+        workdir=tmp_path / "monitoring",
+        owner=LIVE,
+    )
+    request = monitor.MonitorRequest.from_variables({"source": "synthetic", "rows": 200})
+    assert request.window == "2026-01 (synthetic, none)"
+    outcome = monitor.run_monitoring(watching, request)
+    assert store.runs[killed]["superseded_by"] == outcome.run_id
+    (current,) = store.current()
+    assert current["model_version"] == trained.version and current["owner"] == LIVE
+    assert current["alert_status"] == "sent"
+    # superseded, the killed run is still closed as abandoned: its history stays readable
+    closed = reconcile.reconcile(_judge(), store).closed
+    assert [c.run_id for c in closed] == [killed]
+
+
+def test_a_long_step_keeps_its_rows_heartbeat_fresh_and_stops_with_it(context, tmp_path):
+    store = MemoryDriftStore()
+    run_id = _left_open(store, DEAD)
+    watching = monitor.MonitorContext(
+        config=load_drift_config(ROOT / "04_monitoring/drift.yaml"),
+        training=context,
+        notifier=MemoryNotifier(),
+        drift_store=store,
+        reports=NoReports(),
+        workdir=tmp_path / "monitoring",
+        owner=LIVE,
+        heartbeat_seconds=0.01,
+    )
+    stored_at = store.runs[run_id]["heartbeat_at"]
+    with monitor._heartbeat(watching, run_id):
+        deadline = time.monotonic() + 60
+        while store.runs[run_id]["heartbeat_at"] == stored_at and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the condition
+    beat = store.runs[run_id]["heartbeat_at"]
+    assert beat > stored_at and store.runs[run_id]["owner"] == LIVE  # the writer now
+    assert not any(t.name.startswith("heartbeat-") for t in threading.enumerate())

@@ -6,6 +6,7 @@ created on first use, so a fresh database needs no migration step.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -18,8 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from persona.adapters.database import make_engine
+from persona.adapters.upstream import short_reason
 from persona.errors import UpstreamUnavailableError
 from persona.monitoring.slow_drift import PastRun
+from persona.ports import OpenRun
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,14 @@ drift_runs = sa.Table(
     sa.Column("slow_drift", sa.Boolean),  # the cumulative (CUSUM) check flagged the month
     sa.Column("retrain_rule", sa.Text),  # what the retrain policy said on a drifted month
     sa.Column("persona_drift", sa.Boolean),  # the persona mix moved or a persona was flagged
+    # who writes the row (persona.monitoring.owners.Owner) and when it last said it is alive;
+    # a row whose owner is gone before it ended is closed as abandoned, with when and why
+    sa.Column("owner", sa.Text),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("abandoned_at", sa.DateTime(timezone=True)),
+    sa.Column("abandoned_reason", sa.Text),
+    # the run of the same model and month that replaced this one (null: the current answer)
+    sa.Column("superseded_by", sa.String(36)),
 )
 drift_columns = sa.Table(
     COLUMNS_TABLE,
@@ -128,7 +139,7 @@ persona_mix = sa.Table(
 
 
 def _unavailable(exc: SQLAlchemyError) -> UpstreamUnavailableError:
-    return UpstreamUnavailableError(f"drift history database: {str(exc)[:200]}")
+    return UpstreamUnavailableError(f"drift history database: {short_reason(exc)}")
 
 
 def ensure_tables(engine: sa.Engine) -> None:
@@ -174,17 +185,34 @@ def record_run(
     run: Mapping[str, Any],
     columns: Sequence[Mapping[str, Any]],
     quality: Sequence[Mapping[str, Any]] = (),
+    *,
+    supersede: bool = False,
 ) -> str:
     """Insert a run, its drift columns and its quality checks in one transaction; returns the
-    run id it was given."""
+    run id it was given. ``supersede``: the run is the month's answer now, so the earlier
+    current run of the same model and data window gets ``superseded_by`` = this run, in the
+    same transaction (a reader never sees two current answers, or none)."""
     ensure_tables(engine)
     run_id = str(run.get("run_id") or uuid.uuid4())
     row = {c.name: run.get(c.name) for c in drift_runs.columns}
     row.update(run_id=run_id, checked_at=run.get("checked_at") or datetime.now(UTC))
+    row.update(heartbeat_at=row["heartbeat_at"] or row["checked_at"], superseded_by=None)
     column_rows = _rows(drift_columns, run_id, columns)
     quality_rows = _rows(data_quality, run_id, quality)
+    superseded = 0
     try:
         with engine.begin() as connection:
+            if supersede:
+                _lock_month(connection, row["model_name"], row["data_window"])
+                superseded = connection.execute(
+                    drift_runs.update()
+                    .where(
+                        _same_model(row["model_name"]),
+                        drift_runs.c.data_window == row["data_window"],
+                        drift_runs.c.superseded_by.is_(None),
+                    )
+                    .values(superseded_by=run_id)
+                ).rowcount
             connection.execute(drift_runs.insert(), [row])
             if column_rows:
                 connection.execute(drift_columns.insert(), column_rows)
@@ -193,12 +221,94 @@ def record_run(
     except SQLAlchemyError as exc:
         raise _unavailable(exc) from None
     logger.info(
-        "stored drift run %s (%d columns, %d quality checks)",
+        "stored drift run %s (%d columns, %d quality checks%s)",
         run_id,
         len(column_rows),
         len(quality_rows),
+        f"; supersedes {superseded} earlier run(s) of {row['data_window']}" if superseded else "",
     )
     return run_id
+
+
+def _lock_month(connection: sa.Connection, model_name: str | None, window: str) -> None:
+    """Two runs of one month storing at once take turns (PostgreSQL: a transaction lock), so
+    the second sees the first's row and supersedes it; SQLite writes one at a time anyway."""
+    if connection.dialect.name != "postgresql":
+        return
+    digest = hashlib.blake2b(f"drift_runs|{model_name}|{window}".encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+def _same_model(model_name: str | None) -> sa.ColumnElement[bool]:
+    column = drift_runs.c.model_name
+    return column.is_(None) if model_name is None else column == model_name
+
+
+def _current() -> sa.ColumnElement[bool]:
+    """The month's answer: no later run of the same model and window replaced it."""
+    return drift_runs.c.superseded_by.is_(None)
+
+
+def _open() -> sa.ColumnElement[bool]:
+    """A run that has not ended: still retraining, or its alert not yet sent or skipped."""
+    return sa.and_(
+        drift_runs.c.abandoned_at.is_(None),
+        sa.or_(drift_runs.c.action == "retraining", drift_runs.c.alert_status == "pending"),
+    )
+
+
+def read_open_runs(engine: sa.Engine) -> list[dict[str, Any]]:
+    """The runs that have not ended (their owner may be at work, or gone), oldest first."""
+    ensure_tables(engine)
+    query = (
+        sa.select(
+            drift_runs.c.run_id,
+            drift_runs.c.owner,
+            sa.func.coalesce(
+                drift_runs.c.heartbeat_at,
+                drift_runs.c.checked_at,
+                type_=sa.DateTime(timezone=True),
+            ).label("heartbeat_at"),
+            drift_runs.c.data_window,
+            drift_runs.c.model_name,
+            drift_runs.c.action,
+            drift_runs.c.alert_status,
+        )
+        .where(_open())
+        .order_by(drift_runs.c.checked_at)
+    )
+    try:
+        with engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+
+
+def abandon_run(engine: sa.Engine, run_id: str, at: datetime, reason: str) -> bool:
+    """Close a run whose owner is gone: a retrain in progress becomes ``abandoned``, a pending
+    alert ``abandoned``; when and why are recorded. False: the run had ended meanwhile."""
+    values = {
+        "abandoned_at": at,
+        "abandoned_reason": reason[:2000],
+        "action": sa.case(
+            (drift_runs.c.action == "retraining", "abandoned"), else_=drift_runs.c.action
+        ),
+        "alert_status": sa.case(
+            (drift_runs.c.alert_status == "pending", "abandoned"),
+            else_=drift_runs.c.alert_status,
+        ),
+    }
+    try:
+        with engine.begin() as connection:
+            closed = connection.execute(
+                drift_runs.update().where(drift_runs.c.run_id == run_id, _open()).values(**values)
+            ).rowcount
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+    if closed:
+        logger.warning("drift run %s abandoned: %s", run_id, reason)
+    return bool(closed)
 
 
 def update_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
@@ -206,6 +316,7 @@ def update_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
     unknown = set(values) - set(drift_runs.columns.keys())
     if unknown:
         raise ValueError(f"not columns of {RUNS_TABLE}: {sorted(unknown)}")
+    values.setdefault("heartbeat_at", datetime.now(UTC))  # every write says the owner lives
     try:
         with engine.begin() as connection:
             updated = connection.execute(
@@ -217,10 +328,13 @@ def update_run(engine: sa.Engine, run_id: str, **values: Any) -> None:
         raise ValueError(f"no drift run {run_id!r} to update")
 
 
-def read_runs(engine: sa.Engine, limit: int = 100) -> pd.DataFrame:
-    """The newest runs first, for people and tests."""
+def read_runs(engine: sa.Engine, limit: int = 100, current_only: bool = False) -> pd.DataFrame:
+    """The newest runs first, for people and tests; ``current_only``: each month's answer, not
+    the runs a rerun superseded."""
     ensure_tables(engine)
     query = sa.select(drift_runs).order_by(drift_runs.c.checked_at.desc()).limit(limit)
+    if current_only:
+        query = query.where(_current())
     with engine.connect() as connection:
         return pd.read_sql(query, connection)
 
@@ -266,6 +380,7 @@ def read_history(
             drift_runs.c.model_name == model_name,
             drift_runs.c.model_version == model_version,
             drift_runs.c.drift_share.is_not(None),  # judged for drift: not too thin, not broken
+            _current(),  # a rerun month counts once, as its rerun found it
         )
         .order_by(drift_runs.c.checked_at.desc(), drift_runs.c.run_id.desc())
         .limit(limit)
@@ -317,7 +432,7 @@ def read_persona_history(engine: sa.Engine, model_name: str, limit: int = 500) -
     ensure_tables(engine)
     runs = (
         sa.select(drift_runs.c.run_id)
-        .where(drift_runs.c.model_name == model_name)
+        .where(drift_runs.c.model_name == model_name, _current())
         .where(drift_runs.c.run_id.in_(sa.select(persona_mix.c.run_id)))
         .order_by(drift_runs.c.checked_at.desc())
         .limit(limit)
@@ -355,11 +470,29 @@ class PostgresDriftStore:
         run: Mapping[str, Any],
         columns: Sequence[Mapping[str, Any]],
         quality: Sequence[Mapping[str, Any]] = (),
+        *,
+        supersede: bool = False,
     ) -> str:
-        return record_run(self.engine, run, columns, quality)
+        return record_run(self.engine, run, columns, quality, supersede=supersede)
 
     def update_run(self, run_id: str, **values: Any) -> None:
         update_run(self.engine, run_id, **values)
+
+    def open_runs(self) -> list[OpenRun]:
+        return [
+            OpenRun(
+                kind="drift_run",
+                run_id=row["run_id"],
+                owner=row["owner"],
+                heartbeat=row["heartbeat_at"],
+                label=f"{row['model_name']} {row['data_window']}",
+                state=f"action={row['action']}, alert_status={row['alert_status']}",
+            )
+            for row in read_open_runs(self.engine)
+        ]
+
+    def abandon_run(self, run_id: str, at: datetime, reason: str) -> bool:
+        return abandon_run(self.engine, run_id, at, reason)
 
     def previous_runs(self, model_name: str, model_version: str) -> list[PastRun]:
         return read_history(self.engine, model_name, model_version)

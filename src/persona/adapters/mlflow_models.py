@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,13 @@ from mlflow.tracking import MlflowClient
 
 from persona.adapters import mlflow_registry
 from persona.errors import UpstreamUnavailableError
-from persona.ports import ModelFiles, ModelVersion, Registration
+from persona.ports import ModelFiles, ModelVersion, OpenRun, Registration
 
 logger = logging.getLogger(__name__)
+
+OWNER_TAG = "persona.owner"  # persona.monitoring.owners.Owner of the process writing the run
+ABANDONED_TAG = "persona.abandoned_reason"
+PARENT_TAG = "mlflow.parentRunId"
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,10 @@ class MlflowModels:
         model_name: str,
         connect_timeout_s: float = mlflow_registry.CONNECT_BUDGET_S,
         model_tags: Mapping[str, str] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self.owner = owner  # recorded on each run this process starts or reopens
         self.experiment = experiment
         self.model_name = model_name
         self.model_tags = dict(model_tags or {})
@@ -145,7 +152,7 @@ class MlflowModels:
     ) -> Iterator[str]:
         self._in_experiment()
         with mlflow.start_run(run_name=run_name) as run:
-            mlflow.set_tags(dict(tags))
+            mlflow.set_tags({**dict(tags), **self._owner_tags()})
             mlflow.log_params(dict(params))
             yield run.info.run_id
 
@@ -168,8 +175,8 @@ class MlflowModels:
         active = mlflow.active_run()
         reopen = active is None or active.info.run_id != run_id
         with mlflow.start_run(run_id=run_id) if reopen else nullcontext():
-            if tags:
-                mlflow.set_tags(dict(tags))
+            if tags or reopen:
+                mlflow.set_tags({**dict(tags or {}), **(self._owner_tags() if reopen else {})})
             if metrics:
                 mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
             if params:
@@ -197,11 +204,67 @@ class MlflowModels:
     ) -> tuple[str, str]:
         self._in_experiment()
         return mlflow_registry.log_report_run(
-            run_name, params, metrics, tags, list(files), artifact_path
+            run_name, params, metrics, {**tags, **self._owner_tags()}, list(files), artifact_path
         )
 
     def run_url(self, run_id: str) -> str | None:
         return mlflow_registry.run_url(self.tracking_uri, run_id)
+
+    def _owner_tags(self) -> dict[str, str]:
+        return {} if self.owner is None else {OWNER_TAG: self.owner}
+
+    # ------------------------------------------------------------------ runs left running
+
+    def open_runs(self) -> list[OpenRun]:
+        """Runs of the experiment still RUNNING; a nested run without an owner has its
+        parent's (candidates are logged by the process that opened the training run)."""
+        if not self.experiment:
+            return []
+        try:
+            experiment = self.client.get_experiment_by_name(self.experiment)
+            if experiment is None:
+                return []
+            found = self.client.search_runs(
+                [experiment.experiment_id],
+                filter_string="attributes.status = 'RUNNING'",
+                max_results=1000,
+            )
+        except (MlflowException, requests.RequestException) as exc:
+            raise UpstreamUnavailableError(f"MLflow runs: {str(exc)[:200]}") from None
+        owners = {run.info.run_id: run.data.tags.get(OWNER_TAG) for run in found}
+        return [
+            OpenRun(
+                kind="mlflow_run",
+                run_id=run.info.run_id,
+                owner=run.data.tags.get(OWNER_TAG)
+                or owners.get(run.data.tags.get(PARENT_TAG, ""))
+                or self._parent_owner(run.data.tags.get(PARENT_TAG)),
+                heartbeat=datetime.fromtimestamp(run.info.start_time / 1000, UTC),
+                label=f"{self.experiment}/{run.info.run_name}",
+                state=str(run.info.status),
+            )
+            for run in found
+        ]
+
+    def _parent_owner(self, parent_id: str | None) -> str | None:
+        if not parent_id:
+            return None
+        try:
+            return self.client.get_run(parent_id).data.tags.get(OWNER_TAG)
+        except MlflowException:
+            return None
+
+    def close_run(self, run_id: str, reason: str) -> bool:
+        """KILLED, with the reason as a tag; False when the run is no longer RUNNING."""
+        try:
+            if self.client.get_run(run_id).info.status != "RUNNING":
+                return False
+            self.client.set_tag(run_id, ABANDONED_TAG, reason[:500])
+            self.client.set_terminated(run_id, status="KILLED")
+        except (MlflowException, requests.RequestException) as exc:
+            raise UpstreamUnavailableError(f"MLflow run {run_id}: {str(exc)[:200]}") from None
+        logger.warning("MLflow run %s killed: %s", run_id, reason)
+        return True
 
     # ----------------------------------------------- what a walk through a running stack reads
 

@@ -9,6 +9,9 @@ the conditionals branch on is computed once, here, and stored with the run.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -40,6 +43,10 @@ from persona.ports import DriftReports, DriftStore, Notifier
 from persona.run_variables import DEFAULT_MONTH, MONITOR_DEFAULTS, SCORING_LOG
 
 logger = logging.getLogger(__name__)
+
+# A retrain can take long: its row's heartbeat is refreshed this often, so a run on another
+# host is judged alive by it (persona.monitoring.owners: stale after an hour by default).
+HEARTBEAT_SECONDS = 60.0
 
 
 class Decision(StrEnum):
@@ -126,6 +133,8 @@ class MonitorContext:
     drift_store: DriftStore
     reports: DriftReports
     workdir: Path  # local folder of references and HTML reports
+    owner: str | None = None  # this process (persona.monitoring.owners.Owner), on its rows
+    heartbeat_seconds: float = HEARTBEAT_SECONDS  # how often a long retrain says it lives
 
     @property
     def alias(self) -> str:
@@ -394,10 +403,13 @@ def store_step(
         "slow_drift": slow.flagged if slow.columns else None,
         "retrain_rule": None if policy is None else policy.rule,
         "persona_drift": None if mix is None else mix.drifted,
+        "owner": context.owner,
     }
     columns = [{**c.to_dict(), **slow.column_values(c.column)} for c in result.columns]
     quality = () if check.quality is None else [q.to_dict() for q in check.quality.checks]
-    run_id = context.drift_store.record_run(run, columns, quality=quality)
+    # a rerun of a month replaces its answer; a rolling scoring-log window is no month
+    supersede = request.data.source != SCORING_LOG
+    run_id = context.drift_store.record_run(run, columns, quality=quality, supersede=supersede)
     if mix is not None:
         context.drift_store.record_personas(run_id, persona_mix.stored_rows(mix))
     return StoredDrift(
@@ -430,20 +442,22 @@ def retrain_step(
     schema = replace(
         training.schema, max_null_share=context.config.quality.null_limit(training.schema)
     )
+    _update(context, drift.run_id)  # this process owns the row now (a Mage block may be new)
     try:
-        trained = train.train_on(
-            training,
-            train.validate_step(frame, schema),
-            progress=False,
-            current_keys=current[training.schema.key],
-        )
+        with _heartbeat(context, drift.run_id):
+            trained = train.train_on(
+                training,
+                train.validate_step(frame, schema),
+                progress=False,
+                current_keys=current[training.schema.key],
+            )
     except Exception as exc:  # noqa: BLE001 - every failure must end the row, then be said
         if isinstance(exc, PersonaError):
             logger.error("retraining failed: %s", exc)
         else:
             logger.exception("retraining failed unexpectedly")
         reason = f"retraining failed: {str(exc) or type(exc).__name__}"
-        context.drift_store.update_run(drift.run_id, action="failed", detail=reason[:2000])
+        _update(context, drift.run_id, action="failed", detail=reason[:2000])
         return Retrained("", "", False, reason, len(frame), failed=True)
     promoted = trained.alias == context.alias
     scores = {
@@ -452,7 +466,8 @@ def retrain_step(
         "reference_challenger_score": trained.reference_challenger_score,
         "reference_production_score": trained.reference_production_score,
     }
-    context.drift_store.update_run(
+    _update(
+        context,
         drift.run_id,
         action="retrained",
         new_model_version=trained.version,
@@ -509,7 +524,7 @@ def alert_step(
             else request.all_clear_alert
         )
         if not wanted:
-            context.drift_store.update_run(drift.run_id, alert_status="skipped")
+            _update(context, drift.run_id, alert_status="skipped")
             return AlertSummary("skipped", decision)
         alert = alerts.all_clear_alert(
             model_name=drift.model_name,
@@ -536,8 +551,36 @@ def alert_step(
             personas=drift.check.personas,
         )
     outcome = context.notifier.send(alert)
-    context.drift_store.update_run(drift.run_id, alert_status=outcome.status)
+    _update(context, drift.run_id, alert_status=outcome.status)
     return AlertSummary(outcome.status, decision, outcome.attempts)
+
+
+def _update(context: MonitorContext, run_id: str, **values: Any) -> None:
+    """A write to the run's row names the process writing it: in Mage a later block may run in
+    another process than the one that stored the row."""
+    owner = {} if context.owner is None else {"owner": context.owner}
+    context.drift_store.update_run(run_id, **owner, **values)
+
+
+@contextmanager
+def _heartbeat(context: MonitorContext, run_id: str) -> Iterator[None]:
+    """Refresh the row's heartbeat while a long step works (a thread; stops with the step)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(context.heartbeat_seconds):
+            try:
+                _update(context, run_id)
+            except PersonaError as exc:  # the step itself will meet the database's state
+                logger.warning("heartbeat of drift run %s not written: %s", run_id, exc)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _not_retrained_reason(drift: StoredDrift, retrained: Retrained | None) -> str | None:

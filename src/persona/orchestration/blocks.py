@@ -57,6 +57,7 @@ def registration_enabled(variables: dict[str, Any]) -> bool:
 
 
 def load_customers(variables: dict[str, Any]) -> pd.DataFrame:
+    composition.reconcile_at_start(_settings(variables))  # the first block of a train run
     return train.load_step(
         _context(variables), train.DataRequest.from_variables(variables), progress=False
     )
@@ -105,6 +106,7 @@ def _monitor(variables: dict[str, Any]) -> monitor.MonitorContext:
 
 
 def load_reference(variables: dict[str, Any]) -> dict[str, Any]:
+    composition.reconcile_at_start(_settings(variables))  # the first block of a monitor run
     return to_plain(monitor.load_reference_step(_monitor(variables)))
 
 

@@ -218,6 +218,9 @@ def _execute(project: Path, pipeline_uuid: str, variables: dict[str, Any]) -> Pi
     )
     from mage_ai.orchestration.db.models.schedules import PipelineRun, PipelineSchedule
 
+    from persona.adapters.mage_runs import OWNER_KEY
+    from persona.adapters.processes import this_owner
+
     pipeline = Pipeline.get(pipeline_uuid, repo_path=str(project))
 
     def headless_schedule(name: str, repo_path: str | None) -> PipelineSchedule:
@@ -244,6 +247,7 @@ def _execute(project: Path, pipeline_uuid: str, variables: dict[str, Any]) -> Pi
         started_at=now,
         status=PipelineRun.PipelineRunStatus.RUNNING,
         variables={**variables, "execution_partition": partition},
+        metrics={OWNER_KEY: str(this_owner())},  # a killed worker's run is closed by reconcile
     )
     started = time.perf_counter()
     raised: BaseException | None = None
