@@ -33,28 +33,29 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, RobustScaler, StandardScaler
 
 from persona.data.derived import DerivedFeatures
 from persona.data.schema import schema_from_dict
 from persona.errors import ConfigurationError, InvalidInputError, ModelUnavailableError
 from persona.model.naming import Persona
 from persona.model.scoring import most_probable_component, nearest_centre, squared_distances
+from persona.serving.fastpath_layout import (
+    UNKNOWN,
+    Layout,
+    compile_preprocessor,
+    frozen,
+    unsupported,
+    with_zero_row,
+)
 
 if TYPE_CHECKING:  # the service imports mlflow anyway; scoring itself does not need it
     from persona.model.pyfunc import PersonaModel
 
 logger = logging.getLogger(__name__)
 
-# Code of a categorical value that selects no one-hot column. Tables carry an all-zero last
-# row, so gathering with -1 adds nothing: no per-row masking on the hot path.
-_UNKNOWN = -1
 _LOG_2PI = math.log(2 * math.pi)
-_IGNORE_UNKNOWN = {"ignore", "infrequent_if_exist", "warn"}
 _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
@@ -65,225 +66,6 @@ class FastScores:
     persona_name: np.ndarray  # object (str)
     confidence: np.ndarray  # float64
     distance: np.ndarray  # float64
-
-
-@dataclass(frozen=True)
-class _CategoricalColumn:
-    position: int  # index into ``CompiledModel.categorical`` (the caller's arrays)
-    lookup: dict[Any, int]  # level -> column of the preprocessed feature space
-    missing: int  # column a missing (NaN) value lands in after imputation, or _UNKNOWN
-
-
-@dataclass(frozen=True)
-class _NumericBlock:
-    """One numeric transformer: ops applied in order to its columns of the caller's array."""
-
-    inputs: np.ndarray  # positions in ``CompiledModel.numeric``
-    ops: tuple[tuple[str, Any], ...]
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """What the ColumnTransformer does, as arrays: numeric ops and categorical lookups."""
-
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    numeric_blocks: tuple[_NumericBlock, ...]
-    numeric_dims: np.ndarray  # feature-space column of each preprocessed numeric column
-    categorical_columns: tuple[_CategoricalColumn, ...]
-    weights: np.ndarray  # per feature-space column: its one-hot value (0 for numeric ones)
-    n_dims: int
-
-
-def _unsupported(what: str) -> ModelUnavailableError:
-    return ModelUnavailableError(f"fast path does not support {what}; use the pyfunc")
-
-
-def _frozen(array: np.ndarray) -> np.ndarray:
-    """Contiguous, read-only copy: compiled models are shared between request threads."""
-    out = np.array(array, dtype=np.float64, order="C", copy=True)
-    out.setflags(write=False)
-    return out
-
-
-def _with_zero_row(table: np.ndarray) -> np.ndarray:
-    """Append the all-zero row that ``_UNKNOWN`` (-1) gathers."""
-    return _frozen(np.concatenate([table, np.zeros((1, *table.shape[1:]))], axis=0))
-
-
-def _is_nan(value: Any) -> bool:
-    try:
-        return bool(value != value)
-    except (TypeError, ValueError):
-        return False
-
-
-def _steps(transformer: Any) -> list[Any]:
-    if type(transformer) is Pipeline:
-        return [step for _, step in transformer.steps if step is not None and step != "passthrough"]
-    return [transformer]
-
-
-def _column_names(columns: Any, block: str) -> list[str]:
-    if isinstance(columns, list | tuple | np.ndarray) and all(isinstance(c, str) for c in columns):
-        return [str(c) for c in columns]
-    raise _unsupported(f"column selection {columns!r} of transformer {block!r} (need names)")
-
-
-def _imputer_keep(imputer: SimpleImputer, n_columns: int, block: str) -> tuple[np.ndarray, Any]:
-    """Kept columns and their fill values, exactly as ``SimpleImputer.transform`` decides."""
-    if not (isinstance(imputer.missing_values, float) and math.isnan(imputer.missing_values)):
-        raise _unsupported(f"SimpleImputer(missing_values={imputer.missing_values!r}) in {block!r}")
-    if imputer.add_indicator:
-        raise _unsupported(f"SimpleImputer(add_indicator=True) in {block!r}")
-    statistics = np.asarray(imputer.statistics_)
-    if statistics.shape != (n_columns,):
-        raise _unsupported(f"SimpleImputer with {statistics.shape} statistics in {block!r}")
-    if imputer.strategy == "constant" or imputer.keep_empty_features:
-        keep = np.ones(n_columns, dtype=bool)
-    else:
-        keep = ~np.asarray(statistics != statistics, dtype=bool)
-    return keep, statistics[keep]
-
-
-def _numeric_block(
-    transformer: Any, columns: list[str], weight: float | None, block: str
-) -> tuple[list[tuple[str, Any]], int]:
-    """Ops applied in order to the (n, len(columns)) float array, and the output width."""
-    ops: list[tuple[str, Any]] = []
-    width = len(columns)
-    for step in _steps(transformer):
-        kind, start = type(step), len(ops)
-        if kind is SimpleImputer:
-            keep, fill = _imputer_keep(step, width, block)
-            if fill.dtype.kind not in "fiu":
-                raise _unsupported(f"non-numeric imputer statistics in {block!r}")
-            if not keep.all():
-                ops.append(("keep", np.flatnonzero(keep)))
-                width = int(keep.sum())
-            ops.append(("fill", _frozen(fill)))
-        elif kind is FunctionTransformer:
-            # np.log1p itself, as persona.model.preprocess builds it; anything else (another
-            # function, keyword arguments, a lambda) is not something we can reproduce
-            if step.func is not np.log1p or step.kw_args:
-                raise _unsupported(f"FunctionTransformer(func={step.func!r}) in {block!r}")
-            ops.append(("log1p", None))
-        elif kind is StandardScaler:
-            if step.with_mean:
-                ops.append(("sub", _frozen(step.mean_)))
-            if step.with_std:
-                ops.append(("div", _frozen(step.scale_)))
-        elif kind is RobustScaler:
-            if step.with_centering:
-                ops.append(("sub", _frozen(step.center_)))
-            if step.with_scaling:
-                ops.append(("div", _frozen(step.scale_)))
-        else:
-            raise _unsupported(f"step {kind.__name__} in transformer {block!r}")
-        for op, value in ops[start:]:
-            if op in ("sub", "div", "fill") and value.shape != (width,):
-                raise _unsupported(f"{kind.__name__} fitted on another width in {block!r}")
-    if weight is not None and weight != 1.0:
-        ops.append(("mul", float(weight)))
-    return ops, width
-
-
-def _categorical_block(
-    transformer: Any, columns: list[str], offset: int, block: str
-) -> tuple[list[_CategoricalColumn], int]:
-    """Per kept input column: level -> feature-space column; and the block's output width."""
-    steps = _steps(transformer)
-    imputer = steps[0] if len(steps) == 2 and type(steps[0]) is SimpleImputer else None
-    encoder = steps[-1]
-    if type(encoder) is not OneHotEncoder or len(steps) != (2 if imputer else 1):
-        names = [type(step).__name__ for step in steps]
-        raise _unsupported(f"categorical steps {names} in transformer {block!r}")
-    if encoder.drop is not None or getattr(encoder, "_infrequent_enabled", False):
-        raise _unsupported(f"OneHotEncoder with drop/infrequent categories in {block!r}")
-    if encoder.handle_unknown not in _IGNORE_UNKNOWN:
-        raise _unsupported(f"OneHotEncoder(handle_unknown={encoder.handle_unknown!r}) in {block!r}")
-    if np.dtype(encoder.dtype) != np.float64 or encoder.sparse_output:
-        raise _unsupported(f"OneHotEncoder with dtype/sparse output in {block!r}")
-    if imputer is not None:
-        keep, fills = _imputer_keep(imputer, len(columns), block)
-    else:
-        keep, fills = np.ones(len(columns), dtype=bool), None
-    kept = np.flatnonzero(keep)
-    if len(encoder.categories_) != len(kept):
-        raise _unsupported(f"OneHotEncoder fitted on another width in {block!r}")
-    compiled, width = [], 0
-    for j, (column, levels) in enumerate(zip(kept, encoder.categories_, strict=True)):
-        base = offset + width
-        # None is missing, like NaN (prepare_features makes it NaN before the imputer sees it)
-        lookup = {
-            level: base + i
-            for i, level in enumerate(levels)
-            if level is not None and not _is_nan(level)
-        }
-        nan_levels = [base + i for i, level in enumerate(levels) if _is_nan(level)]
-        if fills is not None:
-            fill = fills[j]
-            missing = nan_levels[0] if _is_nan(fill) and nan_levels else lookup.get(fill, _UNKNOWN)
-        else:
-            missing = nan_levels[0] if nan_levels else _UNKNOWN
-        compiled.append(_CategoricalColumn(int(column), lookup, missing))
-        width += len(levels)
-    return compiled, width
-
-
-def _compile_preprocessor(preprocessor: Any) -> _Layout:
-    if type(preprocessor) is not ColumnTransformer:
-        raise _unsupported(f"preprocessing step {type(preprocessor).__name__}")
-    if getattr(preprocessor, "sparse_output_", False):
-        raise _unsupported("a ColumnTransformer with sparse output")
-    weights = preprocessor.transformer_weights or {}
-    numeric: list[str] = []
-    categorical: list[str] = []
-    numeric_blocks: list[_NumericBlock] = []
-    numeric_dims: list[np.ndarray] = []
-    categorical_columns: list[_CategoricalColumn] = []
-    dim_weights: list[np.ndarray] = []
-    offset = 0
-    for name, transformer, columns in preprocessor.transformers_:
-        if isinstance(transformer, str) and transformer == "drop":
-            continue
-        names = _column_names(columns, name)
-        if not names:
-            continue
-        if isinstance(transformer, str):
-            raise _unsupported(f"transformer {name!r} = {transformer!r}")
-        weight = weights.get(name)
-        is_categorical = any(type(step) is OneHotEncoder for step in _steps(transformer))
-        if is_categorical:
-            if categorical:
-                raise _unsupported("more than one categorical transformer")
-            cols, width = _categorical_block(transformer, names, offset, name)
-            categorical_columns, categorical = cols, names
-            dim_weights.append(np.full(width, 1.0 if weight is None else float(weight)))
-        else:
-            ops, width = _numeric_block(transformer, names, weight, name)
-            inputs = np.arange(len(numeric), len(numeric) + len(names))
-            numeric_blocks.append(_NumericBlock(inputs, tuple(ops)))
-            numeric += names
-            numeric_dims.append(np.arange(offset, offset + width))
-            dim_weights.append(np.zeros(width))
-        expected = getattr(preprocessor, "output_indices_", {}).get(name)
-        if expected is not None and (expected.start, expected.stop) != (offset, offset + width):
-            raise _unsupported(f"output layout of transformer {name!r}")
-        offset += width
-    if set(numeric) & set(categorical) or len(set(numeric)) != len(numeric):
-        raise _unsupported("a column used twice by the preprocessor")
-    if offset == 0:
-        raise _unsupported("a preprocessor without features")
-    return _Layout(
-        numeric=tuple(numeric),
-        categorical=tuple(categorical),
-        numeric_blocks=tuple(numeric_blocks),
-        numeric_dims=np.concatenate(numeric_dims) if numeric_dims else np.empty(0, np.intp),
-        categorical_columns=tuple(categorical_columns),
-        weights=np.concatenate(dim_weights),
-        n_dims=offset,
-    )
 
 
 def _persona_arrays(persona_table: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -365,13 +147,13 @@ class CompiledModel:
     ) -> None:
         """Prefer ``from_pipeline`` / ``from_persona_model``."""
         if type(estimator) is not Pipeline or len(estimator.steps) != 2:
-            raise _unsupported(f"estimator {type(estimator).__name__} (need preprocess + cluster)")
+            raise unsupported(f"estimator {type(estimator).__name__} (need preprocess + cluster)")
         self._persona_ids = np.array(persona_ids)
         self._persona_names = np.array(persona_names, dtype=object)
         self._persona_ids.setflags(write=False)
         self._persona_names.setflags(write=False)
         try:
-            layout = _compile_preprocessor(estimator.steps[0][1])
+            layout = compile_preprocessor(estimator.steps[0][1])
             self._layout_numeric, self._layout_categorical = layout.numeric, layout.categorical
             self._derive_inputs(derived or DerivedFeatures())
             self._blocks = layout.numeric_blocks
@@ -420,7 +202,7 @@ class CompiledModel:
         self.numeric = tuple(dict.fromkeys([*raw, *derived.numeric_columns]))
         self.categorical = (*derived.date_columns, *self._layout_categorical)
 
-    def _compile_model(self, model: Any, layout: _Layout) -> None:
+    def _compile_model(self, model: Any, layout: Layout) -> None:
         kind = type(model)
         if kind in (KMeans, MiniBatchKMeans):
             centers = getattr(model, "cluster_centers_", None)
@@ -429,12 +211,12 @@ class CompiledModel:
             centers = getattr(model, "means_", None)
             self.family = f"gaussian_mixture[{model.covariance_type}]"
         else:
-            raise _unsupported(f"clustering model {kind.__name__}")
+            raise unsupported(f"clustering model {kind.__name__}")
         if centers is None:
             raise ModelUnavailableError(f"{kind.__name__} is not fitted")
         centers = np.asarray(centers, dtype=np.float64)
         if centers.ndim != 2 or centers.shape[1] != layout.n_dims:
-            raise _unsupported(f"{kind.__name__} fitted on {centers.shape[-1]} features")
+            raise unsupported(f"{kind.__name__} fitted on {centers.shape[-1]} features")
         self._n_clusters = len(centers)
         if self._n_clusters > len(self._persona_ids):
             logger.warning(
@@ -444,10 +226,10 @@ class CompiledModel:
             )
         weights, dims = layout.weights, layout.numeric_dims
         # Distances: ||x||^2 - 2 x.c + ||c||^2, with the one-hot part of x gathered.
-        self._centers_num_t = _frozen(centers[:, dims].T)
-        self._centers_cat = _with_zero_row((centers * weights).T)  # (D+1, k)
-        self._weights_sq = _with_zero_row(weights**2)  # (D+1,)
-        self._centers_sq = _frozen((centers * centers).sum(axis=1))
+        self._centers_num_t = frozen(centers[:, dims].T)
+        self._centers_cat = with_zero_row((centers * weights).T)  # (D+1, k)
+        self._weights_sq = with_zero_row(weights**2)  # (D+1,)
+        self._centers_sq = frozen((centers * centers).sum(axis=1))
         self._mixture: str | None = None
         if kind is GaussianMixture:
             self._compile_mixture(model, centers, weights, dims)
@@ -458,34 +240,34 @@ class CompiledModel:
         """Tables for ``_estimate_log_gaussian_prob`` per covariance type (sklearn's formulas)."""
         cov = model.covariance_type
         if cov not in _COVARIANCE_TYPES:
-            raise _unsupported(f"GaussianMixture covariance_type {cov!r}")
+            raise unsupported(f"GaussianMixture covariance_type {cov!r}")
         chol = np.asarray(model.precisions_cholesky_, dtype=np.float64)
         k, n_dims = means.shape
         if cov == "full":
             log_det = np.log(chol.reshape(k, -1)[:, :: n_dims + 1]).sum(axis=1)
             # all components side by side: X @ L_all gives every X @ L_k at once
             stacked = chol.transpose(1, 0, 2).reshape(n_dims, k * n_dims)
-            self._chol_num = _frozen(stacked[dims])
-            self._chol_cat = _with_zero_row(stacked * weights[:, None])
-            self._means_chol = _frozen(np.einsum("kd,kde->ke", means, chol).reshape(-1))
+            self._chol_num = frozen(stacked[dims])
+            self._chol_cat = with_zero_row(stacked * weights[:, None])
+            self._means_chol = frozen(np.einsum("kd,kde->ke", means, chol).reshape(-1))
         elif cov == "tied":
             log_det = np.full(k, np.log(np.diag(chol)).sum())
-            self._chol_num = _frozen(chol[dims])
-            self._chol_cat = _with_zero_row(chol * weights[:, None])
-            self._means_chol = _frozen(means @ chol)
+            self._chol_num = frozen(chol[dims])
+            self._chol_cat = with_zero_row(chol * weights[:, None])
+            self._means_chol = frozen(means @ chol)
         elif cov == "diag":
             log_det = np.log(chol).sum(axis=1)
             precisions = chol**2
             scaled = means * precisions
-            self._diag_const = _frozen((means**2 * precisions).sum(axis=1))
-            self._diag_lin_t = _frozen(scaled[:, dims].T)
-            self._diag_quad_t = _frozen(precisions[:, dims].T)
-            self._diag_cat = _with_zero_row((-2.0 * scaled * weights + precisions * weights**2).T)
+            self._diag_const = frozen((means**2 * precisions).sum(axis=1))
+            self._diag_lin_t = frozen(scaled[:, dims].T)
+            self._diag_quad_t = frozen(precisions[:, dims].T)
+            self._diag_cat = with_zero_row((-2.0 * scaled * weights + precisions * weights**2).T)
         else:
             log_det = n_dims * np.log(chol)
-            self._spherical = _frozen(chol**2)
-        self._log_det = _frozen(log_det)
-        self._log_weights = _frozen(np.log(model.weights_))
+            self._spherical = frozen(chol**2)
+        self._log_det = frozen(log_det)
+        self._log_weights = frozen(np.log(model.weights_))
         self._n_dims_log_2pi = n_dims * _LOG_2PI
         self._mixture = cov
 
@@ -515,12 +297,12 @@ class CompiledModel:
                 )
             try:
                 code = np.fromiter(
-                    map(column.lookup.get, values, repeat(_UNKNOWN)), dtype=np.intp, count=n
+                    map(column.lookup.get, values, repeat(UNKNOWN)), dtype=np.intp, count=n
                 )
             except TypeError as exc:
                 raise InvalidInputError(f"categorical values must be hashable: {exc}") from None
-            if column.missing != _UNKNOWN:
-                unmatched = np.flatnonzero(code == _UNKNOWN)
+            if column.missing != UNKNOWN:
+                unmatched = np.flatnonzero(code == UNKNOWN)
                 if unmatched.size:
                     array = values if isinstance(values, np.ndarray) else np.asarray(values, object)
                     subset = array[unmatched]
