@@ -1,4 +1,5 @@
-"""What the benchmarks share: a throw-away MLflow server and the arguments that choose it."""
+"""What the benchmarks share: a throw-away MLflow server and the arguments that choose it, and a
+model searched in memory like the served one."""
 
 from __future__ import annotations
 
@@ -11,12 +12,36 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
+
 from persona.adapters.postgres_admin import drop_database, ensure_database
+from persona.data.catalogue import Catalogue
+from persona.data.generator import generate_snapshot
+from persona.model.build import train_in_memory
+from persona.model.holdout import split_holdout
+from persona.model.naming import catalogue_personas
+from persona.model.params import load_params
+from persona.model.pyfunc import PersonaModel
 from persona.services.processes import start_mlflow_server
+from persona_tools import REPO_ROOT
 
 logger = logging.getLogger(__name__)
 
 VENVS = Path(sys.executable).parents[2]  # .venv/<service>/bin/python -> .venv
+FAST_PARAMS = REPO_ROOT / "tests/fixtures/params_fast.yaml"
+
+
+def fast_model(
+    catalogue: Catalogue, rows: int, month: str, seed: int
+) -> tuple[PersonaModel, pd.DataFrame, str]:
+    """A model like the served one, searched in memory with the fast test parameters on
+    ``rows`` synthetic customers: the model, the rows it was fitted on, the winner's name."""
+    schema = catalogue.schema
+    params = load_params(FAST_PARAMS)
+    frame = generate_snapshot(catalogue, rows, month, seed, progress=False)
+    train = split_holdout(frame, schema, params.holdout_fraction).train
+    built, winner = train_in_memory(train, schema, params, catalogue_personas(catalogue))
+    return built.model, train, winner
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:

@@ -32,15 +32,11 @@ import pandas as pd
 from scipy import stats
 
 from persona.adapters import database, drift_store, evidently_report
-from persona.data.catalogue import Catalogue, load_catalogue
+from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.data.schema import DatasetSchema, load_schema
 from persona.entry import exit_entry
 from persona.flows.persona_mix import stored_rows
-from persona.model.build import train_in_memory
-from persona.model.holdout import split_holdout
-from persona.model.naming import catalogue_personas
-from persona.model.params import load_params
 from persona.model.preprocess import raw_inputs
 from persona.model.pyfunc import PersonaModel
 from persona.monitoring import trend
@@ -49,13 +45,12 @@ from persona.monitoring.personas import compare_personas
 from persona.monitoring.quality import check_quality
 from persona.monitoring.slow_drift import MonthShifts, cusum, mean_shifts
 from persona.settings import Settings
-from persona_tools.bench.common import throwaway_database
+from persona_tools.bench.common import fast_model, throwaway_database
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 TABLE = "customers"
-FAST_PARAMS = Path(__file__).resolve().parents[4] / "tests/fixtures/params_fast.yaml"
 
 
 @dataclass(frozen=True)
@@ -164,16 +159,6 @@ def time_size(
     )
 
 
-def served_model(catalogue: Catalogue, rows: int) -> PersonaModel:
-    """A model like the served one (fast search parameters), fitted in memory, untimed."""
-    schema = catalogue.schema
-    params = load_params(FAST_PARAMS)
-    frame = generate_snapshot(catalogue, rows, "2025-11", seed=5, progress=False)
-    train = split_holdout(frame, schema, params.holdout_fraction).train
-    built, _ = train_in_memory(train, schema, params, catalogue_personas(catalogue))
-    return built.model
-
-
 def persona_step(
     model: PersonaModel,
     reference: pd.DataFrame,
@@ -248,7 +233,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
         # Warm-up (imports Evidently and plotly, compiles their code paths); not timed.
         warm = generate_snapshot(catalogue, 2_000, "2025-12", seed=2, progress=False)
         evidently_report.run_drift_report(reference, warm, schema, config)
-        model = served_model(catalogue, args.model_rows)
+        model, _, _ = fast_model(catalogue, args.model_rows, "2025-11", seed=5)
         persona_step(model, reference, warm, schema, config, Path(scratch), "2025-12")
         for index, rows in enumerate(sizes):
             month = f"2026-{index + 2:02d}"

@@ -27,16 +27,13 @@ import pandas as pd
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.flows.train import reference_sample
-from persona.model.build import train_in_memory
-from persona.model.holdout import split_holdout
-from persona.model.naming import catalogue_personas
-from persona.model.params import load_params
 from persona.model.preprocess import raw_inputs
 from persona.monitoring import trend
 from persona.monitoring.drift import load_drift_config
 from persona.monitoring.personas import compare_personas
+from persona_tools import REPO_ROOT
+from persona_tools.bench.common import fast_model
 
-ROOT = Path(__file__).resolve().parents[4]
 SCENARIOS = ("none", "income_inflation", "mix_shift", "new_persona", "channel_shift")
 
 
@@ -49,16 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timing-rows", type=int, default=100_000)
     args = parser.parse_args(argv)
 
-    catalogue = load_catalogue(ROOT / "00_create_data/personas.yaml")
+    catalogue = load_catalogue(REPO_ROOT / "00_create_data/personas.yaml")
     schema = catalogue.schema
-    params = load_params(ROOT / "tests/fixtures/params_fast.yaml")
-    drift = load_drift_config(ROOT / "04_monitoring/drift.yaml")
+    drift = load_drift_config(REPO_ROOT / "04_monitoring/drift.yaml")
     config = drift.personas
-    frame = generate_snapshot(catalogue, args.train_rows, "2026-01", 11, progress=False)
-    split = split_holdout(frame, schema, params.holdout_fraction)
-    built, winner = train_in_memory(split.train, schema, params, catalogue_personas(catalogue))
-    model = built.model
-    reference = reference_sample(split.train, schema, drift.reference_sample_rows, 11)
+    model, train, winner = fast_model(catalogue, args.train_rows, "2026-01", seed=11)
+    reference = reference_sample(train, schema, drift.reference_sample_rows, 11)
     assigned_reference = model.predict(None, raw_inputs(reference, schema))
     names = {p.persona_id: p.name for p in model.personas.values()}
 
