@@ -12,12 +12,15 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 from persona.errors import ConfigurationError
@@ -273,3 +276,32 @@ def project_env(tmp_path, monkeypatch) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+def wait_until(
+    condition: Callable[[], Any],
+    timeout_s: float,
+    what: str = "the condition",
+    poll_s: float = 0.05,
+) -> Any:
+    """Wait on a condition, never for a fixed time: its first truthy answer, or an
+    AssertionError naming what was awaited once ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = condition()
+        if answer:
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def processes_gone(pids: Iterable[int]) -> bool:
+    """None of ``pids`` runs any more (a zombie waiting for its parent counts as gone)."""
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True

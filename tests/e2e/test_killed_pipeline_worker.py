@@ -9,33 +9,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psutil
 import sqlalchemy as sa
-from conftest import PG_ADMIN_URL
+from conftest import PG_ADMIN_URL, processes_gone
+from conftest import wait_until as shared_wait_until
 from test_mage_train import PERSONA, mage_env  # noqa: F401 - the fixture
 
 from persona.services import process_tree
 
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-def gone(pids: list[int]) -> bool:
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
+wait_until = partial(shared_wait_until, timeout_s=300)
 
 
 def idle_in_transaction(database: str) -> int:
@@ -73,7 +58,7 @@ def test_sigkill_of_the_worker_during_the_model_search_leaves_nothing(
 
         launcher.wait(timeout=120)
         assert launcher.returncode != 0
-        wait_until(lambda: gone(tree))
+        wait_until(lambda: processes_gone(tree))
         assert process_tree.read_records(records) == []
         assert idle_in_transaction(mage_db.rsplit("/", 1)[-1]) == 0
     finally:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import psutil
 import pytest
 from conftest import free_port
+from conftest import wait_until as shared_wait_until
 
 from persona.services import local_stack
 from persona.services.local_stack import LocalService
@@ -64,11 +65,7 @@ def write_pid(settings: Settings, service: LocalService, pid: int) -> Path:
     return pid_file
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+wait_until = partial(shared_wait_until, timeout_s=30)
 
 
 def answers(service: LocalService) -> bool:

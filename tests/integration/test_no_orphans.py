@@ -14,15 +14,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
+from functools import partial
 
 import psutil
 import psycopg2
 import pytest
 import sqlalchemy as sa
-from conftest import PG_ADMIN_URL, VENVS, free_port
+from conftest import PG_ADMIN_URL, VENVS, free_port, processes_gone
+from conftest import wait_until as shared_wait_until
 
 from persona.adapters.database import make_engine
 from persona.adapters.postgres_admin import set_database_defaults
@@ -32,12 +32,7 @@ from persona.services import local_stack
 from persona.services.local_stack import LocalService
 from persona.settings import load_settings
 
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
+wait_until = partial(shared_wait_until, timeout_s=90, poll_s=0.1)
 
 
 def answers(url: str) -> bool:
@@ -46,16 +41,6 @@ def answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def gone(pids: list[int]) -> bool:
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
 
 
 def backend_exists(pid: int) -> bool:
@@ -153,7 +138,7 @@ def test_kill_of_the_mlflow_pid_file_stops_the_whole_server(tmp_path, make_datab
 
         subprocess.run(["kill", pid_file.read_text().strip()], check=True)  # as the docs say
 
-        wait_until(lambda: gone(tree) and not answers(mlflow.health_url))
+        wait_until(lambda: processes_gone(tree) and not answers(mlflow.health_url))
         assert local_stack.service_state(settings, mlflow).describe() == (
             f"stopped (pid {supervisor} exited)"
         )
@@ -176,7 +161,7 @@ def test_status_names_children_that_answer_after_their_main_process_died_and_cle
     children = psutil.Process(supervisor).children(recursive=True)
     try:
         os.kill(supervisor, signal.SIGKILL)
-        wait_until(lambda: gone([supervisor, children[0].pid]))
+        wait_until(lambda: processes_gone([supervisor, children[0].pid]))
         listener = children[1].pid
         assert answers(f"{url}/")
 
@@ -188,9 +173,9 @@ def test_status_names_children_that_answer_after_their_main_process_died_and_cle
         ) in caplog.text
 
         local_stack.status(settings, [service], clean=True)
-        wait_until(lambda: gone([listener]) and not answers(f"{url}/"))
+        wait_until(lambda: processes_gone([listener]) and not answers(f"{url}/"))
         assert local_stack.service_state(settings, service).describe() == "stopped"
     finally:
         for child in children:
-            if not gone([child.pid]):
+            if not processes_gone([child.pid]):
                 child.kill()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 import pandas as pd
 import pytest
@@ -20,6 +20,7 @@ import requests
 import sqlalchemy as sa
 import yaml
 from conftest import ROOT, VENVS
+from conftest import wait_until as shared_wait_until
 
 from persona.adapters import drift_store
 from persona.cli import main
@@ -41,15 +42,7 @@ def run(capsys, *argv: str):
     return json.loads(out.out) if out.out.strip() else None
 
 
-def wait_until(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        answer = condition()
-        if answer:
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.2)
+wait_until = partial(shared_wait_until, poll_s=0.2)
 
 
 @pytest.fixture

@@ -12,11 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import psutil
 import pytest
+from conftest import processes_gone
+from conftest import wait_until as shared_wait_until
 
 from persona.services import process_tree
 
@@ -54,21 +56,7 @@ Path(pids + ".code").write_text(str(code))
 """
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-def gone(pids: list[int]) -> bool:
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
+wait_until = partial(shared_wait_until, timeout_s=60)
 
 
 @pytest.fixture
@@ -118,7 +106,7 @@ def test_a_killed_worker_takes_its_pools_and_children_along(tree, tmp_path):
 
     os.kill(worker, signal.SIGKILL)
 
-    wait_until(lambda: gone(children))
+    wait_until(lambda: processes_gone(children))
     assert launcher.wait(timeout=60) == 0
     assert (tmp_path / "pids-0.code").read_text() == str(-signal.SIGKILL)
     assert process_tree.read_records(tmp_path / "groups") == []
@@ -129,22 +117,22 @@ def test_a_killed_launcher_takes_the_worker_and_its_pools_along(tree):
 
     launcher.kill()
 
-    wait_until(lambda: gone([worker, *children]))
+    wait_until(lambda: processes_gone([worker, *children]))
 
 
 def test_leftovers_of_a_killed_launcher_are_stopped_at_the_next_start(tree, tmp_path):
     """A worker without the teardown dies with its launcher; its child is left to the next run."""
     launcher, worker, children = tree("plain", "plain")
     launcher.kill()
-    wait_until(lambda: gone([worker]))
-    assert not gone(children)
+    wait_until(lambda: processes_gone([worker]))
+    assert not processes_gone(children)
     groups = tmp_path / "groups"
     assert process_tree.abandoned_groups(groups) == [process_tree.Leftover(worker, tuple(children))]
 
     stopped = process_tree.reap_abandoned_groups(groups)
 
     assert [leftover.pgid for leftover in stopped] == [worker]
-    wait_until(lambda: gone(children))
+    wait_until(lambda: processes_gone(children))
     assert process_tree.read_records(groups) == []
 
 
@@ -189,7 +177,7 @@ def test_sigterm_to_the_supervisor_stops_the_whole_service(tmp_path):
         supervisor.send_signal(signal.SIGTERM)
 
         assert supervisor.wait(timeout=60) == 128 + signal.SIGTERM
-        wait_until(lambda: gone(tree))
+        wait_until(lambda: processes_gone(tree))
     finally:
         for process in psutil.Process().children(recursive=True):
             if process.pid != supervisor.pid:
@@ -212,4 +200,4 @@ def test_the_supervisor_exits_with_its_service_and_stops_what_it_left(tmp_path):
         start_new_session=True,
     )
     assert supervisor.wait(timeout=60) == 3
-    wait_until(lambda: gone([int(pids_file.read_text())]))
+    wait_until(lambda: processes_gone([int(pids_file.read_text())]))
