@@ -20,7 +20,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from persona.errors import ConfigurationError
@@ -298,6 +297,8 @@ def wait_until(
 
 def processes_gone(pids: Iterable[int]) -> bool:
     """None of ``pids`` runs any more (a zombie waiting for its parent counts as gone)."""
+    import psutil  # not in the scoring environment, whose route tests load this file too
+
     for pid in pids:
         try:
             if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
