@@ -103,7 +103,7 @@ _MONTH_OPTION = $(if $(or $(call _GIVEN,MONTH),$(if $(SEGMENTATION),,default)),$
 _DEMO_MONTHS = $(if $(findstring command line,$(origin MONTHS)),$(MONTHS))
 PYTEST_ARGS ?=
 
-.PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast lint format mlflow \
+.PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast test-chaos lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
         segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui report \
         bench-train bench-serve bench-monitor bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
@@ -204,6 +204,9 @@ test: install postgres ## Every test: unit, data, model, integration, e2e
 test-fast: PYTEST_RUN = $(DEV)/python -m pytest $(PYTEST_ARGS)
 test-fast: $(VENV)/dev/.installed $(VENV)/scoring/.installed ## The fast tests only (unit, data)
 	$(WITH_SCORING_TESTS)
+
+test-chaos: install postgres ## Faults injected into the real stack: kill -9 at block boundaries, lost sessions, MLflow and PostgreSQL restarts (~10 min)
+	PYTHONUNBUFFERED=1 $(DEV)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 test-stack: $(VENV)/dev/.installed ## The Compose stack for real: engine, images, up, train/score/monitor, down -v (root; ~10 min)
 	PYTHONUNBUFFERED=1 $(DEV)/python -m persona_tools.stack_test $(STACK_TEST_ARGS)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENVS = ROOT / ".venv"
 PG_ADMIN_URL = os.environ.get("PERSONA_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
-FOLDER_MARKERS = {"unit", "data", "model", "integration", "e2e"}
+FOLDER_MARKERS = {"unit", "data", "model", "integration", "e2e", "chaos"}
 
 # Tests never see the user's configuration (a .env that make exports, or the shell): a GCS
 # bucket, database or Telegram token set there must not receive test artifacts or messages.
@@ -306,3 +306,20 @@ def processes_gone(pids: Iterable[int]) -> bool:
         except psutil.NoSuchProcess:
             continue
     return True
+
+
+def sessions_in_state(database: str, state: str = "idle in transaction") -> int:
+    """How many sessions of ``database`` are in ``state`` (pg_stat_activity)."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(f"{PG_ADMIN_URL}/postgres")
+    try:
+        with admin.connect() as connection:
+            return connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND state = :state"
+                ),
+                {"db": database, "state": state},
+            ).scalar_one()
+    finally:
+        admin.dispose()

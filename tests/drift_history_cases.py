@@ -72,10 +72,17 @@ def test_a_rolling_window_or_another_model_is_not_superseded(engine):
 def test_an_open_run_is_listed_until_it_ends_or_is_abandoned_with_when_and_why(engine, store):
     owner = "worker-1:boot:42:7"
     open_id = _record(
-        engine, "2026-01", 1, action="retraining", alert_status="pending", owner=owner
+        engine,
+        "2026-01",
+        1,
+        action="retraining",
+        alert_status="pending",
+        owner=owner,
+        report_location="file:///runs/drift-a.html",
     )
     alert_id = _record(engine, "2026-02", 2, action="no_drift", alert_status="pending")
-    _record(engine, "2026-03", 3)  # ended: alert sent
+    _record(engine, "2026-03", 3, report_location="gs://bucket/7/drift-c.html")  # ended
+    assert store.kept_report_names() == {"drift-a", "drift-c"}
     listed = {row["run_id"]: row for row in drift_store.read_open_runs(engine)}
     assert set(listed) == {open_id, alert_id} and listed[open_id]["owner"] == owner
     (heartbeat,) = [run.heartbeat for run in store.open_runs() if run.run_id == open_id]
@@ -84,6 +91,7 @@ def test_an_open_run_is_listed_until_it_ends_or_is_abandoned_with_when_and_why(e
     assert store.abandon_run(open_id, at, "owner process 42 on worker-1 is gone")
     assert store.abandon_run(alert_id, at, "gone")
     assert not store.abandon_run(open_id, at, "twice")  # ended: nothing to close
+    assert store.kept_report_names() == {"drift-c"}  # the abandoned run's report leaves the UI
     runs = drift_store.read_runs(engine).set_index("run_id")
     assert (runs.loc[open_id, "action"], runs.loc[open_id, "alert_status"]) == (
         "abandoned",

@@ -14,7 +14,7 @@ from pathlib import Path
 from persona.adapters import processes
 from persona.adapters.database import PostgresCustomers
 from persona.adapters.drift_store import PostgresDriftStore
-from persona.adapters.evidently_report import EvidentlyReports
+from persona.adapters.evidently_report import EvidentlyReports, UnlinkedReports
 from persona.adapters.mage_runs import MageRuns
 from persona.adapters.mlflow_models import MlflowModels
 from persona.adapters.mlflow_registry import CONNECT_BUDGET_S
@@ -154,28 +154,35 @@ def telegram_notifier(settings: Settings) -> TelegramNotifier:
 
 def monitor_context(settings: Settings, notifier: Notifier | None = None) -> MonitorContext:
     """``notifier`` replaces Telegram (tests pass one pointed at the Bot API stand-in)."""
+    owner = str(processes.this_owner())
     return MonitorContext(
         config=load_drift_config(settings.drift_config_path),
         training=training_context(settings),
         notifier=notifier or telegram_notifier(settings),
         drift_store=PostgresDriftStore(settings.project_database_url),
-        reports=EvidentlyReports(settings.evidently_workspace_path, settings.evidently_project),
+        reports=EvidentlyReports(
+            settings.evidently_workspace_path, settings.evidently_project, owner
+        ),
         workdir=settings.home / "monitoring",
-        owner=str(processes.this_owner()),
+        owner=owner,
     )
 
 
 def reconcile_runs(
     settings: Settings, stale_after: timedelta | None = None, connect_timeout_s: float = 30.0
 ) -> Reconciliation:
-    """Close the runs whose owner is gone: this segmentation's drift history and experiment,
-    and Mage's pipeline runs (at the start of every train and monitor run, and
-    ``persona runs reconcile``)."""
+    """Close the runs whose owner is gone: this segmentation's drift history, experiment and
+    Evidently reports, and Mage's pipeline runs (at the start of every train and monitor run,
+    and ``persona runs reconcile``)."""
     judge_by = Judge(processes.this_owner(), processes.is_alive, stale_after or DEFAULT_STALE_AFTER)
+    drift_store = PostgresDriftStore(settings.project_database_url)
+    reports = UnlinkedReports(
+        settings.evidently_workspace_path, settings.evidently_project, drift_store.kept_report_names
+    )  # after the drift rows: the reports of the rows abandoned just now go too
     return reconcile(
         judge_by,
-        PostgresDriftStore(settings.project_database_url),
-        [mlflow_models(settings, connect_timeout_s), MageRuns(settings.mage_db_url)],
+        drift_store,
+        [mlflow_models(settings, connect_timeout_s), MageRuns(settings.mage_db_url), reports],
     )
 
 

@@ -175,6 +175,9 @@ class DriftStore(Protocol):
     def open_runs(self) -> Sequence[OpenRun]:
         """The runs that have not ended (still retraining, or the alert still pending)."""
 
+    def kept_report_names(self) -> set[str]:
+        """The report pages (stems) of the runs not abandoned: their reports stay in the UI."""
+
     def abandon_run(self, run_id: str, at: datetime, reason: str) -> bool:
         """Close a run whose owner is gone; False when it had ended meanwhile."""
 
@@ -208,8 +211,9 @@ class DriftReports(Protocol):
 
     def save_html(self, snapshot: Any, path: Path) -> Path: ...
 
-    def publish(self, snapshot: Any) -> int:
-        """File the snapshot where the report UI shows it; returns the runs it now holds."""
+    def publish(self, snapshot: Any, name: str) -> int:
+        """File the snapshot where the report UI shows it, under ``name`` (the stem of the drift
+        row's report page); returns the runs it now holds."""
 
 
 class Outcome(Protocol):

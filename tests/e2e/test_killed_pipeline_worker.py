@@ -13,29 +13,13 @@ from functools import partial
 from pathlib import Path
 
 import psutil
-import sqlalchemy as sa
-from conftest import PG_ADMIN_URL, processes_gone
+from conftest import processes_gone, sessions_in_state
 from conftest import wait_until as shared_wait_until
 from test_mage_train import PERSONA, mage_env  # noqa: F401 - the fixture
 
 from persona.services import process_tree
 
 wait_until = partial(shared_wait_until, timeout_s=300)
-
-
-def idle_in_transaction(database: str) -> int:
-    admin = sa.create_engine(f"{PG_ADMIN_URL}/postgres")
-    try:
-        with admin.connect() as connection:
-            return connection.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = :db AND state = 'idle in transaction'"
-                ),
-                {"db": database},
-            ).scalar_one()
-    finally:
-        admin.dispose()
 
 
 def test_sigkill_of_the_worker_during_the_model_search_leaves_nothing(
@@ -60,7 +44,7 @@ def test_sigkill_of_the_worker_during_the_model_search_leaves_nothing(
         assert launcher.returncode != 0
         wait_until(lambda: processes_gone(tree))
         assert process_tree.read_records(records) == []
-        assert idle_in_transaction(mage_db.rsplit("/", 1)[-1]) == 0
+        assert sessions_in_state(mage_db.rsplit("/", 1)[-1]) == 0
     finally:
         if launcher.poll() is None:
             launcher.kill()

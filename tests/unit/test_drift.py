@@ -376,3 +376,34 @@ def test_ui_command_uses_the_cli_flags(tmp_path):
     command = evidently_report.ui_command(tmp_path / "ws", "127.0.0.1", 8123)
     workspace = str(tmp_path / "ws")
     assert command[-7:] == ["ui", "--workspace", workspace, "--host", "127.0.0.1", "--port", "8123"]
+
+
+def test_reports_of_killed_runs_leave_the_ui_once_their_owner_is_gone(
+    schema, small_frames, tmp_path
+):
+    """A report kept by a drift row stays; one whose row never came (or was abandoned) is an
+    open run for reconciliation, closed by taking it out; one without owner is never touched."""
+    reference, current = small_frames
+    config = _config(drift_share=0.2)
+    workspace = tmp_path / "workspace"
+    by_killed = evidently_report.EvidentlyReports(workspace, "drift", owner="host:boot:41:7")
+    by_hand = evidently_report.EvidentlyReports(workspace, "drift")
+    for reports, name in ((by_killed, "drift-kept"), (by_killed, "drift-lost"), (by_hand, "x")):
+        snapshot, _ = reports.run(reference.head(200), current.head(200), schema, config)
+        reports.publish(snapshot, name)
+    unlinked = evidently_report.UnlinkedReports(workspace, "drift", lambda: {"drift-kept"})
+
+    [lost] = unlinked.open_runs()
+
+    assert (lost.label, lost.owner, lost.kind) == (
+        "drift-lost",
+        "host:boot:41:7",
+        "evidently_report",
+    )
+    assert lost.heartbeat is not None and lost.heartbeat.tzinfo is not None
+    assert unlinked.close_run(lost.run_id, "owner process 41 is gone") is True
+    assert unlinked.close_run(lost.run_id, "again") is False
+    assert unlinked.open_runs() == []
+    left = evidently_report._project(workspace, "drift", create=False)
+    assert len(left[0].list_runs(left[1].id)) == 2  # the kept one and the one made by hand
+    assert evidently_report.UnlinkedReports(tmp_path / "none", "drift", set).open_runs() == []

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -187,6 +187,13 @@ class MemoryDriftStore:
             for run_id, run in self.runs.items()
             if self._open(run)
         ]
+
+    def kept_report_names(self) -> set[str]:
+        return {
+            PurePosixPath(run["report_location"]).stem
+            for run in self.runs.values()
+            if run.get("abandoned_at") is None and run.get("report_location")
+        }
 
     def abandon_run(self, run_id: str, at: datetime, reason: str) -> bool:
         run = self.runs[run_id]
@@ -427,7 +434,7 @@ class DistanceReports:
         path.write_text("<html></html>")
         return path
 
-    def publish(self, snapshot) -> int:
+    def publish(self, snapshot, name: str) -> int:
         return 1
 
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -285,6 +286,20 @@ def read_open_runs(engine: sa.Engine) -> list[dict[str, Any]]:
         raise _unavailable(exc) from None
 
 
+def read_kept_report_names(engine: sa.Engine) -> set[str]:
+    """The report pages (file stems) of the runs not abandoned, superseded ones included:
+    history stays in the report UI, a killed run's report does not."""
+    ensure_tables(engine)
+    query = sa.select(drift_runs.c.report_location).where(
+        drift_runs.c.abandoned_at.is_(None), drift_runs.c.report_location.is_not(None)
+    )
+    try:
+        with engine.connect() as connection:
+            return {PurePosixPath(row[0]).stem for row in connection.execute(query)}
+    except SQLAlchemyError as exc:
+        raise _unavailable(exc) from None
+
+
 def abandon_run(engine: sa.Engine, run_id: str, at: datetime, reason: str) -> bool:
     """Close a run whose owner is gone: a retrain in progress becomes ``abandoned``, a pending
     alert ``abandoned``; when and why are recorded. False: the run had ended meanwhile."""
@@ -490,6 +505,9 @@ class PostgresDriftStore:
             )
             for row in read_open_runs(self.engine)
         ]
+
+    def kept_report_names(self) -> set[str]:
+        return read_kept_report_names(self.engine)
 
     def abandon_run(self, run_id: str, at: datetime, reason: str) -> bool:
         return abandon_run(self.engine, run_id, at, reason)

@@ -304,7 +304,7 @@ def check_drift_step(
             context.folder(),
             stamp,
         )
-    runs = context.reports.publish(snapshot)
+    runs = context.reports.publish(snapshot, html.stem)  # the row's report_location names it
     tracker = context.training.tracker
     run_id, location = tracker.log_report_run(
         f"drift-{stamp}",
