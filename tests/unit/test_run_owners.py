@@ -52,7 +52,7 @@ def test_this_process_is_alive_an_exited_one_is_not_nor_a_recycled_pid():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert processes.is_alive(Owner(me.host, me.boot_id, child.pid, me.started)) is False
-    recycled = Owner(me.host, me.boot_id, me.pid, (me.started or 0) + 1)
+    recycled = Owner(me.host, me.boot_id, me.pid, (me.started or 0) + 500)  # 5 s apart
     assert processes.is_alive(recycled) is False
     assert processes.is_alive(Owner(me.host, me.boot_id, me.pid, None)) is None
 

@@ -1,7 +1,9 @@
-"""This host's processes, read from ``/proc``: who this process is, and whether another lives.
+"""This host's processes, through psutil: who this process is, and whether another still lives.
 
-The owner of a run (``persona.monitoring.owners.Owner``) is recorded from here; a system
-without ``/proc`` records host and pid only, and its runs are judged by their heartbeat.
+The one place that tells a live process from a gone one, for the owner of a run
+(``persona.monitoring.owners.Owner``) and for the process groups of long commands
+(``persona.services.process_tree``). A process is named by its pid *and* its start time, so a
+pid the kernel gave to someone else is not taken for the process that had it.
 """
 
 from __future__ import annotations
@@ -12,50 +14,53 @@ import socket
 from functools import cache
 from pathlib import Path
 
+import psutil
+
 from persona.monitoring.owners import Owner
 
 logger = logging.getLogger(__name__)
 
-PROC = Path("/proc")
+SAME_START_S = 1.0  # start times within this are one process (psutil derives them from boot time)
 
 
 @cache
 def boot_id() -> str:
     """This boot of the host (empty when the system does not say)."""
     try:
-        return (PROC / "sys/kernel/random/boot_id").read_text().strip()
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
 
 
-def start_ticks(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks after boot; None when it does not exist
-    (or the system does not say)."""
+def start_time(pid: int, exited_too: bool = False) -> float | None:
+    """When process ``pid`` started (seconds since the epoch); None when it does not exist or
+    has exited (a zombie waiting for its parent; unless ``exited_too``)."""
     try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
+        process = psutil.Process(pid)
+        if not exited_too and process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
+    except psutil.Error:
         return None
-    # the command name (field 2) is in parentheses and may hold spaces; field 22 is starttime
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if fields and fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
-        return None
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
+
+
+def is_same_process(pid: int, started: float) -> bool:
+    """Does the process ``pid`` that started at ``started`` still run?"""
+    now = start_time(pid)
+    return now is not None and abs(now - started) < SAME_START_S
 
 
 def this_owner() -> Owner:
-    """This process, as a run's owner."""
+    """This process, as a run's owner (its start time in hundredths of a second)."""
     pid = os.getpid()
-    return Owner(socket.gethostname(), boot_id(), pid, start_ticks(pid))
+    started = start_time(pid)
+    return Owner(
+        socket.gethostname(), boot_id(), pid, None if started is None else round(started * 100)
+    )
 
 
 def is_alive(owner: Owner) -> bool | None:
     """Does the very process ``owner`` names run on this host? None: cannot tell."""
-    if not PROC.is_dir() or owner.started is None:
+    if owner.started is None:
         return None
-    started = start_ticks(owner.pid)
-    if started is None:
-        return False
-    return started == owner.started  # another start time: the pid was recycled
+    return is_same_process(owner.pid, owner.started / 100)

@@ -34,6 +34,7 @@ from persona.ports import (
     StackTables,
     VersionListing,
 )
+from persona.readable import percent
 from persona.run_variables import DEMO_DEFAULTS
 
 logger = logging.getLogger(__name__)
@@ -328,10 +329,6 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)}m{rest:04.1f}s" if minutes else f"{rest:.1f}s"
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
-
-
 def format_summary(report: DemoReport) -> str:
     """The block printed at the end: what happened, with numbers, and where to look."""
     data, trained, scored, mon = report.data, report.trained, report.scored, report.monitored
@@ -358,7 +355,7 @@ def format_summary(report: DemoReport) -> str:
         f"v{', v'.join(scored.model_versions)}:",
         *(f"             {p:<{width}}  {n:>6}" for p, n in scored.counts.items()),
         f"  monitor  Mage `monitor` on {mon.month} against v{mon.reference_version}: drift share "
-        f"{_percent(mon.drift_share)} (threshold {_percent(mon.threshold)}) -> "
+        f"{percent(mon.drift_share)} (threshold {percent(mon.threshold)}) -> "
         + ("drift" if mon.dataset_drift else "no drift"),
     ]
     if mon.new_version:

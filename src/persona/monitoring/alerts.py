@@ -13,7 +13,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from persona.monitoring.personas import PersonaMix, describe_mix, percent
+from persona.monitoring.personas import PersonaMix, describe_mix
+from persona.readable import percent
 
 # Telegram rejects texts over 4096 characters (UTF-16 code units after entity parsing). We
 # bound the raw HTML, which is never shorter, with some room to spare.
@@ -83,8 +84,8 @@ def drift_alert(
     head = [
         f"⚠️ <b>{kind} detected</b>: {_code(model_name, _NAME)}",
         f"Window: <b>{_clip(window, _WINDOW)}</b>",
-        f"Drift share: <b>{_percent(drift_share)}</b> of columns "
-        f"(threshold {_percent(threshold)})",
+        f"Drift share: <b>{percent(drift_share, 1)}</b> of columns "
+        f"(threshold {percent(threshold, 1)})",
         "",
         f"<b>Drifted columns ({counted}):</b>",
     ]
@@ -134,8 +135,8 @@ def all_clear_alert(
     lines = [
         f"✅ <b>No data drift</b>: {_code(model_name, _NAME)}",
         f"Window: <b>{_clip(window, _WINDOW)}</b>",
-        f"Drift share: <b>{_percent(drift_share)}</b> of columns "
-        f"(threshold {_percent(threshold)})",
+        f"Drift share: <b>{percent(drift_share, 1)}</b> of columns "
+        f"(threshold {percent(threshold, 1)})",
         "No action taken.",
     ]
     if report_link:
@@ -186,8 +187,8 @@ def data_quality_alert(
     for column, rule, share, limit, examples in failures:
         shown = ", ".join(str(example) for example in examples)
         lines.append(
-            f"• {_code(column, _NAME)}: {_clip(rule, _METHOD)}: <b>{_percent(share)}</b> of rows "
-            f"(limit {_percent(limit)})" + (f", e.g. {_clip(shown, _METHOD)}" if shown else "")
+            f"• {_code(column, _NAME)}: {_clip(rule, _METHOD)}: <b>{percent(share, 1)}</b> of rows "
+            f"(limit {percent(limit, 1)})" + (f", e.g. {_clip(shown, _METHOD)}" if shown else "")
         )
     tail = [
         "",
@@ -233,13 +234,6 @@ def _clip(value: object, budget: int, *, attribute: bool = False) -> str:
 
 def _code(value: object, budget: int) -> str:
     return f"<code>{_clip(value, budget)}</code>"
-
-
-def _percent(fraction: float | None) -> str:
-    if fraction is None or not math.isfinite(fraction):
-        return "n/a"
-    text = f"{fraction * 100:.1f}".removesuffix(".0")
-    return f"{text}%"
 
 
 def _score(score: float | None) -> str:

@@ -1,11 +1,11 @@
 """Who runs a run, and when a run's owner is gone: the judgement reconciliation acts on.
 
 An owner is the process that writes a run (a ``drift_runs`` row, an MLflow run): its host, the
-host's boot, its pid and its start time in clock ticks since boot. The start time tells a live
-owner from a recycled pid, the boot id an owner from before a reboot. On the owner's own host
-a run is judged by asking whether that very process still lives; on another host (or when the
-process cannot be asked) by its heartbeat: a run whose heartbeat is older than ``stale_after``
-is taken for dead.
+host's boot, its pid and its start time (hundredths of a second since the epoch). The start
+time tells a live owner from a recycled pid, the boot id an owner from before a reboot. On the
+owner's own host a run is judged by asking whether that very process still lives
+(``persona.adapters.processes``); on another host (or when the process cannot be asked) by its
+heartbeat: a run whose heartbeat is older than ``stale_after`` is taken for dead.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Owner:
     host: str
     boot_id: str  # empty when the system does not say
     pid: int
-    started: int | None  # clock ticks after boot; None when the system does not say
+    started: int | None  # hundredths of a second since the epoch; None: the system does not say
 
     def __str__(self) -> str:
         started = "" if self.started is None else str(self.started)

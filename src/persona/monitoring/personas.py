@@ -24,6 +24,7 @@ import pandas as pd
 
 from persona.config_files import config_section
 from persona.errors import ConfigurationError, InvalidInputError
+from persona.readable import percent
 
 # The two tests of the whole mix. Jensen-Shannon distance (natural log, as Evidently computes
 # it for categorical columns) drifts ABOVE its threshold; the chi-square test of homogeneity
@@ -232,11 +233,6 @@ def describe_mix(mix: PersonaMix) -> str:
         return f"chi-square p-value {mix.score:.3g} {sign} {mix.threshold:g}"
     sign = ">=" if mix.mix_drifted else "<"
     return f"Jensen-Shannon {mix.score:.3g} {sign} {mix.threshold:g}"
-
-
-def percent(share: float) -> str:
-    """A share as the alert and reports print it: 0.312 -> "31%"."""
-    return "n/a" if math.isnan(share) else f"{share * 100:.0f}%"
 
 
 def _check_assignment(frame: pd.DataFrame, side: str) -> None:

@@ -21,6 +21,7 @@ from persona.config_files import config_section
 from persona.data.schema import DatasetSchema
 from persona.data.validation import Finding, validate_frame
 from persona.errors import ConfigurationError
+from persona.readable import percent
 
 NULL_SHARE = "null share"
 UNSEEN_LEVEL = "level unseen in the reference"
@@ -72,12 +73,14 @@ class QualityCheck:
 
     def describe(self) -> str:
         against = (
-            "" if self.reference_share is None else f", reference {_percent(self.reference_share)}"
+            ""
+            if self.reference_share is None
+            else f", reference {percent(self.reference_share, 1)}"
         )
         shown = f"; e.g. {', '.join(self.examples)}" if self.examples else ""
         return (
-            f"{self.column}: {self.rule} in {self.n_rows:,} row(s) ({_percent(self.share)}"
-            f"{against}, limit {_percent(self.threshold)}){shown}"
+            f"{self.column}: {self.rule} in {self.n_rows:,} row(s) ({percent(self.share, 1)}"
+            f"{against}, limit {percent(self.threshold, 1)}){shown}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,7 +222,3 @@ def _null_shares(
             )
         )
     return checks
-
-
-def _percent(share: float) -> str:
-    return f"{share:.1%}"

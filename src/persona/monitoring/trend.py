@@ -14,7 +14,8 @@ from datetime import datetime
 
 import pandas as pd
 
-from persona.monitoring.personas import PersonaMix, describe_mix, percent
+from persona.monitoring.personas import PersonaMix, describe_mix
+from persona.readable import percent
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import psutil
 
+from persona.adapters import processes
+
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -171,37 +173,22 @@ class GroupRecord:
     path: Path
 
     def leader_alive(self) -> bool:
-        try:
-            leader = psutil.Process(self.pgid)
-            return (
-                abs(leader.create_time() - self.started) < 1.0
-                and leader.status() != psutil.STATUS_ZOMBIE
-            )
-        except psutil.NoSuchProcess:
-            return False
+        return processes.is_same_process(self.pgid, self.started)
 
     def pid_reused(self) -> bool:
         """Another process has the leader's pid: the kernel gives out no pid that still names a
         process group, so nothing of the recorded group is left."""
-        try:
-            return abs(psutil.Process(self.pgid).create_time() - self.started) >= 1.0
-        except psutil.NoSuchProcess:
-            return False
+        now = processes.start_time(self.pgid)
+        return now is not None and abs(now - self.started) >= processes.SAME_START_S
 
     def members(self) -> list[psutil.Process]:
         """The group's live processes started no earlier than its leader (not a reused pgid)."""
+        earliest = self.started - processes.SAME_START_S
         return [
             p
             for p in group_processes(self.pgid)
-            if _created(p) is not None and _created(p) >= self.started - 1.0
+            if (processes.start_time(p.pid) or 0.0) >= earliest
         ]
-
-
-def _created(process: psutil.Process) -> float | None:
-    try:
-        return process.create_time()
-    except psutil.NoSuchProcess:
-        return None
 
 
 def records_folder(home: Path) -> Path:
@@ -211,7 +198,9 @@ def records_folder(home: Path) -> Path:
 
 def record_group(folder: Path, pid: int) -> GroupRecord:
     folder.mkdir(parents=True, exist_ok=True)
-    started = psutil.Process(pid).create_time()
+    started = processes.start_time(pid, exited_too=True)  # our child: a zombie until waited
+    if started is None:
+        raise ProcessLookupError(f"process {pid} is not ours to record")
     path = folder / f"{pid}.group"
     path.write_text(f"{pid} {started}\n")
     return GroupRecord(pid, started, path)
