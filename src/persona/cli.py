@@ -104,6 +104,7 @@ def _data_validate(args: argparse.Namespace, settings: Settings) -> Any:
 
 def _data_ingest(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import database
+    from persona.composition import tracked_job
     from persona.data.validation import require_valid
 
     schema, frame, read = _load_user_frame(args, settings)
@@ -111,7 +112,10 @@ def _data_ingest(args: argparse.Namespace, settings: Settings) -> Any:
     frame = frame.drop(columns=[c for c in schema.excluded if c in frame.columns])
     engine = database.make_engine(settings.project_database_url)
     table = args.table or schema.table or settings.customers_table
-    written = database.upsert_frame(engine, table, frame, schema, step="persona data ingest")
+    with tracked_job(settings, "ingest", f"{args.file} -> {table}") as job:
+        written = database.upsert_frame(
+            engine, table, frame, schema, step="persona data ingest", on_committed=job.progress
+        )
     return {
         "rows": written,
         "table": table,
@@ -187,7 +191,10 @@ def _monitor_report(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 def _score(args: argparse.Namespace, settings: Settings) -> Any:
+    from contextlib import nullcontext
+
     from persona.adapters import database
+    from persona.composition import tracked_job
     from persona.data.files import read_table, write_table
     from persona.data.schema import load_schema
     from persona.flows.score import score_frame
@@ -214,17 +221,26 @@ def _score(args: argparse.Namespace, settings: Settings) -> Any:
     client = ScoringClient(
         args.url or settings.scoring_url, settings.api_token, segmentation=settings.segmentation
     )
-    outcome = score_frame(frame, schema, client, args.chunk_rows)
-    summary = outcome.summary()
-    if args.out:
-        write_table(outcome.scored, Path(args.out))
-        summary["file"] = args.out
-    elif not args.file and len(outcome.scored):
-        database.upsert_frame(
-            engine, settings.scores_table, outcome.scored, schema, step="persona score"
-        )
-        summary["table"] = settings.scores_table
-        summary["table_rows"] = database.count_rows(engine, settings.scores_table)
+    into_table = not args.out and not args.file
+    label = f"{args.file or settings.customers_table} -> {args.out or settings.scores_table}"
+    # a job that writes the scores table is on the record (a file out is the user's to see)
+    with tracked_job(settings, "score", label) if into_table else nullcontext() as job:
+        outcome = score_frame(frame, schema, client, args.chunk_rows)
+        summary = outcome.summary()
+        if args.out:
+            write_table(outcome.scored, Path(args.out))
+            summary["file"] = args.out
+        elif into_table and len(outcome.scored):
+            database.upsert_frame(
+                engine,
+                settings.scores_table,
+                outcome.scored,
+                schema,
+                step="persona score",
+                on_committed=job.progress,
+            )
+            summary["table"] = settings.scores_table
+            summary["table_rows"] = database.count_rows(engine, settings.scores_table)
     return summary
 
 

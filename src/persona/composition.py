@@ -6,8 +6,10 @@ Entry points (the CLI, Mage blocks, the services, the demo) call these; nothing 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from persona.adapters import processes
 from persona.adapters.database import PostgresCustomers
 from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.evidently_report import EvidentlyReports, UnlinkedReports
+from persona.adapters.job_runs import JobRun, JobRuns
 from persona.adapters.mage_runs import MageRuns
 from persona.adapters.mlflow_models import MlflowModels
 from persona.adapters.mlflow_registry import CONNECT_BUDGET_S
@@ -172,7 +175,7 @@ def reconcile_runs(
     settings: Settings, stale_after: timedelta | None = None, connect_timeout_s: float = 30.0
 ) -> Reconciliation:
     """Close the runs whose owner is gone: this segmentation's drift history, experiment and
-    Evidently reports, and Mage's pipeline runs (at the start of every train and monitor run,
+    Evidently reports, the ingest and score jobs, and Mage's pipeline runs (at the start of every train and monitor run,
     and ``persona runs reconcile``)."""
     judge_by = Judge(processes.this_owner(), processes.is_alive, stale_after or DEFAULT_STALE_AFTER)
     drift_store = PostgresDriftStore(settings.project_database_url)
@@ -182,8 +185,30 @@ def reconcile_runs(
     return reconcile(
         judge_by,
         drift_store,
-        [mlflow_models(settings, connect_timeout_s), MageRuns(settings.mage_db_url), reports],
+        [
+            mlflow_models(settings, connect_timeout_s),
+            MageRuns(settings.mage_db_url),
+            reports,
+            job_runs(settings),
+        ],
     )
+
+
+def job_runs(settings: Settings) -> JobRuns:
+    """The ingest and score jobs' records, in the project database."""
+    return JobRuns(settings.project_database_url)
+
+
+@contextlib.contextmanager
+def tracked_job(settings: Settings, kind: str, label: str) -> Iterator[JobRun]:
+    """Run an ingest or score job on the record: first the jobs of the same database whose
+    owner is gone are closed (nothing else is asked: a job needs no MLflow), then this one is
+    recorded while it runs."""
+    records = job_runs(settings)
+    judge_by = Judge(processes.this_owner(), processes.is_alive, DEFAULT_STALE_AFTER)
+    reconcile(judge_by, None, [records])
+    with records.track(kind, label, str(judge_by.here)) as run:
+        yield run
 
 
 def reconcile_at_start(settings: Settings) -> Reconciliation | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -74,6 +74,7 @@ def upsert_frame(
     progress: bool | None = None,
     step: str | None = None,
     per_month: bool = True,
+    on_committed: Callable[[str], None] | None = None,
 ) -> int:
     """Insert or update rows by (id, month); re-running the same month changes no row count.
 
@@ -81,6 +82,7 @@ def upsert_frame(
     rolls back the one being written (never a partial month), and says so in one line
     (``PartialWriteError``, naming ``step``); the rerun upserts the same rows again.
     ``per_month=False``: the whole frame in one transaction (all or nothing).
+    ``on_committed`` hears what is committed after each month (a job's progress record).
     """
     step = step or f"writing {table_name!r}"
     metadata = sa.MetaData()
@@ -126,6 +128,8 @@ def upsert_frame(
                     rolled_back=month,
                 ) from None
             committed.append((month, len(records)))
+            if on_committed is not None:
+                on_committed(_written(committed, len(parts)))
             if month is not None and len(parts) > 1:
                 logger.info(
                     "%s: month %s committed (%d rows; %d of %d months)",
