@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from persona.data.months import previous_month
 from persona.errors import ConfigurationError
 from persona.flows import monitor
 from persona.monitoring.drift import DriftResult
@@ -15,8 +16,8 @@ from persona.monitoring.rows import frame_from_scoring_log
 
 
 def test_previous_month_is_the_month_that_just_ended():
-    assert monitor.previous_month(datetime(2026, 1, 2)) == "2025-12"
-    assert monitor.previous_month(datetime(2026, 7, 31)) == "2026-06"
+    assert previous_month(datetime(2026, 1, 2)) == "2025-12"
+    assert previous_month(datetime(2026, 7, 31)) == "2026-06"
     request = monitor.MonitorRequest.from_variables({"month": "previous"}, datetime(2026, 7, 2))
     assert request.data.months == ("2026-06",) and request.window == "2026-06"
 
