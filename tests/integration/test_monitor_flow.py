@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -421,7 +422,8 @@ def test_a_monitor_run_killed_while_retraining_is_closed_and_its_rerun_is_the_mo
     trained, pg_url
 ):
     """kill -9 during retrain_on_drift leaves a retraining/pending row and a RUNNING MLflow
-    run; `persona runs reconcile` closes both, and a rerun leaves one current row."""
+    run; `persona runs reconcile` closes both (and takes its report out of the Evidently UI),
+    and a rerun leaves one current row."""
     env = {
         **os.environ,
         **trained,
@@ -473,6 +475,9 @@ def test_a_monitor_run_killed_while_retraining_is_closed_and_its_rerun_is_the_mo
         ("drift_run", row["run_id"]),
         ("mlflow_run", training_run.info.run_id),
     }
+    # the killed run's drift report leaves the Evidently UI with its row
+    (report,) = [c for c in closed if c["kind"] == "evidently_report"]
+    assert Path(row["report_location"]).stem == report["label"]
     (left,) = [r for r in _runs(pg_url) if r["run_id"] == row["run_id"]]
     assert (left["action"], left["alert_status"]) == ("abandoned", "abandoned")
     assert left["abandoned_at"] is not None and str(process.pid) in left["abandoned_reason"]
