@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -55,6 +55,9 @@ class LoggedBatch:
     categorical: list[np.ndarray]
     persona_id: np.ndarray
     persona_name: np.ndarray
+    # Fixed once per batch: a write retried after a lost commit acknowledgement (a server
+    # restart) finds its row already there instead of logging the batch twice.
+    batch_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @property
     def n_rows(self) -> int:
@@ -72,7 +75,7 @@ class LoggedBatch:
             "persona_name": np.asarray(self.persona_name).tolist(),
         }
         return (
-            str(uuid.uuid4()),
+            self.batch_id,
             self.scored_at,
             self.model_name,
             self.model_version,
@@ -201,7 +204,10 @@ class ScoringLog:
 
         rows = sum(b.n_rows for b in batches)
         columns = ", ".join(COLUMNS)
-        insert = f"INSERT INTO {_identifier(self.table)} ({columns}) VALUES %s"
+        insert = (
+            f"INSERT INTO {_identifier(self.table)} ({columns}) VALUES %s "
+            "ON CONFLICT (batch_id) DO NOTHING"  # the retry of a write that did commit
+        )
         error = None
         for _ in range(2):  # once more on a fresh connection: a server restart drops the old one
             try:
