@@ -1,13 +1,16 @@
-"""The scoring log's retry after a restart of its database never logs a batch twice.
+"""The scoring log rides out a restart of its database: nothing twice, nothing silently lost.
 
 A server restart can end the connection after the INSERT committed but before the client saw
 the commit; the writer then retries on a fresh connection. The retry must find the batch
 already stored (same batch id, ``ON CONFLICT DO NOTHING``), or monitoring reads its rows twice
-and the log holds more rows than the API answered.
+and the log holds more rows than the API answered. Batches refused while the server restarts
+are kept and written at a later flush; past the retry window or the row cap they are dropped
+and counted.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -95,3 +98,61 @@ def test_a_batch_keeps_its_id_and_two_batches_differ():
     first, second = _batch(1), _batch(1)
     assert first.row()[0] == first.row()[0] == first.batch_id
     assert first.batch_id != second.batch_id
+
+
+def _wait(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _writer(monkeypatch, failures: int, **options) -> tuple[ScoringLog, _Table, list[int]]:
+    """A log whose database refuses the first ``failures`` writes (a restart), then stores."""
+    table, dropped, attempts = _Table(), [], []
+
+    def execute_values(cursor, statement, values, page_size):
+        attempts.append(len(values))
+        if len(attempts) <= failures:
+            raise psycopg2.OperationalError("FATAL:  the database system is starting up")
+        table.insert(statement, values)
+
+    monkeypatch.setattr(psycopg2.extras, "execute_values", execute_values)
+    log = ScoringLog(
+        "postgresql://nowhere/scoring",
+        "scoring_log",
+        flush_seconds=0.01,
+        on_dropped=dropped.append,
+        **options,
+    )
+    monkeypatch.setattr(log, "_connect", lambda: _Connection())
+    return log, table, dropped
+
+
+def test_batches_refused_during_a_restart_are_written_at_a_later_flush(monkeypatch):
+    log, table, dropped = _writer(monkeypatch, failures=5, retry_seconds=60)
+    batches = [_batch(3), _batch(2), _batch(4)]
+    for batch in batches:
+        assert log.submit(batch)
+    _wait(lambda: log.written_rows == 9)
+    log.close()
+    assert sorted(row[0] for row in table.rows) == sorted(b.batch_id for b in batches)
+    assert log.dropped_rows == 0 and dropped == []
+
+
+def test_batches_refused_past_the_retry_window_are_dropped_and_counted(monkeypatch):
+    log, table, dropped = _writer(monkeypatch, failures=10**9, retry_seconds=0.05)
+    for batch in (_batch(3), _batch(2)):
+        assert log.submit(batch)
+    _wait(lambda: log.dropped_rows == 5)
+    log.close()
+    assert table.rows == [] and sum(dropped) == 5 and log.written_rows == 0
+
+
+def test_while_the_database_is_away_the_oldest_rows_beyond_the_cap_are_dropped(monkeypatch):
+    log, table, dropped = _writer(monkeypatch, failures=10**9, max_pending_rows=5)
+    for batch in (_batch(3), _batch(3), _batch(3)):
+        assert log.submit(batch)
+    _wait(lambda: log.dropped_rows == 6)  # 9 rows waiting, the cap 5: the two oldest batches
+    log.close()  # the service stops with the database still away: the last batch is counted
+    assert table.rows == [] and dropped == [3, 3, 3] and log.dropped_rows == 9
