@@ -3,7 +3,9 @@
 A request only puts references to its arrays on a bounded queue (microseconds); one
 background thread per worker writes the queued batches in bulk. When the database is slow or
 down the queue fills and further batches are dropped and counted — scoring never waits for
-the log. The monitor pipeline reads the log back as "current" data.
+the log. Batches the database refused are kept and written again at each flush for up to
+``retry_seconds`` (a PostgreSQL restart loses nothing), then dropped and counted. The monitor
+pipeline reads the log back as "current" data.
 
 One table row per scored batch, not per customer: the features travel as raw float64 bytes
 and the text columns as one JSON document, because formatting every value as text (CSV or
@@ -20,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -55,6 +57,9 @@ class LoggedBatch:
     categorical: list[np.ndarray]
     persona_id: np.ndarray
     persona_name: np.ndarray
+    # Fixed once per batch: a write retried after a lost commit acknowledgement (a server
+    # restart) finds its row already there instead of logging the batch twice.
+    batch_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @property
     def n_rows(self) -> int:
@@ -72,7 +77,7 @@ class LoggedBatch:
             "persona_name": np.asarray(self.persona_name).tolist(),
         }
         return (
-            str(uuid.uuid4()),
+            self.batch_id,
             self.scored_at,
             self.model_name,
             self.model_version,
@@ -107,6 +112,8 @@ class ScoringLog:
         max_queued_batches: int = 256,
         flush_rows: int = 20_000,
         flush_seconds: float = 1.0,
+        retry_seconds: float = 10.0,
+        max_pending_rows: int = 100_000,
         on_dropped: Callable[[int], None] | None = None,
     ) -> None:
         self._dsn = _dsn(url)
@@ -115,6 +122,8 @@ class ScoringLog:
         self._queue: queue.Queue[LoggedBatch | None] = queue.Queue(maxsize=max_queued_batches)
         self._flush_rows = flush_rows
         self._flush_seconds = flush_seconds
+        self._retry_seconds = retry_seconds
+        self._max_pending_rows = max_pending_rows  # kept while the database is away
         self._connection = None
         self.written_rows = 0
         self.dropped_rows = 0
@@ -152,7 +161,7 @@ class ScoringLog:
 
     def _run(self) -> None:
         pending: list[LoggedBatch] = []
-        rows, deadline = 0, None
+        rows, deadline, failing_since = 0, None, None
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
@@ -160,15 +169,34 @@ class ScoringLog:
             except queue.Empty:
                 item = ...
             if item is None:
-                self._flush(pending)
+                if not self._flush(pending):
+                    self._give_up(pending, "the service stopped")
                 return
+            now = time.monotonic()
             if item is not ...:
                 pending.append(item)
                 rows += item.n_rows
-                deadline = deadline or time.monotonic() + self._flush_seconds
-            if pending and (rows >= self._flush_rows or time.monotonic() >= deadline):
-                self._flush(pending)
-                pending, rows, deadline = [], 0, None
+                deadline = deadline or now + self._flush_seconds
+            full = rows >= self._flush_rows and failing_since is None  # failing: on the clock
+            if pending and (full or now >= deadline):
+                if self._flush(pending):
+                    pending, rows, deadline, failing_since = [], 0, None, None
+                    continue
+                failing_since = failing_since or now
+                deadline = now + self._flush_seconds
+                if now - failing_since >= self._retry_seconds:
+                    self._give_up(pending, f"retried for {self._retry_seconds:g} s")
+                    pending, rows, deadline, failing_since = [], 0, None, None
+            while failing_since is not None and rows > self._max_pending_rows:
+                oldest = pending.pop(0)
+                rows -= oldest.n_rows
+                self._give_up([oldest], f"over {self._max_pending_rows} rows waiting")
+
+    def _give_up(self, batches: list[LoggedBatch], why: str) -> None:
+        rows = sum(b.n_rows for b in batches)
+        if rows:
+            self._dropped(rows)
+            logger.warning("scoring log: %d rows dropped (%s)", rows, why)
 
     def _connect(self):
         import psycopg2
@@ -194,29 +222,33 @@ class ScoringLog:
             cursor.execute(ddl)
             cursor.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} (scored_at)")
 
-    def _flush(self, batches: list[LoggedBatch]) -> None:
+    def _flush(self, batches: list[LoggedBatch]) -> bool:
+        """Write ``batches`` in one transaction; False (the batches kept) when it failed."""
         if not batches:
-            return
+            return True
         from psycopg2.extras import execute_values
 
         rows = sum(b.n_rows for b in batches)
         columns = ", ".join(COLUMNS)
-        insert = f"INSERT INTO {_identifier(self.table)} ({columns}) VALUES %s"
+        insert = (
+            f"INSERT INTO {_identifier(self.table)} ({columns}) VALUES %s "
+            "ON CONFLICT (batch_id) DO NOTHING"  # the retry of a write that did commit
+        )
         error = None
         for _ in range(2):  # once more on a fresh connection: a server restart drops the old one
             try:
+                connection = self._connect()  # first: no encoding while the database is away
                 values = [batch.row() for batch in batches]
-                connection = self._connect()
                 with connection, connection.cursor() as cursor:
                     execute_values(cursor, insert, values, page_size=len(values))
                 self.written_rows += rows
-                return
+                return True
             except Exception as exc:  # noqa: BLE001 - the log must never take the service down
                 error = exc
                 if self._connection is not None:
                     self._connection.close()
-        self._dropped(rows)
-        logger.warning("scoring log: %d rows not written: %s", rows, str(error)[:200])
+        logger.warning("scoring log: %d rows not written yet: %s", rows, str(error)[:200])
+        return False
 
 
 def expand_batches(logged: pd.DataFrame) -> pd.DataFrame:
