@@ -308,18 +308,20 @@ def processes_gone(pids: Iterable[int]) -> bool:
     return True
 
 
-def sessions_in_state(database: str, state: str = "idle in transaction") -> int:
-    """How many sessions of ``database`` are in ``state`` (pg_stat_activity)."""
+def sessions_in_state(url: str, state: str = "idle in transaction") -> int:
+    """Sessions of ``url``'s database in ``state`` (pg_stat_activity of ``url``'s own server,
+    so a test's own cluster too)."""
     import sqlalchemy as sa
 
-    admin = sa.create_engine(f"{PG_ADMIN_URL}/postgres")
+    target = sa.make_url(url)
+    engine = sa.create_engine(target.set(database="postgres"))
     try:
-        with admin.connect() as connection:
+        with engine.connect() as connection:
             return connection.execute(
                 sa.text(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND state = :state"
                 ),
-                {"db": database, "state": state},
+                {"db": target.database, "state": state},
             ).scalar_one()
     finally:
-        admin.dispose()
+        engine.dispose()

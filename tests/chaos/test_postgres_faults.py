@@ -26,12 +26,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +38,7 @@ import psutil
 import pytest
 import requests
 import sqlalchemy as sa
+from conftest import ROOT, VENVS, sessions_in_state, wait_until
 from mlflow.tracking import MlflowClient
 
 from persona.adapters import database
@@ -59,10 +59,6 @@ from persona.services.processes import (
 )
 from persona.settings import load_settings
 
-# tests/chaos/conftest.py shadows tests/conftest.py as ``conftest`` here, so the few shared
-# lines needed (ROOT, VENVS, wait_until, a session count) are copied, not imported.
-ROOT = Path(__file__).resolve().parents[2]
-VENVS = ROOT / ".venv"
 MONTHS = ("2026-01", "2026-02", "2026-03")
 # More rows a month than one write chunk: the month's first chunk is written (uncommitted)
 # before the upsert reaches the held last row, so the rollback of a partial month is tested.
@@ -73,37 +69,6 @@ API_TOKEN = "predict-token-for-chaos"
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RUN_TIMEOUT_S = 300
-
-
-def wait_until(
-    condition: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.05
-) -> Any:
-    """The condition's first truthy answer; AssertionError naming ``what`` after the timeout
-    (tests/conftest.py's wait_until)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        answer = condition()
-        if answer:
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(poll_s)
-
-
-def sessions_in_state(url: str, state: str = "idle in transaction") -> int:
-    """Sessions of ``url``'s database in ``state``, counted on ``url``'s own server."""
-    target = sa.make_url(url)
-    engine = sa.create_engine(target.set(database="postgres"))
-    try:
-        with engine.connect() as connection:
-            return connection.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND state = :state"
-                ),
-                {"db": target.database, "state": state},
-            ).scalar_one()
-    finally:
-        engine.dispose()
 
 
 # -- helpers: a held row, the session waiting on it, the command's processes -----------------
@@ -245,6 +210,19 @@ def month_counts(url: str, table: str) -> dict[str, int]:
         engine.dispose()
 
 
+def jobs(url: str) -> list[tuple[str, str, str]]:
+    """The ingest and score jobs on record (kind, state, detail), oldest first."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT kind, state, detail FROM job_runs ORDER BY started_at")
+            )
+            return [tuple(row) for row in rows]
+    finally:
+        engine.dispose()
+
+
 def assert_nothing_left(fault: Fault, url: str, home: Path) -> None:
     """No process of the command, no record of its group, no session idle in transaction."""
     assert still_running(fault.processes) == []
@@ -295,13 +273,23 @@ def test_a_session_terminated_during_ingest_leaves_whole_months_and_the_rerun_is
         pg_url, "customers", last_key, ("data", "ingest", "--file", str(every)), env, logs
     )
 
-    assert_one_partial_write_line(fault, "persona data ingest", "customers")
+    line = assert_one_partial_write_line(fault, "persona data ingest", "customers")
     assert month_counts(pg_url, "customers") == {m: ROWS for m in MONTHS[:-1]}  # no partial
     assert_nothing_left(fault, pg_url, home)
+    assert [(kind, state) for kind, state, _ in jobs(pg_url)] == [
+        ("ingest", "completed"),
+        ("ingest", "failed"),  # on record with the line the user saw
+    ]
+    assert jobs(pg_url)[-1][2] == line.split(" ERROR persona.cli: ", 1)[1]
 
     rerun = persona("data", "ingest", "--file", str(every), env=env, logs=logs)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert month_counts(pg_url, "customers") == {m: ROWS for m in MONTHS}
+    assert jobs(pg_url)[-1] == (
+        "ingest",
+        "completed",
+        f"committed 3 of 3 months ({3 * ROWS:,} rows: {', '.join(MONTHS)})",
+    )
 
 
 # -- (b) score write, with a real MLflow registry and Gunicorn API ----------------------------
@@ -405,12 +393,17 @@ def test_a_session_terminated_during_a_score_write_leaves_whole_months_and_rerun
         assert_one_partial_write_line(fault, "persona score", scores)
         assert month_counts(url, scores) == {m: ROWS for m in MONTHS[:-1]}  # no partial month
         assert_nothing_left(fault, url, home)
+        assert [(kind, state) for kind, state, _ in jobs(url)] == [
+            ("score", "completed"),
+            ("score", "failed"),
+        ]
 
         # The rerun completes March and writes January and February a third and second time:
         # the same rows, no more.
         rerun = persona("score", env=env, logs=logs)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert month_counts(url, scores) == {m: ROWS for m in MONTHS}
+        assert jobs(url)[-1][:2] == ("score", "completed")
         stored = pd.read_sql_table(scores, url)
         assert stored.persona_name.notna().all() and set(stored.model_version) == {"1"}
     finally:
