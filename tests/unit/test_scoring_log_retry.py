@@ -10,6 +10,7 @@ and counted.
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -156,3 +157,30 @@ def test_while_the_database_is_away_the_oldest_rows_beyond_the_cap_are_dropped(m
     _wait(lambda: log.dropped_rows == 6)  # 9 rows waiting, the cap 5: the two oldest batches
     log.close()  # the service stops with the database still away: the last batch is counted
     assert table.rows == [] and dropped == [3, 3, 3] and log.dropped_rows == 9
+
+
+def test_a_full_queue_drops_counts_and_says_so_once_not_per_request(monkeypatch, caplog):
+    writing, release, dropped = threading.Event(), threading.Event(), []
+
+    def slow_database(cursor, statement, values, page_size):
+        writing.set()
+        release.wait(10)
+
+    monkeypatch.setattr(psycopg2.extras, "execute_values", slow_database)
+    log = ScoringLog(
+        "postgresql://nowhere/scoring",
+        "scoring_log",
+        max_queued_batches=1,
+        flush_seconds=0.01,
+        on_dropped=dropped.append,
+    )
+    monkeypatch.setattr(log, "_connect", lambda: _Connection())
+    assert log.submit(_batch(1))
+    _wait(writing.is_set)  # the writer is stuck in the database with the first batch
+    assert log.submit(_batch(2))  # queued
+    assert not log.submit(_batch(3)) and not log.submit(_batch(4))
+    release.set()
+    log.close()
+    assert dropped == [3, 4]
+    warnings = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+    assert len(warnings) == 1 and "3 rows dropped" in warnings[0]

@@ -101,6 +101,9 @@ def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+FULL_WARNING_SECONDS = 10.0  # at most one "queue full" warning this often per worker
+
+
 class ScoringLog:
     """One per Gunicorn worker: a bounded queue and a writer thread."""
 
@@ -127,6 +130,7 @@ class ScoringLog:
         self._connection = None
         self.written_rows = 0
         self.dropped_rows = 0
+        self._full_rows, self._full_warned_at = 0, -FULL_WARNING_SECONDS
         self._thread = threading.Thread(target=self._run, name="scoring-log", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -139,6 +143,15 @@ class ScoringLog:
             return True
         except queue.Full:
             self._dropped(batch.n_rows)
+            self._full_rows += batch.n_rows
+            now = time.monotonic()
+            if now - self._full_warned_at >= FULL_WARNING_SECONDS:  # said, but not per request
+                logger.warning(
+                    "scoring log: queue full (the writer is behind): %d rows dropped since the "
+                    "last warning (persona_scoring_log_dropped_rows counts them all)",
+                    self._full_rows,
+                )
+                self._full_rows, self._full_warned_at = 0, now
             return False
 
     def _dropped(self, rows: int) -> None:
