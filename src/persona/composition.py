@@ -168,14 +168,15 @@ def monitor_context(settings: Settings, notifier: Notifier | None = None) -> Mon
 def reconcile_runs(
     settings: Settings, stale_after: timedelta | None = None, connect_timeout_s: float = 30.0
 ) -> Reconciliation:
-    """Close the runs whose owner is gone: this segmentation's drift history and experiment,
-    and Mage's pipeline runs (at the start of every train and monitor run, and
+    """Close the runs whose owner is gone: this segmentation's drift history, experiment and
+    registrations cut short, and Mage's pipeline runs (at the start of every train and monitor run, and
     ``persona runs reconcile``)."""
     judge_by = Judge(processes.this_owner(), processes.is_alive, stale_after or DEFAULT_STALE_AFTER)
+    models = mlflow_models(settings, connect_timeout_s)
     return reconcile(
         judge_by,
         PostgresDriftStore(settings.project_database_url),
-        [mlflow_models(settings, connect_timeout_s), MageRuns(settings.mage_db_url)],
+        [models, models.cut_registrations(), MageRuns(settings.mage_db_url)],
     )
 
 
