@@ -29,6 +29,7 @@ from persona.adapters.alias_history import (
     last_move_tag,
 )
 from persona.adapters.mlflow_models import CutRegistrations, MlflowModels
+from persona.errors import UpstreamUnavailableError
 from persona.flows.reconcile import Judge, reconcile
 from persona.monitoring.owners import Owner
 
@@ -217,3 +218,19 @@ def test_moves_recorded_superseded_or_not_ours_are_not_cut():
     assert cut.completes_history and cut.entry["version"] == "1"
     assert cut.heartbeat == datetime.fromisoformat(at1)
     assert cut.owner == GONE and cut.heartbeat < datetime.now(UTC) + timedelta(seconds=1)
+
+
+def test_a_server_down_is_waited_for_once_per_reconciliation(monkeypatch):
+    """The experiment's runs and the registry's cut moves live on one server: when it does
+    not answer, reconciliation at a run's start waits for it once and says so once."""
+    probes = []
+
+    def down(uri, timeout_s):
+        probes.append(uri)
+        raise UpstreamUnavailableError(f"MLflow at {uri} did not answer (ConnectionError)")
+
+    monkeypatch.setattr(registry, "connect", down)
+    models = MlflowModels("http://mlflow", "experiment", "m")
+    result = reconcile(Judge(HERE, lambda owner: None), None, [models, CutRegistrations(models)])
+    assert probes == ["http://mlflow"]
+    assert result.unreachable == ("MLflow at http://mlflow did not answer (ConnectionError)",)

@@ -77,6 +77,9 @@ class MlflowModels:
         self.model_tags = dict(model_tags or {})
         self.connect_timeout_s = connect_timeout_s
         self._client: MlflowClient | None = None
+        # why open_runs found the server down: the registry's cut moves, read next in the same
+        # reconciliation, are not waited for a second time
+        self.unreachable: UpstreamUnavailableError | None = None
 
     @property
     def client(self) -> MlflowClient:
@@ -231,10 +234,15 @@ class MlflowModels:
         if not self.experiment:
             return []
         try:
-            experiment = self.client.get_experiment_by_name(self.experiment)
+            client = self.client
+        except UpstreamUnavailableError as exc:
+            self.unreachable = exc
+            raise
+        try:
+            experiment = client.get_experiment_by_name(self.experiment)
             if experiment is None:
                 return []
-            found = self.client.search_runs(
+            found = client.search_runs(
                 [experiment.experiment_id],
                 filter_string="attributes.status = 'RUNNING'",
                 max_results=1000,
@@ -359,6 +367,8 @@ class CutRegistrations:
         self.models = models
 
     def _cut_moves(self) -> dict[str, CutMove]:
+        if self.models.unreachable is not None:
+            raise self.models.unreachable
         client, name = self.models.client, self.models.model_name
         try:
             model = client.get_registered_model(name)

@@ -96,8 +96,9 @@ def reconcile(
                         )
                     )
         except UpstreamUnavailableError as exc:
-            logger.warning("runs not reconciled: %s", exc)
-            unreachable.append(str(exc))
+            if str(exc) not in unreachable:  # two sources on one server: said once
+                logger.warning("runs not reconciled: %s", exc)
+                unreachable.append(str(exc))
     if closed:
         logger.warning("closed %d run(s) whose owner is gone", len(closed))
     return Reconciliation(tuple(closed), still_open, now.isoformat(), tuple(unreachable))
