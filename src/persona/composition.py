@@ -175,18 +175,20 @@ def reconcile_runs(
     settings: Settings, stale_after: timedelta | None = None, connect_timeout_s: float = 30.0
 ) -> Reconciliation:
     """Close the runs whose owner is gone: this segmentation's drift history, experiment and
-    Evidently reports, the ingest and score jobs, and Mage's pipeline runs (at the start of every train and monitor run,
-    and ``persona runs reconcile``)."""
+    Evidently reports, registrations cut short, the ingest and score jobs, and Mage's pipeline
+    runs (at the start of every train and monitor run, and ``persona runs reconcile``)."""
     judge_by = Judge(processes.this_owner(), processes.is_alive, stale_after or DEFAULT_STALE_AFTER)
     drift_store = PostgresDriftStore(settings.project_database_url)
     reports = UnlinkedReports(
         settings.evidently_workspace_path, settings.evidently_project, drift_store.kept_report_names
     )  # after the drift rows: the reports of the rows abandoned just now go too
+    models = mlflow_models(settings, connect_timeout_s)
     return reconcile(
         judge_by,
         drift_store,
         [
-            mlflow_models(settings, connect_timeout_s),
+            models,
+            models.cut_registrations(),
             MageRuns(settings.mage_db_url),
             reports,
             job_runs(settings),

@@ -3,6 +3,7 @@
 Training, monitoring and the demo's walk through a running stack all reach MLflow through one
 ``MlflowModels``; the alias mechanics (history, rollback) are in ``mlflow_registry``. It
 connects on first use, so building one (an entry point does, from settings) costs nothing.
+``CutRegistrations`` shows reconciliation the registrations and alias moves a kill cut short.
 """
 
 from __future__ import annotations
@@ -21,12 +22,20 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from persona.adapters import mlflow_registry
+from persona.adapters.alias_history import (
+    ABANDONED,
+    OWNER_TAG,
+    CutMove,
+    VersionState,
+    abandoned_reason,
+    append_history,
+    find_cut_moves,
+)
 from persona.errors import UpstreamUnavailableError
 from persona.ports import ModelFiles, ModelVersion, OpenRun, Registration
 
 logger = logging.getLogger(__name__)
 
-OWNER_TAG = "persona.owner"  # persona.monitoring.owners.Owner of the process writing the run
 ABANDONED_TAG = "persona.abandoned_reason"
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -68,6 +77,9 @@ class MlflowModels:
         self.model_tags = dict(model_tags or {})
         self.connect_timeout_s = connect_timeout_s
         self._client: MlflowClient | None = None
+        # why open_runs found the server down: the registry's cut moves, read next in the same
+        # reconciliation, are not waited for a second time
+        self.unreachable: UpstreamUnavailableError | None = None
 
     @property
     def client(self) -> MlflowClient:
@@ -123,6 +135,7 @@ class MlflowModels:
             tags,
             alias=alias,
             model_tags=self.model_tags,
+            owner=self.owner,
         )
 
     def persona_names(self) -> dict[int, str]:
@@ -221,10 +234,15 @@ class MlflowModels:
         if not self.experiment:
             return []
         try:
-            experiment = self.client.get_experiment_by_name(self.experiment)
+            client = self.client
+        except UpstreamUnavailableError as exc:
+            self.unreachable = exc
+            raise
+        try:
+            experiment = client.get_experiment_by_name(self.experiment)
             if experiment is None:
                 return []
-            found = self.client.search_runs(
+            found = client.search_runs(
                 [experiment.experiment_id],
                 filter_string="attributes.status = 'RUNNING'",
                 max_results=1000,
@@ -305,10 +323,14 @@ class MlflowModels:
     # --------------------------------------------------------------- what an operator does
 
     def promote(self, version: str | int, alias: str, reason: str | None = None) -> Registration:
-        return mlflow_registry.promote(self.client, self.model_name, version, alias, reason)
+        return mlflow_registry.promote(
+            self.client, self.model_name, version, alias, reason, owner=self.owner
+        )
 
     def rollback(self, alias: str, to: str | int | None = None) -> Registration:
-        return mlflow_registry.rollback(self.client, self.model_name, alias, to=to)
+        return mlflow_registry.rollback(
+            self.client, self.model_name, alias, to=to, owner=self.owner
+        )
 
     def describe(self) -> dict[str, Any]:
         """Alias -> version with the recorded decision, and each alias's history."""
@@ -326,3 +348,95 @@ class MlflowModels:
 
     def version_tags(self, version: str) -> dict[str, str]:
         return dict(self.client.get_model_version(self.model_name, version).tags or {})
+
+    def cut_registrations(self) -> CutRegistrations:
+        """This model's registrations and alias moves cut short, for reconciliation."""
+        return CutRegistrations(self)
+
+
+class CutRegistrations:
+    """Registrations and alias moves a kill cut between their steps, as open runs.
+
+    Reconciliation (``persona.flows.reconcile``) judges the mover recorded on the version; when
+    it is gone, a move that reached the alias gets its history entry (the alias serves it:
+    the move was decided and done), and a version no alias reached is tagged
+    ``decision=abandoned`` with why, so it never looks like a silent candidate.
+    """
+
+    def __init__(self, models: MlflowModels) -> None:
+        self.models = models
+
+    def _cut_moves(self) -> dict[str, CutMove]:
+        if self.models.unreachable is not None:
+            raise self.models.unreachable
+        client, name = self.models.client, self.models.model_name
+        try:
+            model = client.get_registered_model(name)
+            found = client.search_model_versions(f"name = '{name}'")
+        except MlflowException as exc:
+            if mlflow_registry.is_not_found(exc):
+                return {}
+            raise UpstreamUnavailableError(f"MLflow registry: {str(exc)[:200]}") from None
+        except requests.RequestException as exc:
+            raise UpstreamUnavailableError(f"MLflow registry: {str(exc)[:200]}") from None
+        held: dict[str, list[str]] = {}  # search results carry no aliases: the model's do
+        for alias, version in (model.aliases or {}).items():
+            held.setdefault(str(version), []).append(alias)
+        states = [
+            VersionState(
+                str(v.version),
+                tuple(held.get(str(v.version), ())),
+                dict(v.tags or {}),
+                (
+                    datetime.fromtimestamp(v.creation_timestamp / 1000, UTC)
+                    if v.creation_timestamp
+                    else None
+                ),
+            )
+            for v in found
+        ]
+        return {cut.version: cut for cut in find_cut_moves(model.tags or {}, states)}
+
+    def open_runs(self) -> list[OpenRun]:
+        return [
+            OpenRun(
+                kind="model_version",
+                run_id=cut.version,
+                owner=cut.owner,
+                heartbeat=cut.heartbeat,
+                label=f"{self.models.model_name} v{cut.version}",
+                state=cut.state,
+            )
+            for cut in self._cut_moves().values()
+        ]
+
+    def close_run(self, run_id: str, reason: str) -> bool:
+        """Complete the move's history entry, or mark the version abandoned; False when the
+        move is no longer cut (its mover finished it meanwhile)."""
+        cut = self._cut_moves().get(run_id)
+        if cut is None:
+            return False
+        client, name = self.models.client, self.models.model_name
+        try:
+            if cut.completes_history:
+                append_history(client, name, cut.alias, cut.entry)
+                logger.warning(
+                    "%s v%s holds @%s but its history entry was cut: completed (%s)",
+                    name,
+                    cut.version,
+                    cut.alias,
+                    reason,
+                )
+                return True
+            why = abandoned_reason(cut, reason)
+            tags = {
+                "decision": ABANDONED,
+                "decision_reason": why[:500],
+                "abandoned_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            for key, value in tags.items():
+                client.set_model_version_tag(name, cut.version, key, value)
+        except (MlflowException, requests.RequestException) as exc:
+            raise UpstreamUnavailableError(f"MLflow registry: {str(exc)[:200]}") from None
+        logger.warning("%s v%s %s", name, cut.version, why)
+        return True

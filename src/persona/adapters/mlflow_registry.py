@@ -1,21 +1,19 @@
 """MLflow tracking and registry: runs, the pyfunc model, aliases and rollback (no stages).
 
 Every alias move of ours (register, promote, rollback) goes through ``_move_alias``: it tags
-the version (decision, reason, promoted_at, previous_<alias>) and appends to a short alias
-history kept as a registered-model tag, so a rollback still knows where to go after someone
-moved the alias in the MLflow UI, and the API can tell who promoted what it serves.
+the version (decision, reason, promoted_at, previous_<alias>, the move itself), moves the alias,
+then appends to the alias history (``persona.adapters.alias_history``, whose names are
+re-exported here). A registration creates its version with ``decision=pending`` and its tags
+in one call, so a version whose run died before an alias moved says so.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
-import json
 import logging
 import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,27 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from persona.adapters import upstream
+from persona.adapters.alias_history import (  # noqa: F401 - public names kept importable here
+    BY_OUTSIDE,
+    BY_PERSONA,
+    HISTORY_LENGTH,
+    HISTORY_TAG_PREFIX,
+    LAST_MOVE_TAG,
+    OWNER_TAG,
+    PENDING,
+    PROMOTE,
+    REGISTER,
+    RETIRE,
+    ROLLBACK,
+    alias_history,
+    alias_stack,
+    append_history,
+    history_entry,
+    last_move_tag,
+    parse_history,
+    promotion_info_from,
+    rollback_target,
+)
 from persona.errors import (
     InvalidInputError,
     ModelUnavailableError,
@@ -39,13 +58,7 @@ logger = logging.getLogger(__name__)
 # The alias the API serves and training promotes to is configured (settings.model_alias,
 # PERSONA_MODEL_ALIAS) and passed in by every caller; only the challenger alias is fixed.
 CHALLENGER = "challenger"
-# One registered-model tag per alias: a JSON list of the last HISTORY_LENGTH moves we made.
-HISTORY_TAG_PREFIX = "persona.alias_history."
-HISTORY_LENGTH = 20
 MANUAL_PROMOTE_REASON = "manual promote by operator"
-BY_PERSONA = "persona"
-BY_OUTSIDE = "outside persona (e.g. the MLflow UI)"
-REGISTER, PROMOTE, ROLLBACK, RETIRE = "register", "promote", "rollback", "retire"
 # One registered-model tag per persona a person renamed: persona.name.<persona_id> = the name.
 # On the registered model, not a version, so every later version (retrains) keeps it.
 PERSONA_NAME_TAG_PREFIX = "persona.name."
@@ -181,11 +194,14 @@ def register(
     *,
     alias: str,
     model_tags: Mapping[str, str] | None = None,
+    owner: str | None = None,
 ) -> Registration:
     """Register the winner and move ``alias`` (on promotion) or the challenger alias, with why.
 
     ``alias`` is the served alias (settings.model_alias) that a promotion moves; ``model_tags``
-    go on the registered model (e.g. the segmentation it belongs to).
+    go on the registered model (e.g. the segmentation it belongs to). The version is created
+    with its ``tags``, ``decision=pending`` and the ``owner`` (the process registering) in one
+    call: if the run dies before an alias moves, reconciliation marks it abandoned.
     """
     if alias == CHALLENGER:
         raise PersonaError(f"the served alias cannot be @{CHALLENGER}: training sets it on losers")
@@ -196,9 +212,10 @@ def register(
     for key, value in (model_tags or {}).items():
         client.set_registered_model_tag(name, key, value)
     current = production_version(client, name, alias)
-    version = str(mlflow.register_model(model_uri, name).version)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
+    creation_tags = {**{k: str(v) for k, v in tags.items()}, "decision": PENDING}
+    if owner is not None:
+        creation_tags[OWNER_TAG] = owner
+    version = str(mlflow.register_model(model_uri, name, tags=creation_tags).version)
     moved = alias if promote else CHALLENGER
     holder = current if promote else production_version(client, name, moved)
     replaced = holder.version if holder is not None else None
@@ -212,6 +229,7 @@ def register(
         replaced=replaced,
         previous=replaced,
         promotion=promote,
+        owner=owner,
     )
     return Registration(
         name,
@@ -229,6 +247,7 @@ def promote(
     version: str | int,
     alias: str,
     reason: str | None = None,
+    owner: str | None = None,
 ) -> Registration:
     """Move the alias to a chosen version by hand, tagged and recorded like an automatic one."""
     reason = reason or MANUAL_PROMOTE_REASON
@@ -251,12 +270,17 @@ def promote(
         reason=reason,
         replaced=replaced,
         previous=replaced,
+        owner=owner,
     )
     return Registration(name, version, alias, reason, replaced, promoted_at=entry["at"])
 
 
 def rollback(
-    client: MlflowClient, name: str, alias: str, to: str | int | None = None
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    to: str | int | None = None,
+    owner: str | None = None,
 ) -> Registration:
     """Move the alias back to the version it replaced, whoever moved it last.
 
@@ -287,7 +311,7 @@ def rollback(
     reason = f"rollback from v{replaced}" if replaced else f"rollback to v{target}"
     if replaced and (not history or history[-1]["version"] != replaced):
         reason += ", which was moved there outside persona"
-    entry = _history_entry(target, replaced, ROLLBACK, reason)
+    entry = history_entry(target, replaced, ROLLBACK, reason)
     after = alias_stack([*history, entry])
     if len(after) >= 2:
         previous = after[-2]
@@ -303,6 +327,7 @@ def rollback(
         reason=reason,
         replaced=replaced,
         previous=previous,
+        owner=owner,
     )
     return Registration(name, target, alias, reason, replaced, promoted_at=entry["at"])
 
@@ -312,11 +337,11 @@ def retire(client: MlflowClient, name: str, alias: str, version: str, reason: st
 
     A later rollback never returns to a retired version: the history pops it.
     """
-    entry = _history_entry(version, version, RETIRE, reason)
+    entry = history_entry(version, version, RETIRE, reason)
     client.delete_registered_model_alias(name, alias)
     client.set_model_version_tag(name, version, "retired_at", entry["at"])
     client.set_model_version_tag(name, version, "retired_reason", reason[:200])
-    _append_history(client, name, alias, entry)
+    append_history(client, name, alias, entry)
     logger.warning("took @%s off %s v%s: %s", alias, name, version, reason)
 
 
@@ -336,88 +361,6 @@ def promotion_info(
     return promotion_info_from(model, alias, version)
 
 
-def promotion_info_from(model: Any, alias: str, version: str | int) -> dict[str, str | None]:
-    """promotion_info on a RegisteredModel already fetched (no registry call)."""
-    history = alias_history(model, alias)
-    last = history[-1] if history else {}
-    if last.get("version") == str(version) and last.get("action") != RETIRE:
-        return {"promoted_at": last.get("at"), "promoted_by": BY_PERSONA}
-    return {"promoted_at": None, "promoted_by": BY_OUTSIDE}
-
-
-def alias_history(model: Any, alias: str) -> list[dict[str, Any]]:
-    """Our recorded moves of ``alias`` (oldest first) from a RegisteredModel; [] if none."""
-    raw = (getattr(model, "tags", None) or {}).get(HISTORY_TAG_PREFIX + alias)
-    return parse_history(raw)
-
-
-def parse_history(raw: str | None) -> list[dict[str, Any]]:
-    """The history tag's JSON, tolerant of hand edits: entries without a version are dropped."""
-    if not raw:
-        return []
-    try:
-        entries = json.loads(raw)
-    except ValueError:
-        logger.warning("ignoring an alias history that is not JSON: %.80s", raw)
-        return []
-    if not isinstance(entries, list):
-        return []
-    return [
-        {**entry, "version": str(entry["version"])}
-        for entry in entries
-        if isinstance(entry, dict) and entry.get("version") not in (None, "")
-    ]
-
-
-def alias_stack(history: list[dict[str, Any]]) -> list[str]:
-    """Versions that held the alias, oldest first, with rolled-back ones popped off.
-
-    A promotion pushes (after the version it replaced, when that was set outside persona); a
-    rollback pops back to its target, so rolling back twice never returns to a bad version.
-    """
-    stack: list[str] = []
-    for entry in history:
-        version, replaced = entry["version"], entry.get("previous")
-        if entry.get("action") == RETIRE:  # the alias was taken off: it never goes back there
-            if stack and stack[-1] == version:
-                stack.pop()
-            continue
-        replaced = str(replaced) if replaced not in (None, "") else None
-        if entry.get("action") == ROLLBACK:
-            if version in stack:
-                del stack[len(stack) - stack[::-1].index(version) :]
-                continue
-            if replaced is not None and stack and stack[-1] == replaced:
-                stack.pop()
-        elif replaced is not None and (not stack or stack[-1] != replaced):
-            stack.append(replaced)
-        if not stack or stack[-1] != version:
-            stack.append(version)
-    return stack
-
-
-def rollback_target(
-    history: list[dict[str, Any]], current: str, tagged_previous: str | None
-) -> str | None:
-    """The version a rollback restores, or None when nothing earlier is known.
-
-    If the alias was moved outside persona (the history does not end with the current version),
-    undo that move: back to the last version we put there. Otherwise pop our own last move; the
-    version's previous_<alias> tag covers registries older than the history.
-    """
-    if history and history[-1].get("action") == RETIRE:
-        stack = alias_stack(history)  # the alias was set again outside persona after a retire
-        return stack[-1] if stack and stack[-1] != current else None
-    if history and history[-1]["version"] != current:
-        return history[-1]["version"]
-    stack = alias_stack(history)
-    if len(stack) >= 2:
-        return stack[-2]
-    if tagged_previous and str(tagged_previous) != current:
-        return str(tagged_previous)
-    return None
-
-
 def _move_alias(
     client: MlflowClient,
     name: str,
@@ -429,14 +372,22 @@ def _move_alias(
     replaced: str | None,
     previous: str | None,
     promotion: bool = True,
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """The one place an alias moves: version tags, the alias, then the history entry.
 
     ``promotion`` False (a challenger) records the decision but no promoted_at. The history is
-    written after the alias so that a failed move never looks like one of ours.
+    written after the alias so that a failed move never looks like one of ours. The move
+    itself (its history entry, alias and ``owner``) is tagged on the version first: a move cut
+    between the steps is found from it and completed or abandoned by reconciliation
+    (``alias_history.find_cut_moves``).
     """
-    entry = _history_entry(version, replaced, action, reason)
-    tags = {"decision": alias, "decision_reason": reason}
+    entry = history_entry(version, replaced, action, reason)
+    tags = {
+        LAST_MOVE_TAG: last_move_tag(alias, entry, owner),
+        "decision": alias,
+        "decision_reason": reason,
+    }
     if promotion:
         tags["promoted_at"] = entry["at"]
         if previous is not None:
@@ -452,7 +403,7 @@ def _move_alias(
     client.set_registered_model_alias(name, alias, version)
     if action == ROLLBACK and replaced is not None and replaced != version:
         client.set_model_version_tag(name, replaced, "rolled_back_at", entry["at"])
-    _append_history(client, name, alias, entry)
+    append_history(client, name, alias, entry)
     logger.info(
         "%s: @%s moved to v%s (%s%s): %s",
         name,
@@ -463,33 +414,6 @@ def _move_alias(
         reason,
     )
     return entry
-
-
-def _append_history(client: MlflowClient, name: str, alias: str, entry: dict[str, Any]) -> None:
-    history = alias_history(client.get_registered_model(name), alias)
-    history = [*history, entry][-HISTORY_LENGTH:]
-    client.set_registered_model_tag(
-        name, HISTORY_TAG_PREFIX + alias, json.dumps(history, separators=(",", ":"))
-    )
-
-
-def _history_entry(version: str, replaced: str | None, action: str, reason: str) -> dict[str, Any]:
-    return {
-        "version": str(version),
-        "previous": replaced,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "by": BY_PERSONA,
-        "user": _user(),
-        "action": action,
-        "reason": reason[:200],
-    }
-
-
-def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry for the uid (some containers)
-        return None
 
 
 def persona_names(client: MlflowClient, name: str) -> dict[int, str]:

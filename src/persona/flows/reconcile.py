@@ -3,7 +3,9 @@
 A run killed for real (``kill -9``, a lost container) cannot end its own records. The next run
 (train or monitor, at its start) or ``persona runs reconcile`` does: drift history rows left
 ``retraining`` or with a ``pending`` alert become ``abandoned`` (with when and why), MLflow runs
-left RUNNING become KILLED, Mage pipeline runs left running become failed. Whose owner is gone is judged by ``persona.monitoring.owners``;
+left RUNNING become KILLED, Mage pipeline runs left running become failed, and a registration
+cut between its steps is finished or given up (a production alias that moved gets its history
+entry, a version no alias reached is tagged abandoned). Whose owner is gone is judged by ``persona.monitoring.owners``;
 a run whose owner still works is left alone.
 """
 
@@ -94,8 +96,9 @@ def reconcile(
                         )
                     )
         except UpstreamUnavailableError as exc:
-            logger.warning("runs not reconciled: %s", exc)
-            unreachable.append(str(exc))
+            if str(exc) not in unreachable:  # two sources on one server: said once
+                logger.warning("runs not reconciled: %s", exc)
+                unreachable.append(str(exc))
     if closed:
         logger.warning("closed %d run(s) whose owner is gone", len(closed))
     return Reconciliation(tuple(closed), still_open, now.isoformat(), tuple(unreachable))
