@@ -1,12 +1,14 @@
 """Reconciliation: runs whose owner is gone are closed, so nothing stays half-written.
 
 A run killed for real (``kill -9``, a lost container) cannot end its own records. The next run
-(train or monitor, at its start) or ``persona runs reconcile`` does: drift history rows left
-``retraining`` or with a ``pending`` alert become ``abandoned`` (with when and why), MLflow runs
-left RUNNING become KILLED, Mage pipeline runs left running become failed, and a registration
-cut between its steps is finished or given up (a production alias that moved gets its history
-entry, a version no alias reached is tagged abandoned). Whose owner is gone is judged by ``persona.monitoring.owners``;
-a run whose owner still works is left alone.
+(train or monitor, at its start; an ingest or score job for the jobs) or ``persona runs
+reconcile`` does: drift history rows left ``retraining`` or with a ``pending`` alert become
+``abandoned`` (with when and why), MLflow runs left RUNNING become KILLED, Mage pipeline runs
+left running become failed, a registration cut between its steps is finished or given up (a
+production alias that moved gets its history entry, a version no alias reached is tagged
+abandoned), a drift report no kept row names leaves the Evidently UI, and an ingest or score
+job left running becomes abandoned. Whose owner is gone is judged by
+``persona.monitoring.owners``; a run whose owner still works is left alone.
 """
 
 from __future__ import annotations
