@@ -1,5 +1,5 @@
-"""Mage's own database, migrated by Mage: a run left RUNNING by a killed headless worker is
-read and failed by ``MageRuns``, and Mage reads it back as failed."""
+"""Mage's own database (SQLite and PostgreSQL), migrated by Mage: a run left RUNNING by a
+killed headless worker is read and failed by ``MageRuns``, and Mage reads it back as failed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
 from conftest import ROOT
 
 from persona.adapters.mage_runs import ABANDONED_KEY, OWNER_KEY, MageRuns
@@ -63,8 +64,16 @@ def _mage(code: str, env: dict[str, str], *args: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def test_a_run_left_running_in_mages_database_is_failed_and_mage_reads_it_so(tmp_path):
-    url = f"sqlite:///{tmp_path / 'mage.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def mage_url(request, tmp_path) -> str:
+    """Mage's database in both kinds: PostgreSQL's status columns are enum types."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mage.db'}"
+    return request.getfixturevalue("make_database")("persona_mage")
+
+
+def test_a_run_left_running_in_mages_database_is_failed_and_mage_reads_it_so(mage_url, tmp_path):
+    url = mage_url
     env = {**os.environ, "MAGE_DATABASE_CONNECTION_URL": url, "MAGE_DATA_DIR": str(tmp_path)}
     env.pop("ENV", None)
     owner = "worker-1:boot-a:4242:1"

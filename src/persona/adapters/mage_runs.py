@@ -5,7 +5,9 @@ tables with SQLAlchemy Core instead (reflected: Mage owns and migrates them). A 
 (``persona.orchestration.mage_runner``) records its worker as owner in the run's ``metrics``;
 a run the Mage server started has none and is judged by its heartbeat, the newest
 ``updated_at`` of the run and its blocks. Mage stores statuses by enum name (``RUNNING``);
-either case is read, and a closed run is written in the case it was found in.
+either case is read, and a closed run is written in the case it was found in. On PostgreSQL
+the status columns are enum types, which refuse a label they lack (``'running'``) even in a
+comparison, so statuses are compared as text.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class MageRuns:
         try:
             with self.engine.connect() as connection:
                 found = connection.execute(
-                    sa.select(runs).where(runs.c.status.in_(RUNNING)).order_by(runs.c.id)
+                    sa.select(runs).where(_status(runs).in_(RUNNING)).order_by(runs.c.id)
                 ).all()
                 beats: dict[int, datetime] = {}
                 if found:
@@ -98,7 +100,7 @@ class MageRuns:
             with self.engine.begin() as connection:
                 row = connection.execute(
                     sa.select(runs.c.status, runs.c.metrics).where(
-                        runs.c.id == int(run_id), runs.c.status.in_(RUNNING)
+                        runs.c.id == int(run_id), _status(runs).in_(RUNNING)
                     )
                 ).first()
                 if row is None:
@@ -113,7 +115,7 @@ class MageRuns:
                 connection.execute(
                     blocks.update()
                     .where(
-                        blocks.c.pipeline_run_id == int(run_id), blocks.c.status.in_(OPEN_BLOCKS)
+                        blocks.c.pipeline_run_id == int(run_id), _status(blocks).in_(OPEN_BLOCKS)
                     )
                     .values(status=failed, completed_at=now)
                 )
@@ -121,6 +123,11 @@ class MageRuns:
             raise UpstreamUnavailableError(f"Mage database: {str(exc)[:200]}") from None
         logger.warning("Mage pipeline run %s failed: %s", run_id, reason)
         return True
+
+
+def _status(table: sa.Table) -> sa.ColumnElement[str]:
+    """The table's status as text: a PostgreSQL enum compared with a label it lacks fails."""
+    return sa.cast(table.c.status, sa.Text)
 
 
 def _metrics(value: Any) -> dict[str, Any]:
