@@ -106,3 +106,14 @@ def test_a_store_that_cannot_be_read_is_reported_and_the_others_still_reconciled
     result = reconcile.reconcile(judge, None, [Down(), MageRuns(url)])
     assert result.unreachable == ("Mage database: connection refused",)
     assert len(result.closed) == 3
+
+
+def test_a_worker_killed_by_a_signal_is_named_so_with_what_to_do(tmp_path):
+    from persona.orchestration.mage_runner import worker_lost_text
+
+    log = tmp_path / "mage-train.log"
+    killed = worker_lost_text("train", -9, log)
+    assert killed.startswith("the Mage worker for train was killed by SIGKILL before reporting")
+    assert "`persona runs reconcile`" in killed and str(log) in killed and "\n" not in killed
+    assert "was killed by signal 77" in worker_lost_text("train", -77, log)
+    assert "monitor exited with code 3 before" in worker_lost_text("monitor", 3, log)

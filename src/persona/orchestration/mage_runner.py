@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -144,13 +145,27 @@ def run_pipeline(
                 f"pipeline {pipeline} did not finish within {timeout_s:.0f} s"
             ) from None
         if not result_path.exists():
-            raise PersonaError(
-                f"the Mage worker for {pipeline} exited with code {returncode} before "
-                f"reporting; Mage's output is in {log_path}"
-            )
+            raise PersonaError(worker_lost_text(pipeline, returncode, log_path))
         outcome = PipelineOutcome.from_dict(json.loads(result_path.read_text()))
     logger.info("Mage's own output (tracebacks included) is in %s", log_path)
     return outcome
+
+
+def worker_lost_text(pipeline: str, returncode: int, log_path: Path) -> str:
+    """Why there is no outcome, in one line: a worker killed by a signal (``kill -9``, the OOM
+    killer) is named so, with what closes the runs it left open and what to do next."""
+    if returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with code {returncode}"
+    return (
+        f"the Mage worker for {pipeline} {how} before reporting; rerun it: the next run "
+        f"closes what this one left open (so does `persona runs reconcile`); Mage's output "
+        f"is in {log_path}"
+    )
 
 
 # --- worker side: everything below runs inside the Mage process -----------------------------
