@@ -557,12 +557,20 @@ def _step(args: argparse.Namespace) -> str:
     return " ".join([*words, sub] if sub else words)
 
 
+def _default_segmentation(args: argparse.Namespace, settings: Settings) -> bool:
+    """The command works on the default segmentation, whose settings are the ones given: a
+    `persona pipeline run` or `runs reconcile` need not import the composition root for it."""
+    from persona.segmentation import DEFAULT
+
+    return (args.segmentation or DEFAULT) == DEFAULT and settings.segmentation == DEFAULT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body(settings: Settings) -> int:
-        if hasattr(args, "segmentation"):  # a command that touches one segmentation's data
-            from persona.composition import for_segmentation
+        if hasattr(args, "segmentation") and not _default_segmentation(args, settings):
+            from persona.composition import for_segmentation  # seconds of imports (MLflow, ...)
 
             settings = for_segmentation(settings, args.segmentation or None)
         result = args.handler(args, settings)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,6 +133,20 @@ def test_unknown_segmentation_is_one_error_line(stack, capsys):
     assert code == 2 and "no segmentation 'shop'" in err and "Traceback" not in err
     code, _, err = run(capsys, "segmentation", "remove", "default")
     assert code == 2 and "stays" in err
+
+
+def test_a_command_on_the_default_segmentation_does_not_import_the_composition_root(stack):
+    """`persona pipeline run` (one per Mage run) starts in well under a second: the default
+    segmentation needs no composition root, whose imports (MLflow, the model code) take seconds."""
+    code = (
+        "import sys; from persona.cli import main; main(['pipeline', 'run', 'trian']); "
+        "print('composition imported:', 'persona.composition' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=os.environ, capture_output=True, text=True, check=False
+    )
+    assert "no Mage pipeline 'trian'" in done.stderr
+    assert done.stdout.splitlines()[-1] == "composition imported: False"
 
 
 def test_a_mage_run_variable_picks_the_segmentation(stack, capsys):
