@@ -32,20 +32,57 @@ import psutil
 import pytest
 import sqlalchemy as sa
 import yaml
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.mage_runs import ABANDONED_KEY, OWNER_KEY
-from persona.adapters.mlflow_registry import alias_history, production_version
+from persona.adapters.mlflow_registry import alias_history, is_not_found, production_version
 from persona.services import process_tree
 from persona_tools.telegram_stub import TelegramStub
 
 logger = logging.getLogger(__name__)
 
-# tests/conftest.py's helpers, copied: tests/chaos/conftest.py takes the module name
-# `conftest` in this folder, so `from conftest import ...` finds that one instead.
+# tests/conftest.py's ROOT, PG_ADMIN_URL and helpers, copied: tests/chaos/conftest.py takes
+# the module name `conftest` in this folder, so `from conftest import ...` finds that one.
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("PERSONA_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+
+PERSONA = ROOT / ".venv/dev/bin/persona"
+FAST_PARAMS = ROOT / "tests/fixtures/params_fast.yaml"
+ALIAS = "production"
+RUN_TIMEOUT_S = 300  # a Mage run takes 7-20 s here; a hung one fails the test, not CI
+
+# The order Mage's executor starts the blocks in (block k+1 is what a kill at boundary k
+# waits to start; None: the run itself, closed after its last block).
+TRAIN_ORDER = (
+    "load_customers",
+    "validate_customers",
+    "train_candidates",
+    "select_model",
+    "register_model",
+)
+MONITOR_ORDER = (
+    "load_reference",
+    "load_current",
+    "check_drift",
+    "store_drift",
+    "retrain_on_drift",
+    "alert_no_retrain",
+    "alert_retrained",
+)
+DONE = ("completed", "condition_failed")
+MONTH = "2026-03"
+
+
+@contextmanager
+def _admin() -> Iterator[sa.Connection]:
+    engine = sa.create_engine(f"{PG_ADMIN_URL}/postgres")
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
 
 
 def wait_until(
@@ -80,33 +117,6 @@ def sessions_in_state(database: str, state: str = "idle in transaction") -> int:
             sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND state = :s"),
             {"db": database, "s": state},
         ).scalar_one()
-
-
-PERSONA = ROOT / ".venv/dev/bin/persona"
-FAST_PARAMS = ROOT / "tests/fixtures/params_fast.yaml"
-ALIAS = "production"
-RUN_TIMEOUT_S = 300  # a Mage run takes 10-40 s here; a hung one fails the test, not CI
-
-# The order Mage's executor starts the blocks in (block k+1 is what a kill at boundary k
-# waits to start; None: the run itself, closed after its last block).
-TRAIN_ORDER = (
-    "load_customers",
-    "validate_customers",
-    "train_candidates",
-    "select_model",
-    "register_model",
-)
-MONITOR_ORDER = (
-    "load_reference",
-    "load_current",
-    "check_drift",
-    "store_drift",
-    "retrain_on_drift",
-    "alert_no_retrain",
-    "alert_retrained",
-)
-DONE = ("completed", "condition_failed")
-MONTH = "2026-03"
 
 
 # ------------------------------------------------------------------------------- Mage's tables
@@ -204,16 +214,6 @@ def sessions_alive(pids: Iterable[int]) -> list[int]:
                 {"pids": list(pids)},
             ).scalars()
         )
-
-
-@contextmanager
-def _admin() -> Iterator[sa.Connection]:
-    engine = sa.create_engine(f"{PG_ADMIN_URL}/postgres")
-    try:
-        with engine.connect() as connection:
-            yield connection
-    finally:
-        engine.dispose()
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -347,8 +347,10 @@ def alias_state(env: dict[str, str]) -> str | None:
     name = env["PERSONA_MODEL_NAME"]
     try:
         model = client.get_registered_model(name)
-    except Exception:  # noqa: BLE001 - MLflow's not-found; no model, no alias
-        return None
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
     holder = production_version(client, name, ALIAS)
     if holder is None:
         assert alias_history(model, ALIAS) == [], "an alias history without an alias"
@@ -408,6 +410,17 @@ def drift_rows(env: dict[str, str]) -> list[dict[str, Any]]:
         with engine.connect() as connection:
             query = sa.text("SELECT * FROM drift_runs ORDER BY checked_at")
             return [dict(r._mapping) for r in connection.execute(query)]
+    finally:
+        engine.dispose()
+
+
+def detail_rows(env: dict[str, str], table: str) -> dict[str, int]:
+    """Rows of a drift history detail table per run id."""
+    engine = sa.create_engine(env["PERSONA_DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            query = sa.text(f"SELECT run_id, count(*) FROM {table} GROUP BY run_id")
+            return dict(connection.execute(query).all())
     finally:
         engine.dispose()
 
@@ -489,6 +502,8 @@ def assert_closed_by_the_next_run(stack: Stack, kills: list[Killed]) -> None:
     for run, killed in zip(runs, kills, strict=False):
         assert run["id"] == killed.run_id
         assert f"owner process {killed.worker} " in run["metrics"][ABANDONED_KEY]
+    for run in runs:
+        assert not {"running", "queued"} & set(stack.mage.blocks(run["id"]).values())
     assert running_mlflow_runs(stack.env) == []
     assert reconcile(stack.env) == []
 
@@ -540,17 +555,26 @@ def test_monitor_killed_at_each_block_boundary_then_completes(stack, telegram, t
     assert PostgresDriftStore(env["PERSONA_DATABASE_URL"]).open_runs() == []
     rows = drift_rows(env)
     assert {r["data_window"].split(" ")[0] for r in rows} == {MONTH}
-    # one row per run that got past store_drift, each superseded by the next: one current
-    stored = MONITOR_ORDER.index("store_drift")
-    assert len(rows) == len([k for k in kills if MONITOR_ORDER.index(k.after) >= stored]) + 1
+    # a row per run that got past store_drift, each whole and superseded by the next one
+    stored = [
+        k for k in kills if MONITOR_ORDER.index(k.after) >= MONITOR_ORDER.index("store_drift")
+    ]
+    assert [k.after for k in stored] == [*MONITOR_ORDER[3:]]
+    assert len(rows) == len(stored) + 1
+    assert detail_rows(env, "drift_columns") == {r["run_id"]: 10 for r in rows}
     for earlier, later in zip(rows, rows[1:], strict=False):
         assert earlier["superseded_by"] == later["run_id"]
-    assert rows[-1]["superseded_by"] is None and rows[-1]["action"] == "retrained"
-    # the runs killed before their alert was sent were abandoned by the next run's start
-    unsent = ("store_drift", "retrain_on_drift", "alert_no_retrain")
-    abandoned = [r for r in rows if r["abandoned_at"] is not None]
-    assert [r["alert_status"] for r in abandoned] == ["abandoned"] * len(unsent)
-    assert [r["action"] for r in abandoned] == ["abandoned", "retrained", "retrained"]
+    assert rows[-1]["superseded_by"] is None  # the month's one current answer: the last run's
+    # a run killed before its alert went out was abandoned by the next run's start
+    assert [(r["action"], r["alert_status"]) for r in rows] == [
+        ("abandoned", "abandoned"),  # killed after store_drift, while retraining
+        ("retrained", "abandoned"),  # after retrain_on_drift
+        ("retrained", "abandoned"),  # after alert_no_retrain (skipped by its condition)
+        ("retrained", "sent"),  # after alert_retrained: nothing of the row was left open
+        ("retrained", "sent"),
+    ]
+    for row, killed in zip(rows[:3], stored, strict=False):
+        assert f"owner process {killed.worker} " in row["abandoned_reason"]
     assert len(telegram.messages) == 2  # the run killed after alert_retrained, and the last
     promoted = [r["new_model_version"] for r in rows if r["promoted"]]
     assert promoted and alias_state(env) == promoted[-1] != "1", rows
