@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,26 +33,25 @@ import psutil
 import pytest
 import sqlalchemy as sa
 import yaml
+from conftest import PG_ADMIN_URL, ROOT, processes_gone, sessions_in_state
+from conftest import wait_until as shared_wait_until
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from persona.adapters.alias_history import alias_history
 from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.mage_runs import ABANDONED_KEY, OWNER_KEY
-from persona.adapters.mlflow_registry import alias_history, is_not_found, production_version
+from persona.adapters.mlflow_registry import is_not_found, production_version
 from persona.services import process_tree
 from persona_tools.telegram_stub import TelegramStub
 
 logger = logging.getLogger(__name__)
 
-# tests/conftest.py's ROOT, PG_ADMIN_URL and helpers, copied: tests/chaos/conftest.py takes
-# the module name `conftest` in this folder, so `from conftest import ...` finds that one.
-ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get("PERSONA_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-
 PERSONA = ROOT / ".venv/dev/bin/persona"
 FAST_PARAMS = ROOT / "tests/fixtures/params_fast.yaml"
 ALIAS = "production"
 RUN_TIMEOUT_S = 300  # a Mage run takes 7-20 s here; a hung one fails the test, not CI
+wait_until = partial(shared_wait_until, timeout_s=RUN_TIMEOUT_S)
 
 # The order Mage's executor starts the blocks in (block k+1 is what a kill at boundary k
 # waits to start; None: the run itself, closed after its last block).
@@ -83,40 +83,6 @@ def _admin() -> Iterator[sa.Connection]:
             yield connection
     finally:
         engine.dispose()
-
-
-def wait_until(
-    condition: Callable[[], Any], timeout_s: float = 300, what: str = "the condition"
-) -> Any:
-    """The condition's first truthy answer, polled; AssertionError after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        answer = condition()
-        if answer:
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def processes_gone(pids: Iterable[int]) -> bool:
-    """None of ``pids`` runs any more (a zombie counts as gone)."""
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
-
-
-def sessions_in_state(database: str, state: str = "idle in transaction") -> int:
-    """How many sessions of ``database`` are in ``state`` (pg_stat_activity)."""
-    with _admin() as connection:
-        return connection.execute(
-            sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND state = :s"),
-            {"db": database, "s": state},
-        ).scalar_one()
 
 
 # ------------------------------------------------------------------------------- Mage's tables
@@ -462,7 +428,7 @@ class Stack:
 
     env: dict[str, str]
     mage: MageDatabase
-    databases: tuple[str, ...]  # names, for pg_stat_activity
+    databases: tuple[str, ...]  # URLs of Mage's, the project's and MLflow's databases
 
 
 @pytest.fixture
@@ -485,7 +451,7 @@ def stack(project_env, mlflow_server, make_database, tmp_path) -> Stack:
         "MAGE_DATABASE_CONNECTION_URL": mage_url,
     }
     urls = (mage_url, project_url, mlflow_server.env["MLFLOW_BACKEND_STORE_URI"])
-    return Stack(env, MageDatabase(mage_url), tuple(u.rsplit("/", 1)[-1] for u in urls))
+    return Stack(env, MageDatabase(mage_url), urls)
 
 
 @pytest.fixture
