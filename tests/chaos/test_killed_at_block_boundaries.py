@@ -43,6 +43,7 @@ from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.mage_runs import ABANDONED_KEY, OWNER_KEY
 from persona.adapters.mlflow_registry import is_not_found, production_version
 from persona.services import process_tree
+from persona.settings import VARIABLES
 from persona_tools.telegram_stub import TelegramStub
 
 logger = logging.getLogger(__name__)
@@ -410,6 +411,15 @@ def detail_rows(env: dict[str, str], table: str) -> dict[str, int]:
         engine.dispose()
 
 
+def report_names(env: dict[str, str]) -> set[str]:
+    """The drift reports in the Evidently UI's project (the default workspace and project)."""
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace.create(str(Path(env["PERSONA_HOME"]) / "evidently"))
+    (project,) = workspace.search_project(VARIABLES["evidently_project"].default)
+    return {workspace.get_run(project.id, run).name for run in workspace.list_runs(project.id)}
+
+
 def reconcile(env: dict[str, str]) -> list[dict[str, Any]]:
     done = subprocess.run(
         [str(PERSONA), "runs", "reconcile"], env=env, capture_output=True, text=True, check=False
@@ -570,3 +580,7 @@ def test_monitor_killed_at_each_block_boundary_then_completes(stack, telegram, t
     assert [r["new_model_version"] for r in rows] == [None, "2", "3", "4", "5"]
     promoted = [r["new_model_version"] for r in rows if r["promoted"]]
     assert promoted and alias_state(env) == promoted[-1] != "1", rows
+    # the Evidently UI shows the reports the history stands by: none of a run killed before
+    # storing its row (after check_drift) or of an abandoned row
+    kept = {Path(r["report_location"]).stem for r in rows if r["abandoned_at"] is None}
+    assert len(kept) == 2 and report_names(env) == kept
