@@ -162,6 +162,32 @@ def test_a_move_cut_before_the_alias_leaves_the_alias_and_marks_the_version_aban
     assert [e["version"] for e in client.history("production")] == ["1"]
 
 
+def test_a_rollback_cut_before_the_alias_does_not_say_the_old_version_never_served():
+    client = FakeRegistry()
+    _register(client, GONE)
+    _register(client, GONE, replaced="1")
+    client.fail_at = "set_registered_model_alias"
+    with pytest.raises(Cut):  # make rollback to v1, cut as it moves the alias
+        registry._move_alias(
+            client,
+            "m",
+            "production",
+            "1",
+            action="rollback",
+            reason="rollback from v2",
+            replaced="2",
+            previous="2",
+            owner=GONE,
+        )
+
+    (closed,) = _reconcile(client).closed
+    reason = client.versions["1"]["tags"]["decision_reason"]
+    assert closed.run_id == "1" and client.aliases == {"production": "2"}
+    assert reason.startswith("abandoned: its rollback to @production was cut before the alias")
+    assert "@production stayed where it was; repeat the rollback" in reason
+    assert "never served" not in reason
+
+
 def test_a_version_registered_but_never_moved_is_abandoned_once_its_owner_is_gone():
     client = FakeRegistry()
     version = client.create_version({"decision": PENDING, OWNER_TAG: ALIVE})

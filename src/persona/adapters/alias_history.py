@@ -205,6 +205,7 @@ class CutMove:
     owner: str | None
     heartbeat: datetime | None
     entry: dict[str, Any] | None = None
+    action: str | None = None  # REGISTER, PROMOTE, ROLLBACK of the move (None: a registration)
 
     @property
     def completes_history(self) -> bool:
@@ -250,6 +251,7 @@ def find_cut_moves(
                 move.get("owner"),
                 _parse_time(move["at"]),
                 entry if reached else None,
+                move.get("action"),
             )
         )
     return cut
@@ -259,8 +261,14 @@ def abandoned_reason(cut: CutMove, why: str) -> str:
     """The decision_reason of a version reconciliation gave up, for a person reading it."""
     if cut.alias is None:
         what = "its registration was cut before any alias moved"
-    else:
+    elif cut.action in (None, REGISTER):
         what = f"its move to @{cut.alias} was cut before the alias moved"
+    else:  # a promote or rollback of a version that may have served before
+        return (
+            f"abandoned: its {cut.action} to @{cut.alias} was cut before the alias moved "
+            f"({why}); @{cut.alias} stayed where it was; repeat the {cut.action} if it is "
+            "still wanted"
+        )
     return f"abandoned: {what} ({why}); it never served; a rerun registers a new version"
 
 
