@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from persona import cli_segmentations
+from persona import cli_score, cli_segmentations
 from persona.entry import run_entry
 from persona.errors import (
     DataValidationError,
@@ -188,60 +188,6 @@ def _monitor_report(args: argparse.Namespace, settings: Settings) -> Any:
         PostgresDriftStore(settings.project_database_url), settings.model_name, out
     )
     return {"report": str(path.resolve()), "segmentation": settings.segmentation}
-
-
-def _score(args: argparse.Namespace, settings: Settings) -> Any:
-    from contextlib import nullcontext
-
-    from persona.adapters import database
-    from persona.composition import tracked_job
-    from persona.data.files import read_table, write_table
-    from persona.data.schema import load_schema
-    from persona.flows.score import score_frame
-    from persona.serving.client import ScoringClient
-
-    schema = load_schema(settings.schema_path)
-    months = [args.month] if args.month else None
-    if args.file:
-        frame = read_table(
-            Path(args.file),
-            schema.id_column,
-            text_columns=[*schema.categorical, *schema.date_columns],
-            expected_columns=schema.features,
-            delimiter=args.delimiter,
-            encoding=args.encoding,
-        )
-        if months and schema.month_column not in frame:
-            frame[schema.month_column] = args.month  # a file of one month: label its rows
-        elif months:
-            frame = frame[frame[schema.month_column].astype(str).isin(months)]
-    else:
-        engine = database.make_engine(settings.project_database_url)
-        frame = database.read_months(engine, settings.customers_table, schema, months)
-    client = ScoringClient(
-        args.url or settings.scoring_url, settings.api_token, segmentation=settings.segmentation
-    )
-    into_table = not args.out and not args.file
-    label = f"{args.file or settings.customers_table} -> {args.out or settings.scores_table}"
-    # a job that writes the scores table is on the record (a file out is the user's to see)
-    with tracked_job(settings, "score", label) if into_table else nullcontext() as job:
-        outcome = score_frame(frame, schema, client, args.chunk_rows)
-        summary = outcome.summary()
-        if args.out:
-            write_table(outcome.scored, Path(args.out))
-            summary["file"] = args.out
-        elif into_table and len(outcome.scored):
-            database.upsert_frame(
-                engine,
-                settings.scores_table,
-                outcome.scored,
-                schema,
-                step="persona score",
-                on_committed=job.progress,
-            )
-            summary["table"] = settings.scores_table
-            summary["table_rows"] = database.count_rows(engine, settings.scores_table)
-    return summary
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> Any:
@@ -430,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segmentation(report)
     report.set_defaults(handler=_monitor_report)
 
-    score = commands.add_parser("score", help="score customers through the scoring API")
+    score = commands.add_parser(
+        "score", help="score customers with the production model: through the API or in process"
+    )
     score.add_argument("--month", help="YYYY-MM to score (default: every month)")
     score.add_argument(
         "--file", help="CSV (any common dialect), Parquet or xlsx of customers instead of the table"
@@ -438,9 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dialect_options(score)
     score.add_argument("--out", help="write results to this CSV/Parquet instead of the table")
     score.add_argument("--url", help="scoring API (default PERSONA_SCORING_URL)")
-    score.add_argument("--chunk-rows", type=int, default=5_000)
+    cli_score.add_engine_options(score)
     _add_segmentation(score)
-    score.set_defaults(handler=_score)
+    score.set_defaults(handler=cli_score.score)
 
     demo = commands.add_parser(
         "demo",

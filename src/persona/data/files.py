@@ -14,7 +14,7 @@ import codecs
 import logging
 import math
 import zipfile
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,7 @@ def parse_encoding(text: str | None) -> str | None:
         ) from None
 
 
-def _suffix(path: Path, allowed: tuple[str, ...]) -> str:
+def checked_suffix(path: Path, allowed: tuple[str, ...]) -> str:
     suffix = path.suffix.lower()
     if suffix not in allowed:
         raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; use one of {allowed}")
@@ -222,7 +222,7 @@ def read_table_with_dialect(
     parses into a single column, the error shows what was detected and suggests a delimiter.
     """
     path = Path(path)
-    suffix = _suffix(path, READ_SUFFIXES)
+    suffix = checked_suffix(path, READ_SUFFIXES)
     if not path.exists():
         raise InvalidInputError(f"{path}: file not found")
     delimiter, encoding = parse_delimiter(delimiter), parse_encoding(encoding)
@@ -232,7 +232,7 @@ def read_table_with_dialect(
         sample = ""
         frame, dialect = _read_binary(path, suffix, id_column)
     frame.columns = [str(c) for c in frame.columns]
-    _check_columns(path, frame, dialect, sample, expected_columns)
+    check_read_columns(path, list(frame.columns), dialect, sample, expected_columns)
     for name in text_columns:
         if name in frame.columns:
             frame[name] = as_text(frame[name])
@@ -283,9 +283,11 @@ def as_text(series: pd.Series) -> pd.Series:
     return series.map({value: text(value) for value in series.dropna().unique()}).astype(object)
 
 
-def _read_text(
-    path: Path, id_column: str | None, delimiter: str | None, encoding: str | None
-) -> tuple[pd.DataFrame, FileDialect, str]:
+def detect_text_dialect(
+    path: Path, delimiter: str | None = None, encoding: str | None = None
+) -> tuple[FileDialect, str | None, str]:
+    """How a text file is to be read (``delimiter``/``encoding`` win over what is detected):
+    its dialect, the escape character clevercsv saw, and the decoded sample it looked at."""
     raw = _read_sample(path)
     bom_encoding = _bom_encoding(raw)
     if encoding:
@@ -301,21 +303,27 @@ def _read_text(
         _whole_lines(sample, DIALECT_SAMPLE_CHARS, complete)
     )
     delimiter_from = "given" if delimiter else "detected" if sniffed else "default"
-    delimiter = delimiter or sniffed or ","
     dialect = FileDialect(
         format="csv",
-        delimiter=delimiter,
+        delimiter=delimiter or sniffed or ",",
         quotechar=quotechar or '"',  # RFC 4180 quoting unless the file shows another
         encoding=encoding,
         bom=bom_encoding is not None,
         delimiter_from=delimiter_from,
         encoding_from=encoding_from,
     )
+    return dialect, escapechar, sample
+
+
+def _read_text(
+    path: Path, id_column: str | None, delimiter: str | None, encoding: str | None
+) -> tuple[pd.DataFrame, FileDialect, str]:
+    dialect, escapechar, sample = detect_text_dialect(path, delimiter, encoding)
     try:
         frame = _parse_csv(path, dialect, id_column, escapechar, sample)
     except UnicodeDecodeError as exc:
-        if encoding_from != "detected" or encoding != "utf-8":
-            raise _undecodable(path, dialect, exc) from None
+        if dialect.encoding_from != "detected" or dialect.encoding != "utf-8":
+            raise undecodable(path, dialect, exc) from None
         # The sample was UTF-8, a later part is not: guess again from the bytes around it.
         encoding = _code_page_of_later_bytes(path)
         logger.warning(
@@ -328,11 +336,11 @@ def _read_text(
         try:
             frame = _parse_csv(path, dialect, id_column, escapechar, sample)
         except UnicodeDecodeError as again:
-            raise _undecodable(path, dialect, again) from None
+            raise undecodable(path, dialect, again) from None
     return frame, dialect, sample
 
 
-def _undecodable(path: Path, dialect: FileDialect, exc: UnicodeDecodeError) -> InvalidInputError:
+def undecodable(path: Path, dialect: FileDialect, exc: UnicodeDecodeError) -> InvalidInputError:
     return InvalidInputError(
         f"{path}: cannot decode as {dialect.encoding!r} ({dialect.encoding_from}): "
         f"{exc.reason}; name the file's encoding with --encoding (e.g. utf-8, cp1252, latin-1)"
@@ -349,18 +357,23 @@ def _code_page_of_later_bytes(path: Path) -> str:
     return "utf-8"
 
 
+def csv_options(dialect: FileDialect, escapechar: str | None) -> dict[str, Any]:
+    """``pandas.read_csv`` arguments that read a file of this dialect (C engine)."""
+    return {
+        "sep": dialect.delimiter,
+        "quotechar": dialect.quotechar,
+        "escapechar": escapechar,
+        "encoding": dialect.encoding,
+        "engine": "c",
+    }
+
+
 def _parse_csv(
     path: Path, dialect: FileDialect, id_column: str | None, escapechar: str | None, sample: str
 ) -> pd.DataFrame:
     try:
         return pd.read_csv(
-            path,
-            sep=dialect.delimiter,
-            quotechar=dialect.quotechar,
-            escapechar=escapechar,
-            encoding=dialect.encoding,
-            dtype={id_column: str} if id_column else None,
-            engine="c",
+            path, dtype={id_column: str} if id_column else None, **csv_options(dialect, escapechar)
         )
     except UnicodeDecodeError:
         raise  # a ValueError too, but the caller may retry with another encoding
@@ -411,16 +424,16 @@ def _delimiter_hint(dialect: FileDialect, sample: str) -> str:
     return "if the delimiter is wrong, name it, e.g. --delimiter ';' (or tab, '|', ',')"
 
 
-def _check_columns(
+def check_read_columns(
     path: Path,
-    frame: pd.DataFrame,
+    columns: Sequence[str],
     dialect: FileDialect,
     sample: str,
     expected: Collection[str],
 ) -> None:
     """Stop on a file whose columns show it was read wrongly, saying how it was read."""
-    one_column = dialect.format == "csv" and frame.shape[1] == 1
-    none_expected = bool(expected) and not set(expected) & set(frame.columns)
+    one_column = dialect.format == "csv" and len(columns) == 1
+    none_expected = bool(expected) and not set(expected) & set(columns)
     if not (one_column or none_expected):
         return
     problem = (
@@ -431,8 +444,8 @@ def _check_columns(
     lines = [f"{path}: {problem}.", f"read as: {dialect.describe()}"]
     if dialect.format == "csv":
         lines.append(f"first line: {_first_line(sample)!r}")
-    lines.append(f"columns found ({frame.shape[1]}): {_shown(frame.columns)}")
-    if dialect.format == "csv" and frame.shape[1] <= 2:
+    lines.append(f"columns found ({len(columns)}): {_shown(columns)}")
+    if dialect.format == "csv" and len(columns) <= 2:
         lines.append(_delimiter_hint(dialect, sample))
     if none_expected and not one_column:
         lines.append(
@@ -444,7 +457,7 @@ def _check_columns(
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
     path = Path(path)
-    suffix = _suffix(path, WRITE_SUFFIXES)
+    suffix = checked_suffix(path, WRITE_SUFFIXES)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         frame.to_csv(path, index=False)

@@ -63,6 +63,53 @@ def parse_echo(value: str | None) -> tuple[str, ...]:
     return names
 
 
+@dataclass(frozen=True, eq=False)
+class Checked:
+    """A batch under the contract: what its rows got wrong, and the scores of the others."""
+
+    batch: Batch  # every row, as parsed
+    problems: list[RowProblem]  # row positions in ``batch``
+    valid: np.ndarray | None  # positions of the scored rows; None when every row was scored
+    scored: Batch  # those rows
+    scores: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # of the scored rows
+
+    def full_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """persona_id, persona_name, confidence, distance for every row (None/NaN: unscored)."""
+        if self.valid is None:
+            return self.scores
+        return _scatter(self.scores, self.valid, self.batch.n_rows)
+
+
+def check_and_score(served: ServedModel, batch: Batch, on_invalid: str = "reject") -> Checked:
+    """The contract's rules on a parsed batch, then the model on the rows that keep them.
+
+    ``reject``: any broken rule raises the 400's PayloadError naming field, rule and rows;
+    ``flag``: the valid rows are scored and the others reported. A value the model cannot turn
+    into a finite distance is one more problem of its row, under the same policy. The API and
+    the in-process batch job (``persona.flows.score_stream``) both score through here.
+    """
+    spec = served.spec
+    problems = [*batch.problems, *check_rows(batch, spec)]
+    if problems and on_invalid == "reject":
+        raise rejection(problems)
+    n = batch.n_rows
+    valid = _valid_rows(problems, n)
+    scored = batch if valid is None else batch.subset(valid)
+    scores, unscorable = _score(served, scored)
+    if unscorable:
+        if on_invalid == "reject":
+            raise rejection(unscorable)
+        rows = np.arange(n) if valid is None else valid
+        problems += [renumbered(p, rows) for p in unscorable]
+        valid = _valid_rows(problems, n)
+        keep = np.ones(scored.n_rows, dtype=bool)
+        for p in unscorable:
+            keep[p.rows] = False
+        scored = scored.subset(np.flatnonzero(keep))
+        scores = tuple(column[keep] for column in scores)  # type: ignore[assignment]
+    return Checked(batch, problems, valid, scored, scores)
+
+
 def invocations(
     served: ServedModel,
     body: bytes,
@@ -76,31 +123,14 @@ def invocations(
     spec = served.spec
     batch = parse_request(body, content_type, spec)
     echoed = _echo_columns(batch, spec, echo)
-    problems = [*batch.problems, *check_rows(batch, spec)]
-    if problems and on_invalid == "reject":
-        raise rejection(problems)
-    n = batch.n_rows
-    valid = _valid_rows(problems, n)
-    scored = batch if valid is None else batch.subset(valid)
-    scores, unscorable = _score(served, scored)
-    if unscorable:
-        if on_invalid == "reject":
-            raise rejection(unscorable)
-        rows = np.arange(n) if valid is None else valid
-        problems += [_renumber(p, rows) for p in unscorable]
-        valid = _valid_rows(problems, n)
-        keep = np.ones(scored.n_rows, dtype=bool)
-        for p in unscorable:
-            keep[p.rows] = False
-        scored = scored.subset(np.flatnonzero(keep))
-        scores = tuple(column[keep] for column in scores)  # type: ignore[assignment]
-    columns = scores if valid is None else _scatter(scores, valid, n)
+    checked = check_and_score(served, batch, on_invalid)
+    n, valid = batch.n_rows, checked.valid
     predictions = Predictions(
         batch.ids,
-        *columns,
+        *checked.full_columns(),
         {"name": served.name, "version": served.version},
         id_column=spec.id_column or "customer_id",
-        problems=rows_with_problems(problems, n) if on_invalid == "flag" else None,
+        problems=rows_with_problems(checked.problems, n) if on_invalid == "flag" else None,
         echo=echoed,
         ignored_columns=batch.ignored_columns,
     )
@@ -108,8 +138,8 @@ def invocations(
     return Answer(
         rendered,
         output,
-        scored,
-        scores,
+        checked.scored,
+        checked.scores,
         batch.ignored_columns,
         0 if valid is None else n - int(valid.size),
     )
@@ -179,8 +209,9 @@ def _score(
     return scores, found
 
 
-def _renumber(found: RowProblem, positions: np.ndarray) -> RowProblem:
-    """A problem found on a subset, with its rows as positions in the whole batch."""
+def renumbered(found: RowProblem, positions: np.ndarray) -> RowProblem:
+    """A problem found on a subset (or on one batch of a file), with its rows as positions in
+    the whole batch (or file)."""
     return RowProblem(
         found.kind,
         found.field,

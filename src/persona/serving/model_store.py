@@ -358,6 +358,17 @@ def follow_alias(
     return resolve
 
 
+def served_now(
+    source: ModelSource, alias: str, spec_for: Callable[[PersonaModel], InputSpec]
+) -> ServedModel:
+    """The version holding ``alias`` now, loaded, compiled and named as a worker serves it, for
+    a process that scores once (the in-process batch job) rather than following the alias."""
+    _, build = follow_alias(source, alias, spec_for)(None)
+    served = build()
+    renames = source.persona_names()
+    return dataclasses.replace(served, renames=renames) if renames else served
+
+
 def served_model(
     name: str, alias: str, loaded: LoadedVersion, spec_for: Callable[[PersonaModel], InputSpec]
 ) -> ServedModel:

@@ -73,7 +73,7 @@ def parse_csv(body: bytes, spec: InputSpec) -> Batch:
     except ValueError:  # a numeric cell pandas could not read: handled below, cell by cell
         pass
     numbers_ok = frame is not None and not _booleans_read_as_numbers(text, frame, spec.numeric)
-    if not numbers_ok:  # read every cell as text; _csv_numbers decides and names the rows
+    if not numbers_ok:  # read every cell as text; numbers_from_text decides and names the rows
         frame = pd.read_csv(
             io.BytesIO(body),
             dtype=object,
@@ -110,7 +110,7 @@ def parse_csv(body: bytes, spec: InputSpec) -> Batch:
     else:
         matrix = np.empty((n, len(spec.numeric)), dtype=np.float64)
         for j, name in enumerate(spec.numeric):
-            _csv_numbers(name, frame[name].to_numpy(), matrix[:, j], found)
+            numbers_from_text(name, frame[name].to_numpy(), matrix[:, j], found)
     check_numeric(matrix, spec, found)
     categorical = [
         _csv_text(frame, name, spec.nullable, "string", found) for name in spec.categorical
@@ -169,8 +169,11 @@ def _raise_ragged_csv(text: str, width: int) -> None:
         raise fail("ragged_rows", "CSV rows must match the header", [found])
 
 
-def _csv_numbers(name: str, cells: np.ndarray, out: np.ndarray, found: list[RowProblem]) -> None:
-    """Slow path, only after pandas refused a column: every cell is a float, empty or nan."""
+def numbers_from_text(
+    name: str, cells: np.ndarray, out: np.ndarray, found: list[RowProblem]
+) -> None:
+    """Slow path, only after a reader refused a column of text as numbers: every cell is a
+    float, empty or nan; the others are named as `invalid_type` rows."""
     wrong = []
     for i, cell in enumerate(cells):
         text = cell.strip()

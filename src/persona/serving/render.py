@@ -142,14 +142,18 @@ def render_csv(answer: Predictions) -> bytes:
         columns.insert(0, _text_cells(ids))
         header.insert(0, answer.id_column)
     if answer.problems is not None:
-        text = ["; ".join(f"{p['field']}: {p['rule']}" for p in row) for row in answer.problems]
-        columns.append(_text_cells(text))
+        columns.append(_text_cells(problems_text(answer.problems)))
         header.append("problems")
     for column, values in (answer.echo or {}).items():
         columns.append(_text_cells(values))
         header.append(column)
     lines = [",".join(_text_cells(header)), *map(",".join, zip(*columns, strict=True)), ""]
     return "\n".join(lines).encode()
+
+
+def problems_text(per_row: Sequence[Sequence[dict]]) -> list[str]:
+    """A flagged row's problems as one cell: ``field: rule`` joined by ``; `` ("" if none)."""
+    return ["; ".join(f"{p['field']}: {p['rule']}" for p in row) for row in per_row]
 
 
 _CSV_SPECIAL = re.compile(r'[",\r\n]')

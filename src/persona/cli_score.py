@@ -1,0 +1,203 @@
+"""The ``persona score`` command: customers of the table (a month, or all) or of a file, scored by
+the model holding the production alias. Handler of :mod:`persona.cli` (entry point layer).
+
+Two engines: ``http`` (the default of ``make score``) sends chunks to the running scoring API,
+so the job scores with whatever the API serves; ``local`` loads the same model the way an API
+worker does and streams the rows through it in this process (``persona.flows.score_stream``):
+Arrow record batches in, the same checks, fast path and labels as the API, bounded memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from persona.settings import Settings
+
+ENGINES = ("http", "local")
+HTTP_CHUNK_ROWS = 5_000
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``persona score`` that choose and tune the engine."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="http",
+        help="http: through the scoring API (PERSONA_SCORING_URL); local: load the production "
+        "model in this process and stream the rows through it (for big batches; --out is "
+        "Parquet or CSV) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--on-invalid",
+        choices=("reject", "flag"),
+        default="reject",
+        help="local engine, a row that breaks the model's data contract: reject stops naming "
+        "field, rule and rows and keeps nothing; flag scores the others, writes it to --out "
+        "with no persona and a problems column (left out of the table), lists it in the "
+        "summary and exits 1 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--chunk-rows",
+        type=int,
+        help=f"rows per request (http, default {HTTP_CHUNK_ROWS:,}) or per streamed batch "
+        "(local, default 100,000)",
+    )
+
+
+def score(args: argparse.Namespace, settings: Settings) -> Any:
+    if args.engine == "local":
+        return _score_local(args, settings)
+    return _score_http(args, settings)
+
+
+def _score_http(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.adapters import database
+    from persona.composition import tracked_job
+    from persona.data.files import read_table, write_table
+    from persona.data.schema import load_schema
+    from persona.flows.score import score_frame
+    from persona.serving.client import ScoringClient
+
+    schema = load_schema(settings.schema_path)
+    months = [args.month] if args.month else None
+    if args.file:
+        frame = read_table(
+            Path(args.file),
+            schema.id_column,
+            text_columns=[*schema.categorical, *schema.date_columns],
+            expected_columns=schema.features,
+            delimiter=args.delimiter,
+            encoding=args.encoding,
+        )
+        if months and schema.month_column not in frame:
+            frame[schema.month_column] = args.month  # a file of one month: label its rows
+        elif months:
+            frame = frame[frame[schema.month_column].astype(str).isin(months)]
+    else:
+        engine = database.make_engine(settings.project_database_url)
+        frame = database.read_months(engine, settings.customers_table, schema, months)
+    client = ScoringClient(
+        args.url or settings.scoring_url, settings.api_token, segmentation=settings.segmentation
+    )
+    into_table = not args.out and not args.file
+    label = f"{args.file or settings.customers_table} -> {args.out or settings.scores_table}"
+    # a job that writes the scores table is on the record (a file out is the user's to see)
+    with tracked_job(settings, "score", label) if into_table else nullcontext() as job:
+        outcome = score_frame(frame, schema, client, args.chunk_rows or HTTP_CHUNK_ROWS)
+        summary = outcome.summary()
+        if args.out:
+            write_table(outcome.scored, Path(args.out))
+            summary["file"] = args.out
+        elif into_table and len(outcome.scored):
+            database.upsert_frame(
+                engine,
+                settings.scores_table,
+                outcome.scored,
+                schema,
+                step="persona score",
+                on_committed=job.progress,
+            )
+            summary["table"] = settings.scores_table
+            summary["table_rows"] = database.count_rows(engine, settings.scores_table)
+    return summary
+
+
+def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
+    """The production model in this process, the rows streamed through it in record batches."""
+    import pyarrow as pa
+
+    from persona.adapters import database
+    from persona.adapters.mlflow_serving import RegistryModelSource
+    from persona.composition import tracked_job
+    from persona.data.file_batches import BatchWriter, open_batches
+    from persona.data.schema import load_schema
+    from persona.errors import ConfigurationError
+    from persona.flows.score_stream import DEFAULT_BATCH_ROWS, StreamRequest, score_stream
+    from persona.serving.model_store import served_now, spec_for_model
+
+    if args.file and not args.out:
+        raise ConfigurationError("--engine local --file needs --out (a .parquet or .csv to write)")
+    rows = args.chunk_rows or DEFAULT_BATCH_ROWS
+    schema = load_schema(settings.schema_path)
+    source = RegistryModelSource(settings.mlflow_tracking_uri, settings.model_name)
+    # columns the model does not read are never read from the input: none is "extra"
+    served = served_now(source, settings.model_alias, spec_for_model(schema, rows, "ignore"))
+    spec = served.spec
+    summary: dict[str, Any] = {"segmentation": settings.segmentation}
+    if args.file:
+        reader = open_batches(
+            Path(args.file),
+            id_column=spec.id_column,
+            text_columns=spec.categorical,
+            expected_columns=[spec.id_column, *spec.features],
+            delimiter=args.delimiter,
+            encoding=args.encoding,
+        )
+        has_month = schema.month_column in reader.columns
+        request = StreamRequest(
+            spec.id_column, schema.month_column, has_month, args.month, args.on_invalid, rows
+        )
+        batches = reader.batches(request.columns_to_read(spec, reader.columns), rows)
+        total, summary["read"] = reader.total_rows, reader.dialect.to_dict()
+    else:
+        engine = database.make_engine(settings.project_database_url)
+        months = [args.month] if args.month else None
+        frame = database.read_months(engine, settings.customers_table, schema, months)
+        request = StreamRequest(
+            spec.id_column, schema.month_column, True, None, args.on_invalid, rows
+        )
+        columns = request.columns_to_read(spec, list(frame.columns))
+        batches = pa.Table.from_pandas(frame[columns], preserve_index=False).to_batches(rows)
+        total = len(frame)
+        del frame
+    if args.out:
+        with BatchWriter(Path(args.out), request.result_schema()) as writer:
+            outcome = score_stream(served, batches, writer, request, total)
+        return {**summary, **outcome.summary(), "file": args.out}
+    label = f"{settings.customers_table} -> {settings.scores_table} (local)"
+    with tracked_job(settings, "score", label) as job:
+        collected = _Collected()
+        outcome = score_stream(served, batches, collected, request, total)
+        scored = collected.frame()
+        if len(scored):
+            database.upsert_frame(
+                engine,
+                settings.scores_table,
+                scored,
+                schema,
+                step="persona score",
+                on_committed=job.progress,
+            )
+        table_rows = database.count_rows(engine, settings.scores_table) if len(scored) else 0
+    return {
+        **summary,
+        **outcome.summary(),
+        "table": settings.scores_table,
+        "table_rows": table_rows,
+    }
+
+
+class _Collected:
+    """The scores table's rows: the scored ones (a flagged row has no persona to store)."""
+
+    def __init__(self) -> None:
+        self.tables: list[Any] = []
+
+    def write(self, table: Any) -> None:
+        import pyarrow.compute as pc
+
+        scored = table.filter(pc.is_valid(table["persona_id"]))
+        if "problems" in scored.column_names:
+            scored = scored.drop_columns(["problems"])
+        self.tables.append(scored)
+
+    def frame(self) -> Any:
+        import pandas as pd
+        import pyarrow as pa
+
+        if not self.tables:
+            return pd.DataFrame()
+        return pa.concat_tables(self.tables).to_pandas()
