@@ -106,7 +106,7 @@ PYTEST_ARGS ?=
 .PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast test-chaos lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
         segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui report \
-        bench-train bench-serve bench-monitor bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
+        bench-train bench-serve bench-stream bench-monitor bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
 help: ## List the targets
@@ -289,6 +289,9 @@ bench-train: install postgres ## Time generate/validate/search/register at 10k/1
 
 bench-serve: install postgres ## In-process vs `mlflow models serve` vs this API: rows/s, p50/p95
 	$(DEV)/python -m persona_tools.bench.serve $(BENCH_ARGS)
+
+bench-stream: $(VENV)/dev/.installed ## Streaming batch scoring (score --engine local) at 1M/10M rows vs the fast path on arrays: rows/s, ratio, peak RSS
+	$(DEV)/python -m persona_tools.bench.stream $(BENCH_ARGS)
 
 bench-monitor: install postgres ## Drift check at 10k/100k/1M current rows: load, report, store
 	$(DEV)/python -m persona_tools.bench.monitor $(BENCH_ARGS)

@@ -131,7 +131,7 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
         reader = open_batches(
             Path(args.file),
             id_column=spec.id_column,
-            text_columns=spec.categorical,
+            text_columns=[*spec.categorical, schema.month_column],
             expected_columns=[spec.id_column, *spec.features],
             delimiter=args.delimiter,
             encoding=args.encoding,
@@ -189,7 +189,9 @@ class _Collected:
     def write(self, table: Any) -> None:
         import pyarrow.compute as pc
 
-        scored = table.filter(pc.is_valid(table["persona_id"]))
+        from persona.data.file_batches import plain
+
+        scored = plain(table.filter(pc.is_valid(table["persona_id"])))
         if "problems" in scored.column_names:
             scored = scored.drop_columns(["problems"])
         self.tables.append(scored)

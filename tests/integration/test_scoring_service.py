@@ -912,3 +912,113 @@ def test_before_the_first_model_the_api_says_so_once(registry, tmp_path):
     assert "no version of never-trained holds @production yet" in ready.json()["reason"]
     said = service.log.read_text().count("no version of never-trained")
     assert 1 <= said <= 2, service.log.read_text()[-2000:]  # once per worker, not per poll
+
+
+def messy_marketing_export(path: Path, rows: int, bad_row: int | None = None) -> pd.DataFrame:
+    """A marketing export as teams send it: semicolon CSV with a BOM in cp1252, integer ids,
+    missing incomes, a free-text column, no month column."""
+    frame = marketing_frame(rows, 41, missing_income=9).drop(columns=["snapshot_month"])
+    frame["ID"] = np.arange(5000, 5000 + rows)
+    frame["Note"] = "rappelé en août"
+    if bad_row is not None:
+        frame.loc[bad_row, "Income"] = -5.0
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(sep=";", index=False).encode("cp1252"))
+    return frame
+
+
+def test_local_engine_streams_an_export_to_the_apis_labels_and_rejects_or_flags_bad_rows(
+    registry, raw_model, make_database, tmp_path, monkeypatch, capsys
+):
+    """`persona score --engine local` loads the production model from the real registry and
+    streams a messy export (another schema's columns) through it in small batches: the same
+    labels as the API under Gunicorn gives for the same rows; a row that breaks the contract
+    stops the job naming field, rule, row and id with no file left (reject), or is written
+    unscored with its problem while the rest is scored (flag); a month of the customers table
+    goes into the scores table, idempotently, with the API's labels."""
+    from persona.adapters import database
+    from persona.cli import main
+    from persona.data.schema import load_schema
+
+    service = start_api(
+        registry, tmp_path, PERSONA_MODEL_NAME=raw_model, PERSONA_SCHEMA=str(SCHEMA_PATH)
+    )
+    project = make_database("persona_local_score")
+    for key, value in {
+        "MLFLOW_TRACKING_URI": registry["server"].url,
+        "PERSONA_MODEL_NAME": raw_model,
+        "PERSONA_SCHEMA": str(SCHEMA_PATH),
+        "PERSONA_SCORING_URL": service.url,
+        "PERSONA_API_TOKEN": API_TOKEN,
+        "PERSONA_DATABASE_URL": project,
+        "PERSONA_HOME": str(tmp_path / "home"),
+        "PERSONA_ENV_FILE": str(tmp_path / "none.env"),
+    }.items():
+        monkeypatch.setenv(key, value)
+
+    def score(*argv: str) -> tuple[int, dict | None, str]:
+        code = main(["score", *argv])
+        out = capsys.readouterr()
+        return code, json.loads(out.out) if out.out.strip() else None, out.err
+
+    try:
+        wait_http(f"{service.url}/ready", 60, service.process, service.log)
+        export = tmp_path / "export.csv"
+        frame = messy_marketing_export(export, 300)
+        code, local, err = score(
+            "--engine", "local", "--file", str(export), "--out", str(tmp_path / "local.parquet"),
+            "--chunk-rows", "64",
+        )  # fmt: skip
+        assert code == 0, err[-2000:]
+        assert (local["scored_rows"], local["failed_rows"], local["fast_path"]) == (300, 0, True)
+        assert local["read"]["delimiter"] == ";" and local["model_versions"] == ["1"]
+        code, http, err = score("--file", str(export), "--out", str(tmp_path / "http.csv"))
+        assert code == 0, err[-2000:]
+        streamed = pd.read_parquet(tmp_path / "local.parquet")
+        answered = pd.read_csv(tmp_path / "http.csv", dtype={"ID": str, "model_version": str})
+        assert streamed["ID"].tolist() == [str(i) for i in frame["ID"]]
+        assert streamed["persona_id"].tolist() == answered["persona_id"].tolist()
+        assert streamed["persona_name"].tolist() == answered["persona_name"].tolist()
+        cut = ["model_name", "model_version", "persona_id", "persona_name"]
+        assert set(cut) <= set(streamed.columns) and set(cut) <= set(answered.columns)
+
+        bad = tmp_path / "bad.csv"
+        messy_marketing_export(bad, 300, bad_row=133)
+        out = tmp_path / "bad.parquet"
+        code, _, err = score(
+            "--engine", "local", "--file", str(bad), "--out", str(out), "--chunk-rows", "64"
+        )
+        assert code == 3
+        assert "'Income'" in err and ">= 0" in err and "133" in err and "5133" in err
+        assert not out.exists() and not list(tmp_path.glob(".bad.parquet*"))
+        code, flagged, err = score(
+            "--engine", "local", "--file", str(bad), "--out", str(out), "--chunk-rows", "64",
+            "--on-invalid", "flag",
+        )  # fmt: skip
+        assert code == 1, err[-2000:]
+        assert (flagged["scored_rows"], flagged["failed_rows"]) == (299, 1)
+        assert flagged["failed_ids"] == ["5133"]
+        written = pd.read_parquet(out)
+        assert len(written) == 300 and written.loc[133, "problems"] == "Income: >= 0"
+        assert pd.isna(written.loc[133, "persona_id"])
+        assert written.drop(index=133)["persona_id"].tolist() == (
+            answered.drop(index=133)["persona_id"].tolist()
+        )
+
+        schema = load_schema(SCHEMA_PATH)
+        engine = database.make_engine(project)
+        month = frame.drop(columns=["Note"]).assign(ID=frame["ID"].astype(str))
+        database.upsert_frame(engine, "customers", month.assign(snapshot_month="2026-03"), schema)
+        code, first, err = score("--month", "2026-03")
+        assert code == 0, err[-2000:]
+        by_api = database.read_months(engine, "customer_personas", schema, ["2026-03"])
+        for _ in range(2):  # a rerun updates the same rows
+            code, summary, err = score("--engine", "local", "--month", "2026-03")
+            assert code == 0, err[-2000:]
+            assert (summary["scored_rows"], summary["table_rows"]) == (300, 300)
+        stored = database.read_months(engine, "customer_personas", schema, ["2026-03"])
+        merged = stored.merge(by_api, on="ID", suffixes=("", "_api"))
+        assert len(merged) == 300
+        assert (merged["persona_id"] == merged["persona_id_api"]).all()
+        assert set(stored.columns) == set(by_api.columns)
+    finally:
+        service.stop()

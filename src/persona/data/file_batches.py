@@ -74,8 +74,9 @@ def open_batches(
     """Open a CSV/TSV/TXT, Parquet or XLSX file to be read in batches.
 
     ``id_column`` and ``text_columns`` are read as text from a text file (as
-    ``persona.data.files.read_table`` reads them); a file with none of ``expected_columns``, or
-    a text file that parses into one column, is refused showing how it was read.
+    ``persona.data.files.read_table`` reads them), ``text_columns`` (few values: categoricals,
+    months) as dictionaries from Parquet; a file with none of ``expected_columns``, or a text
+    file that parses into one column, is refused showing how it was read.
     """
     path = Path(path)
     suffix = checked_suffix(path, READ_SUFFIXES)
@@ -87,7 +88,7 @@ def open_batches(
     if suffix in TEXT_SUFFIXES:
         reader, sample = _open_text(path, text, delimiter, encoding)
     elif suffix in PARQUET_SUFFIXES:
-        reader = _open_parquet(path)
+        reader = _open_parquet(path, text_columns)
     else:
         reader = _open_excel(path, id_column, text_columns)
     check_read_columns(path, list(reader.columns), reader.dialect, sample, expected_columns)
@@ -95,11 +96,15 @@ def open_batches(
     return reader
 
 
-def _open_parquet(path: Path) -> BatchReader:
+def _open_parquet(path: Path, text_columns: Collection[str]) -> BatchReader:
+    """Text columns of few values (categoricals, months) are read as dictionaries: their
+    levels once, an index per row, rather than a string per row."""
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        names = pq.read_schema(path).names
+        levels = [name for name in text_columns if name in names]
+        parquet = pq.ParquetFile(path, read_dictionary=levels)
     except (pa.ArrowException, OSError) as exc:
         raise InvalidInputError(f"{path}: cannot read as parquet: {exc}") from None
 
@@ -165,6 +170,15 @@ def _open_excel(path: Path, id_column: str | None, text_columns: Collection[str]
     return BatchReader(path, dialect, tuple(frame.columns), len(frame), batches)
 
 
+def plain(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns decoded to their values (e.g. before ``to_pandas``)."""
+    fields = [
+        field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
+        for field in table.schema
+    ]
+    return table.cast(pa.schema(fields))
+
+
 class BatchWriter:
     """Rows streamed into a Parquet or CSV file (by its suffix), one write per batch.
 
@@ -189,7 +203,13 @@ class BatchWriter:
         else:
             import pyarrow.parquet as pq
 
-            self._writer = pq.ParquetWriter(self.partial, self.schema)
+            # dictionary columns are written as they are (no hashing of each row) and, with no
+            # Arrow schema stored, read back as plain text, like any Parquet file of strings;
+            # a column of distinct values (the ids) is not dictionary-encoded at all
+            levels = [f.name for f in self.schema if pa.types.is_dictionary(f.type)]
+            self._writer = pq.ParquetWriter(
+                self.partial, self.schema, use_dictionary=levels, store_schema=False
+            )
         return self
 
     def write(self, table: pa.Table) -> None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -42,6 +43,7 @@ from persona.serving.render import problems_text
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 100_000
+TEXT_LEVELS = pa.dictionary(pa.int32(), pa.string())
 IDS_SHOWN = 50  # ids of unscored rows listed in the outcome (the count is always whole)
 ROWS_SHOWN = 5  # rows and ids listed per problem
 
@@ -82,16 +84,19 @@ class StreamRequest:
         return self.month_column if self.has_month or self.month else None
 
     def result_schema(self) -> pa.Schema:
-        """The columns written: those of the HTTP batch job, plus ``problems`` under flag."""
+        """The columns written: those of the HTTP batch job, plus ``problems`` under flag.
+
+        Text with few values (month, persona name, model) is dictionary-encoded: written to
+        Parquet without hashing each row, read back as plain text."""
         fields = [pa.field(self.id_column, pa.string())]
         if self.month_out:
-            fields.append(pa.field(self.month_out, pa.string()))
+            fields.append(pa.field(self.month_out, TEXT_LEVELS))
         fields += [
             pa.field("persona_id", pa.int64()),
-            pa.field("persona_name", pa.string()),
-            pa.field("model_name", pa.string()),
-            pa.field("model_version", pa.string()),
-            pa.field("scored_at", pa.string()),
+            pa.field("persona_name", TEXT_LEVELS),
+            pa.field("model_name", TEXT_LEVELS),
+            pa.field("model_version", TEXT_LEVELS),
+            pa.field("scored_at", TEXT_LEVELS),
         ]
         if self.on_invalid == "flag":
             fields.append(pa.field("problems", pa.string()))
@@ -203,8 +208,11 @@ def score_stream(
     tally = _Tally()
     read = scored = 0
     disable = None if progress is None else not progress
-    with tqdm(total=total_rows, desc="score", unit="rows", disable=disable) as bar:
-        for record in batches:
+    with (
+        tqdm(total=total_rows, desc="score", unit="rows", disable=disable) as bar,
+        _Overlapped(batches, sink) as stream,
+    ):
+        for record in stream:
             n = record.num_rows
             positions = np.arange(read, read + n)
             read += n
@@ -214,12 +222,12 @@ def score_stream(
             if record.num_rows:
                 checked = check_and_score(served, batch_from_arrow(record, served.spec), "flag")
                 if checked.problems:
-                    ids = np.asarray(checked.batch.ids, dtype=object)
+                    ids = _ids(record.column(request.id_column))
                     if request.on_invalid == "reject":
                         found = [renumbered(p, positions) for p in checked.problems]
                         raise _rejected(found, ids[_unscored(checked)])
                     tally.add(checked, positions, ids)
-                sink.write(_results(record, checked, served, request, schema, scored_at))
+                stream.write(_results(record, checked, served, request, schema, scored_at))
                 scored += checked.scored.n_rows
             bar.update(n)
     outcome = StreamOutcome(
@@ -243,6 +251,43 @@ def score_stream(
         "fast path" if outcome.fast_path else "pyfunc",
     )
     return outcome
+
+
+class _Overlapped:
+    """The next batch read and the previous one written while this one is scored.
+
+    Reading Parquet/CSV and writing Parquet run in C++ without the GIL, so on two cores they
+    overlap the scoring instead of adding to it. At most three batches are in memory (being
+    read, scored, written); reads and writes each stay in order, one at a time. A failure in
+    either is raised here, in the caller's thread.
+    """
+
+    def __init__(self, batches: Iterable[pa.RecordBatch], sink: Sink) -> None:
+        self._batches = iter(batches)
+        self._sink = sink
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="score-io")
+        self._writing: Future | None = None
+
+    def __enter__(self) -> _Overlapped:
+        return self
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        reading = self._pool.submit(next, self._batches, None)
+        while (record := reading.result()) is not None:
+            reading = self._pool.submit(next, self._batches, None)
+            yield record
+
+    def write(self, table: pa.Table) -> None:
+        if self._writing is not None:
+            self._writing.result()
+        self._writing = self._pool.submit(self._sink.write, table)
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if kind is None and self._writing is not None:
+                self._writing.result()  # the last batch is written before the sink closes
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _of_month(column: pa.Array, month: str) -> np.ndarray:
@@ -269,6 +314,11 @@ def _rejected(found: Sequence[RowProblem], ids: np.ndarray) -> InvalidInputError
     )
 
 
+def _ids(column: pa.Array) -> np.ndarray:
+    """A batch's ids as text, to name the rows that were not scored."""
+    return _id_column(column).to_numpy(zero_copy_only=False)
+
+
 def _results(
     record: pa.RecordBatch,
     checked: Checked,
@@ -279,19 +329,17 @@ def _results(
 ) -> pa.Table:
     """The batch's rows as written: input id and month, the persona, the model."""
     n = record.num_rows
-    persona_id, persona_name, _, _ = checked.full_columns()
-    columns: list[pa.Array] = [_id_column(record.column(request.id_column), checked)]
+    columns: list[pa.Array] = [_id_column(record.column(request.id_column))]
     if request.month_out:
         if request.has_month:
-            columns.append(pc.cast(record.column(request.month_column), pa.string()))
+            columns.append(pc.cast(record.column(request.month_column), TEXT_LEVELS))
         else:
-            columns.append(pa.repeat(request.month, n))
+            columns.append(_constant(request.month, n))
     columns += [
-        pa.array(persona_id, type=pa.int64(), from_pandas=True),
-        _names(persona_id, persona_name),
-        pa.repeat(served.name, n),
-        pa.repeat(served.version, n),
-        pa.repeat(scored_at, n),
+        *_personas(checked),
+        _constant(served.name, n),
+        _constant(served.version, n),
+        _constant(scored_at, n),
     ]
     if request.on_invalid == "flag":
         if checked.problems:
@@ -302,21 +350,35 @@ def _results(
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _id_column(column: pa.Array, checked: Checked) -> pa.Array:
-    """Ids as text, straight from Arrow when they are text or integers."""
-    kind = column.type
-    if pa.types.is_string(kind):
-        return column
-    if pa.types.is_integer(kind) or pa.types.is_dictionary(kind) or pa.types.is_large_string(kind):
-        return pc.cast(column, pa.string())
-    return pa.array(checked.batch.ids, type=pa.string())
+def _id_column(column: pa.Array) -> pa.Array:
+    """Ids as text (an integer id as its digits, as files are read)."""
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
 
 
-def _names(persona_id: np.ndarray, persona_name: np.ndarray) -> pa.Array:
-    """Persona names as text, built from one name per persona (a few) rather than per row."""
-    if persona_id.dtype.kind in "iu" and len(persona_id) and persona_id.min() >= 0:
-        table = np.empty(int(persona_id.max()) + 1, dtype=object)
-        table[persona_id] = persona_name  # every row of a persona carries its one name
-        indices = pa.array(persona_id.astype(np.int32, copy=False))
-        return pc.cast(pa.DictionaryArray.from_arrays(indices, pa.array(table)), pa.string())
-    return pa.array(persona_name, type=pa.string(), from_pandas=True)
+def _constant(value: str | None, n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string())
+    )
+
+
+def _personas(checked: Checked) -> tuple[pa.Array, pa.Array]:
+    """persona_id and persona_name of every row (null where unscored); the names from one per
+    persona (a few), not one per row."""
+    n = checked.batch.n_rows
+    ids, names = checked.scores[0], checked.scores[1]
+    if ids.dtype.kind not in "iu" or (len(ids) and ids.min() < 0):
+        every_id, every_name, _, _ = checked.full_columns()
+        persona_id = pa.array(every_id, type=pa.int64(), from_pandas=True)
+        named = pa.array(every_name, type=pa.string(), from_pandas=True)
+        return persona_id, pc.cast(named, TEXT_LEVELS)
+    # persona_id -> its name; ids no row has get "" (Parquet takes no null in a dictionary)
+    table = np.full(int(ids.max()) + 1 if len(ids) else 0, "", dtype=object)
+    table[ids] = names  # every row of a persona carries its one name
+    if checked.valid is None:
+        every, mask = ids.astype(np.int64, copy=False), None
+    else:
+        every, mask = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+        every[checked.valid], mask[checked.valid] = ids, False
+    indices = pa.array(every.astype(np.int32), mask=mask)
+    named = pa.DictionaryArray.from_arrays(indices, pa.array(table, pa.string()))
+    return pa.array(every, mask=mask), named

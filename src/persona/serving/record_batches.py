@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from persona.data.rules import MaxLength, NonEmpty, Rule, id_rules
 from persona.serving.columns import check_columns, check_numeric
 from persona.serving.contract import Batch, InputSpec
 from persona.serving.payload_csv import numbers_from_text
@@ -31,6 +32,9 @@ def batch_from_arrow(record: pa.RecordBatch | pa.Table, spec: InputSpec) -> Batc
     naming them), values of the wrong type reported as problems of their rows.
 
     Columns the contract does not know are left alone: a file carries more than a request.
+    The ids are measured in Arrow first (nulls, shortest and longest text): only when one of
+    them may break an id rule are they turned into Python text for the rules to name the rows;
+    otherwise ``Batch.ids`` is None and the caller reads them from the record batch.
     """
     n = record.num_rows
     names = record.schema.names
@@ -46,8 +50,7 @@ def batch_from_arrow(record: pa.RecordBatch | pa.Table, spec: InputSpec) -> Batc
     ]
     ids = None
     if spec.id_column and spec.id_column in names:
-        values = texts(record.column(spec.id_column), few=False)
-        ids = _text_or_null(spec.id_column, values, False, "string or integer", found)
+        ids = _checked_ids(spec.id_column, record.column(spec.id_column), found)
     return Batch(ids=ids, numeric=numeric, categorical=categorical, n_rows=n, problems=tuple(found))
 
 
@@ -58,7 +61,7 @@ def numbers(name: str, column: pa.Array | pa.ChunkedArray, found: list[RowProble
         column, kind = column.cast(kind.value_type), kind.value_type
     if _is_number(kind):
         return _as_numpy(pc.cast(column, pa.float64()))
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    if _is_text(kind):
         try:
             return _as_numpy(pc.cast(column, pa.float64()))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -75,6 +78,47 @@ def numbers(name: str, column: pa.Array | pa.ChunkedArray, found: list[RowProble
     return np.full(len(column), np.nan)
 
 
+def _checked_ids(
+    name: str, column: pa.Array | pa.ChunkedArray, found: list[RowProblem]
+) -> np.ndarray | None:
+    """The ids as text when an id rule may break on them (else None); nulls are problems."""
+    if column.null_count:
+        missing = np.flatnonzero(_as_numpy(pc.is_null(column)))
+        found.append(
+            problem(
+                "null_not_allowed",
+                name,
+                missing,
+                "string or integer",
+                "a missing value",
+                "not null",
+            )
+        )
+    kind = column.type
+    if pa.types.is_integer(kind):
+        return None  # digits: never empty, never near the length limit
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        lengths = pc.min_max(pc.utf8_length(column))
+        shortest, longest = lengths["min"].as_py(), lengths["max"].as_py()
+        if shortest is None or not _text_rules_may_break(id_rules(), shortest, longest):
+            return None
+    return texts(column, few=False)
+
+
+def _text_rules_may_break(rules: tuple[Rule, ...], shortest: int, longest: int) -> bool:
+    """Whether texts of these lengths may break one of ``rules`` (a rule of another kind: yes)."""
+    for rule in rules:
+        if isinstance(rule, NonEmpty):
+            if shortest == 0:
+                return True
+        elif isinstance(rule, MaxLength):
+            if longest > rule.limit:
+                return True
+        else:
+            return True
+    return False
+
+
 def texts(column: pa.Array | pa.ChunkedArray, few: bool = True) -> np.ndarray:
     """A column as an object array of str, None where missing.
 
@@ -82,13 +126,15 @@ def texts(column: pa.Array | pa.ChunkedArray, few: bool = True) -> np.ndarray:
     (categoricals): text is decoded once per distinct value, not once per row.
     """
     kind = column.type
+    if pa.types.is_dictionary(kind) and _is_text(kind.value_type) and few:
+        return _decoded(column)  # read as a dictionary (Parquet): the levels are at hand
     if pa.types.is_dictionary(kind):
         column, kind = column.cast(kind.value_type), kind.value_type
     if pa.types.is_integer(kind):
         column = pc.cast(column, pa.string())
     elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         column = pc.strftime(column, format="%Y-%m-%d")
-    elif not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or _is_null(kind)):
+    elif not (_is_text(kind) or _is_null(kind)):
         import pandas as pd
 
         from persona.data.files import as_text  # floats, booleans, ...: as a file is read
@@ -99,7 +145,11 @@ def texts(column: pa.Array | pa.ChunkedArray, few: bool = True) -> np.ndarray:
         return np.full(len(column), None, dtype=object)
     if not few:
         return _as_numpy(column).astype(object, copy=False)
-    encoded = pc.dictionary_encode(column)
+    return _decoded(pc.dictionary_encode(column))
+
+
+def _decoded(encoded: pa.DictionaryArray | pa.ChunkedArray) -> np.ndarray:
+    """A dictionary-encoded text column as an object array: one Python text per level."""
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     levels = np.append(encoded.dictionary.to_numpy(zero_copy_only=False), None).astype(object)
@@ -132,6 +182,10 @@ def _is_number(kind: pa.DataType) -> bool:
         or pa.types.is_decimal(kind)
         or _is_null(kind)
     )
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def _is_null(kind: pa.DataType) -> bool:
