@@ -33,11 +33,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--on-invalid",
         choices=("reject", "flag"),
-        default="reject",
         help="local engine, a row that breaks the model's data contract: reject stops naming "
         "field, rule and rows and keeps nothing; flag scores the others, writes it to --out "
         "with no persona and a problems column (left out of the table), lists it in the "
-        "summary and exits 1 (default: %(default)s)",
+        "summary and exits 1 (default: reject)",
     )
     parser.add_argument(
         "--chunk-rows",
@@ -48,8 +47,15 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def score(args: argparse.Namespace, settings: Settings) -> Any:
+    from persona.errors import ConfigurationError
+
     if args.engine == "local":
         return _score_local(args, settings)
+    if args.on_invalid:
+        raise ConfigurationError(
+            "--on-invalid applies to --engine local (through the API a chunk with a bad row "
+            "fails whole and is reported by customer id)"
+        )
     return _score_http(args, settings)
 
 
@@ -120,7 +126,7 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
 
     if args.file and not args.out:
         raise ConfigurationError("--engine local --file needs --out (a .parquet or .csv to write)")
-    rows = args.chunk_rows or DEFAULT_BATCH_ROWS
+    rows, on_invalid = args.chunk_rows or DEFAULT_BATCH_ROWS, args.on_invalid or "reject"
     schema = load_schema(settings.schema_path)
     source = RegistryModelSource(settings.mlflow_tracking_uri, settings.model_name)
     # columns the model does not read are never read from the input: none is "extra"
@@ -138,7 +144,7 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
         )
         has_month = schema.month_column in reader.columns
         request = StreamRequest(
-            spec.id_column, schema.month_column, has_month, args.month, args.on_invalid, rows
+            spec.id_column, schema.month_column, has_month, args.month, on_invalid, rows
         )
         batches = reader.batches(request.columns_to_read(spec, reader.columns), rows)
         total, summary["read"] = reader.total_rows, reader.dialect.to_dict()
@@ -146,9 +152,7 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
         engine = database.make_engine(settings.project_database_url)
         months = [args.month] if args.month else None
         frame = database.read_months(engine, settings.customers_table, schema, months)
-        request = StreamRequest(
-            spec.id_column, schema.month_column, True, None, args.on_invalid, rows
-        )
+        request = StreamRequest(spec.id_column, schema.month_column, True, None, on_invalid, rows)
         columns = request.columns_to_read(spec, list(frame.columns))
         batches = pa.Table.from_pandas(frame[columns], preserve_index=False).to_batches(rows)
         total = len(frame)

@@ -248,3 +248,22 @@ def test_csv_out_holds_the_same_rows(tmp_path):
     csv = pd.read_csv(tmp_path / "o.csv", dtype={"model_version": str})
     assert csv["persona_id"].tolist() == parquet["persona_id"].tolist()
     assert csv["customer_id"].tolist() == parquet["customer_id"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--engine", "local", "--file", "in.csv"], "needs --out"),
+        (["--file", "in.csv", "--on-invalid", "flag"], "applies to --engine local"),
+    ],
+)
+def test_the_command_refuses_options_that_do_not_fit_the_engine(
+    argv, says, tmp_path, monkeypatch, caplog
+):
+    from persona.cli import main
+
+    monkeypatch.setenv("PERSONA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PERSONA_ENV_FILE", str(tmp_path / "no.env"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # never asked
+    assert main(["score", *argv]) == 2
+    assert says in caplog.text
