@@ -927,7 +927,7 @@ def messy_marketing_export(path: Path, rows: int, bad_row: int | None = None) ->
 
 
 def test_local_engine_streams_an_export_to_the_apis_labels_and_rejects_or_flags_bad_rows(
-    registry, raw_model, make_database, tmp_path, monkeypatch, capsys
+    registry, raw_model, make_database, tmp_path, monkeypatch, capsys, caplog
 ):
     """`persona score --engine local` loads the production model from the real registry and
     streams a messy export (another schema's columns) through it in small batches: the same
@@ -956,9 +956,10 @@ def test_local_engine_streams_an_export_to_the_apis_labels_and_rejects_or_flags_
         monkeypatch.setenv(key, value)
 
     def score(*argv: str) -> tuple[int, dict | None, str]:
+        caplog.clear()
         code = main(["score", *argv])
         out = capsys.readouterr()
-        return code, json.loads(out.out) if out.out.strip() else None, out.err
+        return code, json.loads(out.out) if out.out.strip() else None, out.err + caplog.text
 
     try:
         wait_http(f"{service.url}/ready", 60, service.process, service.log)

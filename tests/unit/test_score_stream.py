@@ -267,3 +267,13 @@ def test_the_command_refuses_options_that_do_not_fit_the_engine(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # never asked
     assert main(["score", *argv]) == 2
     assert says in caplog.text
+
+
+def test_text_columns_of_other_types_read_as_a_file_is_read():
+    from persona.serving.record_batches import texts
+
+    assert texts(pa.array([1, None, 2])).tolist() == ["1", None, "2"]
+    assert texts(pa.array([1.0, 2.5, None])).tolist() == ["1", "2.5", None]
+    coded = pa.array(["north", None, "south", "north"]).dictionary_encode()
+    assert texts(coded).tolist() == ["north", None, "south", "north"]
+    assert texts(pa.array(["a", None]), few=False).tolist() == ["a", None]
