@@ -915,14 +915,14 @@ def test_before_the_first_model_the_api_says_so_once(registry, tmp_path):
 
 
 def messy_marketing_export(path: Path, rows: int, bad_row: int | None = None) -> pd.DataFrame:
-    """A marketing export as teams send it: semicolon CSV with a BOM in cp1252, integer ids,
+    """A marketing export as teams send it: semicolon CSV, UTF-8 with a BOM, integer ids,
     missing incomes, a free-text column, no month column."""
     frame = marketing_frame(rows, 41, missing_income=9).drop(columns=["snapshot_month"])
     frame["ID"] = np.arange(5000, 5000 + rows)
     frame["Note"] = "rappelé en août"
     if bad_row is not None:
         frame.loc[bad_row, "Income"] = -5.0
-    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(sep=";", index=False).encode("cp1252"))
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(sep=";", index=False).encode("utf-8"))
     return frame
 
 
