@@ -104,7 +104,10 @@ def _open_parquet(path: Path, text_columns: Collection[str]) -> BatchReader:
     try:
         names = pq.read_schema(path).names
         levels = [name for name in text_columns if name in names]
-        parquet = pq.ParquetFile(path, read_dictionary=levels)
+        # pre_buffer (pyarrow's default) reads ahead over every row group iter_batches is
+        # given: memory then grows with the file (+716 MiB for 8M rows, +171 MiB for 1M);
+        # without it, one row group at a time (+117 MiB for both)
+        parquet = pq.ParquetFile(path, read_dictionary=levels, pre_buffer=False)
     except (pa.ArrowException, OSError) as exc:
         raise InvalidInputError(f"{path}: cannot read as parquet: {exc}") from None
 

@@ -37,7 +37,7 @@ from persona.serving.contract import InputSpec
 from persona.serving.invocations import ON_INVALID, Checked, check_and_score, renumbered
 from persona.serving.model_store import ServedModel
 from persona.serving.problems import RowProblem, rejection, rows_with_problems
-from persona.serving.record_batches import batch_from_arrow
+from persona.serving.record_batches import batch_from_arrow, texts
 from persona.serving.render import problems_text
 
 logger = logging.getLogger(__name__)
@@ -351,8 +351,13 @@ def _results(
 
 
 def _id_column(column: pa.Array) -> pa.Array:
-    """Ids as text (an integer id as its digits, as files are read)."""
-    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+    """Ids as text, as the contract read them (an integer id as its digits, 7.0 as "7")."""
+    kind = column.type
+    if pa.types.is_string(kind):
+        return column
+    if pa.types.is_integer(kind) or pa.types.is_dictionary(kind) or pa.types.is_large_string(kind):
+        return pc.cast(column, pa.string())
+    return pa.array(texts(column, few=False), type=pa.string())
 
 
 def _constant(value: str | None, n: int) -> pa.DictionaryArray:

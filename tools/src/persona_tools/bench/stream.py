@@ -52,8 +52,16 @@ class Run:
 
 
 def _rss_mib() -> float:
-    """This process's peak resident set so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set so far, in MiB.
+
+    Read from /proc (VmHWM, the high-water mark of this process's own memory): neither psutil
+    nor ``getrusage`` gives it, as Linux carries ``ru_maxrss`` over ``exec``, so a child
+    started by the benchmark would report the parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def _served(model_path: str, batch_rows: int):
