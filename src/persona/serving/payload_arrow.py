@@ -1,0 +1,292 @@
+"""Apache Arrow IPC stream and Parquet bodies: typed columns straight into the batch arrays.
+
+pyarrow reads both (the reference implementation of both formats; no pandas on the way). The
+columns arrive typed, so a type check is one look at the column's type, not one per value: a
+column of the wrong type makes its non-null rows a problem of the batch (refused or flagged like
+a wrong JSON value), a null where the contract allows none likewise. A body pyarrow cannot read
+(corrupt, truncated, not that format) is a 400 saying so; the row limit is checked before the
+rows are decoded (from the Parquet footer; batch by batch in a stream).
+
+``batch_from_table`` is the one converter from an Arrow table to a contract-checked ``Batch``;
+``render_arrow`` / ``render_parquet`` write the answer as one record batch with the CSV answer's
+columns (the model's name and version on every row, dictionary-encoded), so a saved file stays
+traceable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from persona.serving.columns import check_columns, check_numeric, check_size, check_unique
+from persona.serving.contract import Batch, InputSpec
+from persona.serving.payload import ARROW_STREAM, PARQUET, X_PARQUET
+from persona.serving.problems import PayloadError, RowProblem, detail, problem
+from persona.serving.render import CSV_MODEL_COLUMNS, Predictions
+
+_NUMBER_TYPES = "an integer or floating-point Arrow type"
+_TEXT_TYPES = "an Arrow string type (or dictionary of strings)"
+_ID_TYPES = "an Arrow string or integer type"
+
+
+def _malformed(kind: str, fmt: str, message: str) -> PayloadError:
+    found = detail(kind, None, (), 0, f"an {fmt} body", message[:200])
+    return PayloadError(kind, f"body is not a readable {fmt}: {message[:200]}", [found])
+
+
+def parse_arrow_stream(body: bytes, spec: InputSpec) -> Batch:
+    """An Arrow IPC stream (schema, then record batches); reading stops past the row limit."""
+    fmt = "Apache Arrow IPC stream"
+    try:
+        reader = pa.ipc.open_stream(pa.BufferReader(body))
+        batches, n = [], 0
+        for batch in reader:
+            batches.append(batch)
+            n += batch.num_rows
+            if n > spec.max_rows:
+                break
+        check_size(n, spec, "Arrow stream")
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        table.validate(full=True)  # offsets, UTF-8: never hand a broken buffer to numpy
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _malformed("malformed_arrow", fmt, str(exc) or type(exc).__name__) from None
+    return batch_from_table(table, spec)
+
+
+def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
+    """A Parquet file; only the columns the contract knows are decoded."""
+    fmt = "Parquet file"
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(body))
+        names = parquet.schema_arrow.names
+        check_size(parquet.metadata.num_rows, spec, "Parquet")
+        wanted = [name for name in dict.fromkeys(names) if name in spec.known]
+        table = parquet.read(columns=wanted, use_threads=False)
+        table.validate(full=True)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _malformed("malformed_parquet", fmt, str(exc) or type(exc).__name__) from None
+    if table.num_rows != parquet.metadata.num_rows:  # a footer that lies about its rows
+        check_size(table.num_rows, spec, "Parquet")
+    return batch_from_table(table, spec, names)
+
+
+def batch_from_table(table: pa.Table, spec: InputSpec, names: list[str] | None = None) -> Batch:
+    """The contract's arrays from an Arrow table (``names``: every column sent, if more)."""
+    names = table.column_names if names is None else names
+    check_unique(names)
+    n = table.num_rows
+    check_size(n, spec, "Arrow")
+    present = check_columns(names, n, spec)
+    found: list[RowProblem] = []
+    numeric = np.empty((n, len(spec.numeric)), dtype=np.float64)
+    for j, name in enumerate(spec.numeric):
+        numeric[:, j] = _numbers(name, table.column(name), spec.nullable, found)
+    check_numeric(numeric, spec, found)
+    categorical = [
+        _texts(name, table.column(name), spec.nullable, name in spec.dates, found)
+        for name in spec.categorical
+    ]
+    ids = None
+    if spec.id_column and spec.id_column in present:
+        ids = _ids(spec.id_column, table.column(spec.id_column), found)
+    ignored = tuple(sorted(present - spec.known.difference(spec.ignored)))
+
+    def read_ignored(name: str) -> list:
+        return table.column(name).to_pylist() if name in table.column_names else [None] * n
+
+    return Batch(
+        ids=ids,
+        numeric=numeric,
+        categorical=categorical,
+        n_rows=n,
+        problems=tuple(found),
+        ignored_columns=ignored,
+        read_ignored=read_ignored,
+    )
+
+
+def _type_name(column: pa.ChunkedArray) -> str:
+    return f"{column.type} column"
+
+
+def _wrong_type(name: str, column: pa.ChunkedArray, expected: str, found: list[RowProblem]) -> None:
+    """Every non-null value of a column of the wrong type is a problem of its row."""
+    rows = np.flatnonzero(~column.is_null().to_numpy(zero_copy_only=False))
+    if rows.size:
+        sample = column.slice(int(rows[0]), 1).to_pylist()
+        found.append(
+            problem(
+                "invalid_type",
+                name,
+                rows,
+                expected,
+                _type_name(column),
+                f"type: {expected}",
+                {int(rows[0]): sample[0]},
+            )
+        )
+
+
+def _nulls(name: str, column: pa.ChunkedArray, expected: str, found: list[RowProblem]) -> None:
+    if column.null_count:
+        rows = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+        found.append(problem("null_not_allowed", name, rows, expected, "null", "not null"))
+
+
+def _numbers(
+    name: str, column: pa.ChunkedArray, nullable: bool, found: list[RowProblem]
+) -> np.ndarray:
+    """float64 with NaN for null (and for a value of the wrong type, reported)."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        if not nullable:
+            _nulls(name, column, "number", found)
+        # safe=False: an integer beyond 2**53 is its nearest float, as JSON's 12345678901234567
+        values = pc.cast(column, pa.float64(), safe=False)
+        return values.to_numpy(zero_copy_only=False)  # null -> NaN
+    if not pa.types.is_null(kind):
+        _wrong_type(name, column, _NUMBER_TYPES, found)
+    elif not nullable:
+        _nulls(name, column, "number", found)
+    return np.full(len(column), np.nan)
+
+
+def _texts(
+    name: str, column: pa.ChunkedArray, nullable: bool, date: bool, found: list[RowProblem]
+) -> np.ndarray:
+    """An object array of str / None. A date column may also be an Arrow date (sent as ISO)."""
+    kind = column.type
+    if date and (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
+        column = pc.strftime(column, "%Y-%m-%d")
+        kind = column.type
+    if not (_is_text(kind) or pa.types.is_null(kind)):
+        _wrong_type(name, column, _TEXT_TYPES, found)
+        return np.full(len(column), None, dtype=object)
+    if not nullable:
+        _nulls(name, column, "string", found)
+    return _objects(column)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or _is_view(kind)
+
+
+def _is_view(kind: pa.DataType) -> bool:
+    check = getattr(pa.types, "is_string_view", None)
+    return bool(check and check(kind))
+
+
+def _objects(column: pa.ChunkedArray) -> np.ndarray:
+    """Text as Python strings, one object per distinct level rather than one per row.
+
+    A categorical column holds few levels: dictionary-encoding it (in C) and gathering the
+    levels by code builds a handful of str objects instead of one per row.
+    """
+    if pa.types.is_null(column.type):
+        return np.full(len(column), None, dtype=object)
+    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+    out = np.empty(len(column), dtype=object)
+    start = 0
+    for chunk in encoded.chunks:
+        levels = np.array([*chunk.dictionary.to_pylist(), None], dtype=object)
+        codes = chunk.indices.fill_null(len(levels) - 1).to_numpy(zero_copy_only=False)
+        out[start : start + len(chunk)] = levels[codes]
+        start += len(chunk)
+    return out
+
+
+def _ids(name: str, column: pa.ChunkedArray, found: list[RowProblem]) -> list:
+    """Ids as sent (text or integers); a null id is a problem of its row, as in JSON and CSV."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    if not (_is_text(kind) or pa.types.is_integer(kind)):
+        _wrong_type(name, column, _ID_TYPES, found)
+        return [None] * len(column)
+    _nulls(name, column, _ID_TYPES, found)
+    return column.to_pylist()
+
+
+# ----------------------------------------------------------------------------------- answers
+
+
+def answer_table(answer: Predictions) -> pa.Table:
+    """The answer as a table: the CSV answer's columns, typed; problems as a list of structs."""
+    n = answer.n_rows()
+    arrays: dict[str, pa.Array] = {}
+    if answer.ids is not None:
+        arrays[answer.id_column] = _array(answer.ids)
+    persona_id = np.asarray(answer.persona_id)
+    if persona_id.dtype == object:  # flagged rows hold None
+        arrays["persona_id"] = pa.array(persona_id.tolist(), type=pa.int64())
+    else:
+        arrays["persona_id"] = pa.array(persona_id.astype(np.int64, copy=False))
+    arrays["persona_name"] = pa.array(np.asarray(answer.persona_name, dtype=object), pa.string())
+    for column in ("confidence", "distance"):
+        values = np.asarray(getattr(answer, column), dtype=np.float64)
+        arrays[column] = pa.array(values, mask=np.isnan(values))  # NaN (unscored) -> null
+    for column, value in zip(CSV_MODEL_COLUMNS, ("name", "version"), strict=True):
+        level = pa.array([str(answer.model.get(value))])
+        arrays[column] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), level)
+    if answer.problems is not None:
+        arrays["problems"] = pa.array(answer.problems, type=_PROBLEMS)
+    for column, values in (answer.echo or {}).items():
+        if column not in arrays:
+            arrays[column] = _array(values)
+    metadata = {
+        "model_name": str(answer.model.get("name")),
+        "model_version": str(answer.model.get("version")),
+        "ignored_columns": ",".join(answer.ignored_columns),
+    }
+    return pa.table(arrays, metadata=metadata)
+
+
+_PROBLEMS = pa.list_(
+    pa.struct([("field", pa.string()), ("rule", pa.string()), ("kind", pa.string())])
+)
+
+
+def _array(values: Any) -> pa.Array:
+    """A column as sent; mixed types (possible in JSON input) travel as text."""
+    try:
+        return pa.array(values.tolist() if isinstance(values, np.ndarray) else values)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def render_arrow(answer: Predictions) -> bytes:
+    """One Arrow IPC stream with one record batch."""
+    table = answer_table(answer)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def render_parquet(answer: Predictions) -> bytes:
+    """A Parquet file, one row group (snappy, Parquet's usual codec)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(answer_table(answer), sink, compression="snappy")
+    return sink.getvalue().to_pybytes()
+
+
+# application/x-parquet: what many clients and tools still send
+PARSERS: dict[str, Callable[[bytes, InputSpec], Batch]] = {
+    ARROW_STREAM: parse_arrow_stream,
+    PARQUET: parse_parquet,
+    X_PARQUET: parse_parquet,
+}
+RENDERERS: dict[str, Callable[[Predictions], bytes]] = {
+    ARROW_STREAM: render_arrow,
+    PARQUET: render_parquet,
+    X_PARQUET: render_parquet,
+}
