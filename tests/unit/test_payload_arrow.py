@@ -250,6 +250,7 @@ def test_an_answer_round_trips_with_types_nulls_and_the_model(render):
     assert got.column("customer_id").to_pylist() == ["C1", "7", "C3"]  # mixed ids as text
     assert got.schema.field("persona_id").type == pa.int64()
     assert got.column("persona_id").to_pylist() == [2, 0, 5]
+    assert got.column("persona_name").to_pylist() == ["Big Spender", "Quote", "Lapsed"]
     assert got.column("confidence").to_pylist() == [0.1, 0.98, None]
     assert got.column("model_version").to_pylist() == ["3", "3", "3"]
     assert got.column("age").to_pylist() == [30, None, 41.5]
@@ -272,6 +273,7 @@ def test_flagged_rows_have_null_scores_and_their_problems():
     got = answer_table(flagged)
     assert "customer_id" not in got.column_names
     assert got.column("persona_id").to_pylist() == [1, None]
+    assert got.column("persona_name").to_pylist() == ["A", None]
     assert got.column("problems").to_pylist()[1] == [
         {"field": "age", "rule": ">= 18", "kind": "invalid_value"}
     ]

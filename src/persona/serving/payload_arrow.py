@@ -51,7 +51,7 @@ def parse_arrow_stream(body: bytes, spec: InputSpec) -> Batch:
             if n > spec.max_rows:
                 break
         check_size(n, spec, "Arrow stream")
-        table = pa.Table.from_batches(batches, schema=reader.schema)
+        table = pa.Table.from_batches(batches, schema=reader.schema).combine_chunks()
         table.validate(full=True)  # offsets, UTF-8: never hand a broken buffer to numpy
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _malformed("malformed_arrow", fmt, str(exc) or type(exc).__name__) from None
@@ -66,7 +66,7 @@ def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
         names = parquet.schema_arrow.names
         check_size(parquet.metadata.num_rows, spec, "Parquet")
         wanted = [name for name in dict.fromkeys(names) if name in spec.known]
-        table = parquet.read(columns=wanted, use_threads=False)
+        table = parquet.read(columns=wanted, use_threads=False).combine_chunks()
         table.validate(full=True)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _malformed("malformed_parquet", fmt, str(exc) or type(exc).__name__) from None
@@ -193,15 +193,12 @@ def _objects(column: pa.ChunkedArray) -> np.ndarray:
     """
     if pa.types.is_null(column.type):
         return np.full(len(column), None, dtype=object)
-    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
-    out = np.empty(len(column), dtype=object)
-    start = 0
-    for chunk in encoded.chunks:
-        levels = np.array([*chunk.dictionary.to_pylist(), None], dtype=object)
-        codes = chunk.indices.fill_null(len(levels) - 1).to_numpy(zero_copy_only=False)
-        out[start : start + len(chunk)] = levels[codes]
-        start += len(chunk)
-    return out
+    if pa.types.is_dictionary(column.type):  # chunks may each have their own dictionary
+        column = column.cast(column.type.value_type)
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    levels = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+    codes = encoded.indices.fill_null(len(levels) - 1).to_numpy(zero_copy_only=False)
+    return levels[codes]
 
 
 def _ids(name: str, column: pa.ChunkedArray, found: list[RowProblem]) -> list:
@@ -225,12 +222,7 @@ def answer_table(answer: Predictions) -> pa.Table:
     arrays: dict[str, pa.Array] = {}
     if answer.ids is not None:
         arrays[answer.id_column] = _array(answer.ids)
-    persona_id = np.asarray(answer.persona_id)
-    if persona_id.dtype == object:  # flagged rows hold None
-        arrays["persona_id"] = pa.array(persona_id.tolist(), type=pa.int64())
-    else:
-        arrays["persona_id"] = pa.array(persona_id.astype(np.int64, copy=False))
-    arrays["persona_name"] = pa.array(np.asarray(answer.persona_name, dtype=object), pa.string())
+    arrays["persona_id"], arrays["persona_name"] = _personas(answer.persona_id, answer.persona_name)
     for column in ("confidence", "distance"):
         values = np.asarray(getattr(answer, column), dtype=np.float64)
         arrays[column] = pa.array(values, mask=np.isnan(values))  # NaN (unscored) -> null
@@ -248,6 +240,25 @@ def answer_table(answer: Predictions) -> pa.Table:
         "ignored_columns": ",".join(answer.ignored_columns),
     }
     return pa.table(arrays, metadata=metadata)
+
+
+def _personas(persona_id: Any, persona_name: Any) -> tuple[pa.Array, pa.DictionaryArray]:
+    """persona_id as int64 and persona_name dictionary-encoded by persona (few levels).
+
+    The names are looked up by id, so a 100k-row answer converts a handful of strings, not one
+    per row; flagged rows (None) take the general way.
+    """
+    ids = np.asarray(persona_id)
+    names = np.asarray(persona_name, dtype=object)
+    if ids.dtype.kind in "iu" and ids.size and ids.min() >= 0 and ids.max() < 1 << 16:
+        first = np.full(int(ids.max()) + 1, -1)
+        first[ids[::-1]] = np.arange(ids.size)[::-1]  # each persona's first row
+        # ids no row holds get "" (Parquet refuses a null in a dictionary; no row points there)
+        levels = pa.array([names[i] if i >= 0 else "" for i in first], pa.string())
+        indices = pa.array(ids.astype(np.int32))
+        return pa.array(ids.astype(np.int64)), pa.DictionaryArray.from_arrays(indices, levels)
+    id_array = pa.array(ids.tolist(), type=pa.int64())
+    return id_array, pc.dictionary_encode(pa.array(names.tolist(), pa.string()))
 
 
 _PROBLEMS = pa.list_(
