@@ -124,6 +124,15 @@ def test_missing_unknown_and_duplicate_columns():
     assert refusal(stream(twice), ARROW).kind == "duplicate_columns"
 
 
+def test_other_columns_are_read_for_echo_when_the_contract_ignores_them():
+    spec = InputSpec(("age", "income"), ("channel",), extra_columns="ignore", max_rows=10)
+    data = table().append_column("crm_segment", pa.array(["a", "b", None]))
+    for body, content_type in ((stream(data), ARROW), (parquet(data), PARQUET)):
+        batch = parse_request(body, content_type, spec)
+        assert batch.ignored_columns == ("crm_segment", "snapshot_month")
+        assert batch.read_ignored("crm_segment") == ["a", "b", None]
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "kind"),
     [

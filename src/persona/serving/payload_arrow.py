@@ -65,7 +65,8 @@ def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
         parquet = pq.ParquetFile(pa.BufferReader(body))
         names = parquet.schema_arrow.names
         check_size(parquet.metadata.num_rows, spec, "Parquet")
-        wanted = [name for name in dict.fromkeys(names) if name in spec.known]
+        everything = spec.extra_columns == "ignore"  # then any column may be echoed
+        wanted = [name for name in dict.fromkeys(names) if everything or name in spec.known]
         table = parquet.read(columns=wanted, use_threads=False).combine_chunks()
         table.validate(full=True)
     except (pa.ArrowException, OSError, ValueError) as exc:
