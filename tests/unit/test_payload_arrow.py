@@ -158,6 +158,45 @@ def test_a_corrupt_string_buffer_is_refused_not_read(monkeypatch):
     assert refusal(bad, ARROW).kind == "malformed_arrow"
 
 
+def compressed(data: pa.Table, codec: str = "zstd") -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=codec)
+    with pa.ipc.new_stream(sink, data.schema, options=options) as writer:
+        writer.write_table(data, max_chunksize=2)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_a_compressed_stream_reads_the_same(codec):
+    assert_expected_batch(parse_request(compressed(table(), codec), ARROW, SPEC))
+
+
+def test_a_body_that_inflates_past_the_limit_is_refused_undecoded(monkeypatch):
+    from persona.serving import payload_arrow
+
+    records = [{**r, "channel": "x" * 200_000} for r in RECORDS]  # compresses ~1000x
+    monkeypatch.setattr(payload_arrow, "MIN_DECODED_LIMIT", 0)
+    for body, content_type in (
+        (compressed(table(records)), ARROW),
+        (parquet(table(records)), PARQUET),
+    ):
+        error = refusal(body, content_type)
+        assert (error.kind, error.status) == ("body_too_large", 413)
+        assert "decodes to more than" in error.message
+    assert parse_request(stream(table(records)), ARROW, SPEC).n_rows == 3  # stored as is
+
+
+def test_the_row_limit_is_checked_before_a_row_is_decoded(monkeypatch):
+    many = table([RECORDS[0]] * (SPEC.max_rows + 1))
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(pa.ipc, "open_stream", never)
+    for body in (stream(many), compressed(many)):
+        assert (refusal(body, ARROW).kind, refusal(body, ARROW).status) == ("too_many_rows", 413)
+
+
 def test_the_row_limit_is_checked_before_every_row_is_read():
     many = table([RECORDS[0]] * (SPEC.max_rows + 1))
     for body, content_type in ((stream(many, max_chunksize=7), ARROW), (parquet(many), PARQUET)):

@@ -4,8 +4,9 @@ pyarrow reads both (the reference implementation of both formats; no pandas on t
 columns arrive typed, so a type check is one look at the column's type, not one per value: a
 column of the wrong type makes its non-null rows a problem of the batch (refused or flagged like
 a wrong JSON value), a null where the contract allows none likewise. A body pyarrow cannot read
-(corrupt, truncated, not that format) is a 400 saying so; the row limit is checked before the
-rows are decoded (from the Parquet footer; batch by batch in a stream).
+(corrupt, truncated, not that format) is a 400 saying so. The row limit, and how far a
+compressed body may inflate, are checked from what the body declares before anything is
+decoded (the Parquet footer; each IPC message's metadata).
 
 ``batch_from_table`` is the one converter from an Arrow table to a contract-checked ``Batch``;
 ``render_arrow`` / ``render_parquet`` write the answer as one record batch with the CSV answer's
@@ -15,6 +16,7 @@ traceable.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,9 @@ from persona.serving.payload import ARROW_STREAM, PARQUET, X_PARQUET
 from persona.serving.problems import PayloadError, RowProblem, detail, problem
 from persona.serving.render import CSV_MODEL_COLUMNS, Predictions
 
+# A compressed body may decode to at most this much (a "zip bomb" stops here, unread):
+# 16 times its size, and never less than 256 MiB.
+MAX_EXPANSION, MIN_DECODED_LIMIT = 16, 256 << 20
 _NUMBER_TYPES = "an integer or floating-point Arrow type"
 _TEXT_TYPES = "an Arrow string type (or dictionary of strings)"
 _ID_TYPES = "an Arrow string or integer type"
@@ -43,6 +48,7 @@ def parse_arrow_stream(body: bytes, spec: InputSpec) -> Batch:
     """An Arrow IPC stream (schema, then record batches); reading stops past the row limit."""
     fmt = "Apache Arrow IPC stream"
     try:
+        _check_declared(body, spec)
         reader = pa.ipc.open_stream(pa.BufferReader(body))
         batches, n = [], 0
         for batch in reader:
@@ -53,9 +59,92 @@ def parse_arrow_stream(body: bytes, spec: InputSpec) -> Batch:
         check_size(n, spec, "Arrow stream")
         table = pa.Table.from_batches(batches, schema=reader.schema).combine_chunks()
         table.validate(full=True)  # offsets, UTF-8: never hand a broken buffer to numpy
-    except (pa.ArrowException, OSError, ValueError) as exc:
+    except (pa.ArrowException, OSError, ValueError, struct.error, IndexError) as exc:
         raise _malformed("malformed_arrow", fmt, str(exc) or type(exc).__name__) from None
     return batch_from_table(table, spec)
+
+
+def _check_declared(body: bytes, spec: InputSpec) -> None:
+    """The rows and decoded bytes the stream's messages declare, before any is decoded.
+
+    pyarrow decodes a whole record batch before saying how many rows it has, and inflates a
+    compressed one to whatever size it claims; so each message's metadata (a flatbuffer) is
+    read here first: too many rows is the 413 of any batch, a compressed body decoding to more
+    than ``MAX_EXPANSION`` times its size a 413 too.
+    """
+    rows = size = 0
+    limit = max(MAX_EXPANSION * len(body), MIN_DECODED_LIMIT)
+    for message in pa.ipc.MessageReader.open_stream(pa.BufferReader(body)):
+        if message.type not in ("record batch", "dictionary"):
+            continue
+        declared_rows, declared_size = _declared(message.metadata, message.body)
+        rows, size = rows + declared_rows, size + declared_size
+        if rows > spec.max_rows:
+            check_size(rows, spec, "Arrow stream")
+        if size > limit:
+            _too_large(size, limit)
+
+
+def _too_large(size: int, limit: int) -> None:
+    found = detail(
+        "body_too_large", None, (), 0, f"at most {limit} bytes decoded", f"{size} bytes or more"
+    )
+    message = (
+        f"the body decodes to more than {limit} bytes ({MAX_EXPANSION}x its size); "
+        "send it less compressed or split the batch"
+    )
+    raise PayloadError("body_too_large", message, [found], 413)
+
+
+def _declared(metadata: pa.Buffer, body: pa.Buffer | None) -> tuple[int, int]:
+    """(rows, decoded bytes) of one IPC message, from its flatbuffer metadata.
+
+    The layout is Arrow's Message.fbs: Message{version, header_type, header, bodyLength},
+    RecordBatch{length, nodes, buffers, compression}, DictionaryBatch{id, data}. A compressed
+    buffer starts with its decoded length (int64, -1 when stored as is). A dictionary's rows
+    are levels, not customers: only its bytes count.
+    """
+    meta = metadata.to_pybytes()
+    message = _u32(meta, 0)
+    kind_at, header = _field(meta, message, 1), _field(meta, message, 2)
+    kind = meta[kind_at] if kind_at is not None else 0
+    if kind not in (2, 3) or header is None:  # 2: DictionaryBatch, 3: RecordBatch
+        return 0, 0
+    table = _ref(meta, header)
+    if kind == 2:
+        data = _field(meta, table, 1)
+        if data is None:
+            return 0, 0
+        table = _ref(meta, data)
+    length = _field(meta, table, 0)
+    rows = struct.unpack_from("<q", meta, length)[0] if length is not None and kind == 3 else 0
+    buffers, compressed = _field(meta, table, 2), _field(meta, table, 3) is not None
+    if not compressed or buffers is None or body is None:
+        return rows, 0 if body is None else body.size  # stored as is: the body is its size
+    vector, size = _ref(meta, buffers), 0
+    for i in range(_u32(meta, vector)):
+        offset, stored = struct.unpack_from("<qq", meta, vector + 4 + 16 * i)
+        if stored >= 8:
+            decoded = struct.unpack_from("<q", body, offset)[0]
+            size += stored - 8 if decoded == -1 else decoded
+    return rows, size
+
+
+def _u32(data: bytes, at: int) -> int:
+    return struct.unpack_from("<I", data, at)[0]
+
+
+def _field(data: bytes, table: int, index: int) -> int | None:
+    """Where a flatbuffer table's field is stored, or None when absent (its default)."""
+    vtable = table - struct.unpack_from("<i", data, table)[0]
+    if 4 + 2 * index >= struct.unpack_from("<H", data, vtable)[0]:
+        return None
+    offset = struct.unpack_from("<H", data, vtable + 4 + 2 * index)[0]
+    return table + offset if offset else None
+
+
+def _ref(data: bytes, at: int) -> int:
+    return at + _u32(data, at)
 
 
 def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
@@ -65,6 +154,11 @@ def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
         parquet = pq.ParquetFile(pa.BufferReader(body))
         names = parquet.schema_arrow.names
         check_size(parquet.metadata.num_rows, spec, "Parquet")
+        groups = (parquet.metadata.row_group(i) for i in range(parquet.metadata.num_row_groups))
+        decoded = sum(group.total_byte_size for group in groups)
+        limit = max(MAX_EXPANSION * len(body), MIN_DECODED_LIMIT)
+        if decoded > limit:
+            _too_large(decoded, limit)
         everything = spec.extra_columns == "ignore"  # then any column may be echoed
         wanted = [name for name in dict.fromkeys(names) if everything or name in spec.known]
         table = parquet.read(columns=wanted, use_threads=False).combine_chunks()
