@@ -69,7 +69,8 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
         403: "Admin endpoints are disabled (no admin token configured)",
         404: "No such segmentation is served",
         406: "Unsupported Accept",
-        413: "More rows (PERSONA_MAX_BATCH_ROWS) or bytes (PERSONA_MAX_BODY_BYTES) than allowed",
+        413: "More rows (PERSONA_MAX_BATCH_ROWS) or bytes (PERSONA_MAX_BODY_BYTES) than allowed, "
+        "or a compressed Arrow/Parquet body that would decode to more than 16 times its size",
         415: "Unsupported Content-Type",
         503: "No model loaded yet, or the registry did not answer",
     }
