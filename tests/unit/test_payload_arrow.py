@@ -8,14 +8,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_payload import MODEL, RECORDS, SPEC, STRICT, assert_expected_batch
+from test_payload import (
+    LARGE,
+    MODEL,
+    RECORDS,
+    SPEC,
+    STRICT,
+    assert_expected_batch,
+    random_columns,
+)
 
 from persona.serving import payload
 from persona.serving.contract import InputSpec
 from persona.serving.payload import negotiate, parse_request
 from persona.serving.payload_arrow import answer_table, render_arrow, render_parquet
 from persona.serving.problems import PayloadError, rejection
-from persona.serving.render import Predictions
+from persona.serving.render import CSV_MODEL_COLUMNS, PREDICTION_COLUMNS, Predictions
 
 ARROW = "application/vnd.apache.arrow.stream"
 PARQUET = "application/vnd.apache.parquet"
@@ -217,23 +225,17 @@ def test_a_date_column_may_be_an_arrow_date():
 
 
 def test_a_larger_batch_parses_as_json_does():
-    spec = InputSpec(("age", "income"), ("channel",), max_rows=5000)
-    rng = np.random.default_rng(0)
-    n = 3000
-    numeric = np.round(rng.normal(50, 20, (n, 2)), 3)
-    numeric[rng.random((n, 2)) < 0.05] = np.nan
-    channel = rng.choice(["online", "store", "mixed"], n).astype(object)
-    channel[rng.random(n) < 0.05] = None
+    ids, numeric, channel = random_columns(3000)
     data = pa.table(
         {
-            "customer_id": [f"C{i}" for i in range(n)],
+            "customer_id": ids,
             "age": pa.array(numeric[:, 0], mask=np.isnan(numeric[:, 0])),
             "income": numeric[:, 1],  # NaN itself is a missing value too
             "channel": channel,
         }
     )
     for body, content_type in ((stream(data, 1000), ARROW), (parquet(data), PARQUET)):
-        batch = parse_request(body, content_type, spec)
+        batch = parse_request(body, content_type, LARGE)
         np.testing.assert_array_equal(batch.numeric, numeric)
         assert batch.categorical[0].tolist() == channel.tolist()
         assert batch.ids == data.column("customer_id").to_pylist()
@@ -285,16 +287,8 @@ def read_stream(body: bytes) -> pa.Table:
 def test_an_answer_round_trips_with_types_nulls_and_the_model(render):
     body = render(ANSWER)
     got = read_stream(body) if render is render_arrow else pq.read_table(pa.BufferReader(body))
-    assert got.column_names == [
-        "customer_id",
-        "persona_id",
-        "persona_name",
-        "confidence",
-        "distance",
-        "model_name",
-        "model_version",
-        "age",
-    ]
+    # the CSV answer's columns, then the echoed ones
+    assert got.column_names == ["customer_id", *PREDICTION_COLUMNS, *CSV_MODEL_COLUMNS, "age"]
     assert got.column("customer_id").to_pylist() == ["C1", "7", "C3"]  # mixed ids as text
     assert got.schema.field("persona_id").type == pa.int64()
     assert got.column("persona_id").to_pylist() == [2, 0, 5]

@@ -25,7 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from persona.serving.columns import check_columns, check_numeric, check_size, check_unique
+from persona.serving.columns import (
+    check_columns,
+    check_numeric,
+    check_size,
+    check_unique,
+    ignored_columns,
+)
 from persona.serving.contract import Batch, InputSpec
 from persona.serving.payload import ARROW_STREAM, PARQUET, X_PARQUET
 from persona.serving.problems import PayloadError, RowProblem, detail, problem
@@ -189,7 +195,7 @@ def batch_from_table(table: pa.Table, spec: InputSpec, names: list[str] | None =
     ids = None
     if spec.id_column and spec.id_column in present:
         ids = _ids(spec.id_column, table.column(spec.id_column), found)
-    ignored = tuple(sorted(present - spec.known.difference(spec.ignored)))
+    ignored = ignored_columns(present, spec)
 
     def read_ignored(name: str) -> list:
         return table.column(name).to_pylist() if name in table.column_names else [None] * n
