@@ -157,7 +157,9 @@ def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
     """A Parquet file; only the columns the contract knows are decoded."""
     fmt = "Parquet file"
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(body))
+        # pre-buffering coalesces reads from remote storage; in memory it only costs (2.4 -> 1.5 ms
+        # for 10k rows)
+        parquet = pq.ParquetFile(pa.BufferReader(body), pre_buffer=False)
         names = parquet.schema_arrow.names
         check_size(parquet.metadata.num_rows, spec, "Parquet")
         groups = (parquet.metadata.row_group(i) for i in range(parquet.metadata.num_row_groups))
@@ -311,7 +313,17 @@ def _ids(name: str, column: pa.ChunkedArray, found: list[RowProblem]) -> list:
         _wrong_type(name, column, _ID_TYPES, found)
         return [None] * len(column)
     _nulls(name, column, _ID_TYPES, found)
-    return column.to_pylist()
+    return ArrowIds(column)
+
+
+class ArrowIds(list):
+    """The ids as a list (what the contract's rules, the scoring log and JSON take), keeping
+    the Arrow column they came from, so an Arrow or Parquet answer sends it back as it came
+    instead of converting the values again."""
+
+    def __init__(self, column: pa.ChunkedArray) -> None:
+        super().__init__(column.to_pylist())
+        self.arrow = column
 
 
 # ----------------------------------------------------------------------------------- answers
@@ -320,7 +332,7 @@ def _ids(name: str, column: pa.ChunkedArray, found: list[RowProblem]) -> list:
 def answer_table(answer: Predictions) -> pa.Table:
     """The answer as a table: the CSV answer's columns, typed; problems as a list of structs."""
     n = answer.n_rows()
-    arrays: dict[str, pa.Array] = {}
+    arrays: dict[str, pa.Array | pa.ChunkedArray] = {}
     if answer.ids is not None:
         arrays[answer.id_column] = _array(answer.ids)
     arrays["persona_id"], arrays["persona_name"] = _personas(answer.persona_id, answer.persona_name)
@@ -367,8 +379,10 @@ _PROBLEMS = pa.list_(
 )
 
 
-def _array(values: Any) -> pa.Array:
+def _array(values: Any) -> pa.Array | pa.ChunkedArray:
     """A column as sent; mixed types (possible in JSON input) travel as text."""
+    if isinstance(values, ArrowIds) and len(values.arrow) == len(values):
+        return values.arrow
     try:
         return pa.array(values.tolist() if isinstance(values, np.ndarray) else values)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
