@@ -46,13 +46,13 @@ _ID_TYPES = "an Arrow string or integer type"
 
 
 def _malformed(kind: str, fmt: str, message: str) -> PayloadError:
-    found = detail(kind, None, (), 0, f"an {fmt} body", message[:200])
-    return PayloadError(kind, f"body is not a readable {fmt}: {message[:200]}", [found])
+    found = detail(kind, None, (), 0, fmt, message[:200])
+    return PayloadError(kind, f"body is not {fmt} pyarrow can read: {message[:200]}", [found])
 
 
 def parse_arrow_stream(body: bytes, spec: InputSpec) -> Batch:
     """An Arrow IPC stream (schema, then record batches); reading stops past the row limit."""
-    fmt = "Apache Arrow IPC stream"
+    fmt = "an Apache Arrow IPC stream"
     try:
         _check_declared(body, spec)
         reader = pa.ipc.open_stream(pa.BufferReader(body))
@@ -155,7 +155,7 @@ def _ref(data: bytes, at: int) -> int:
 
 def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
     """A Parquet file; only the columns the contract knows are decoded."""
-    fmt = "Parquet file"
+    fmt = "a Parquet file"
     try:
         # pre-buffering coalesces reads from remote storage; in memory it only costs (2.4 -> 1.5 ms
         # for 10k rows)
