@@ -130,6 +130,7 @@ def test_missing_unknown_and_duplicate_columns():
     assert (error.kind, error.details[0]["field"]) == ("unknown_columns", "shoe_size")
     twice = pa.Table.from_arrays([pa.array([1.0]), pa.array([2.0])], names=["age", "age"])
     assert refusal(stream(twice), ARROW).kind == "duplicate_columns"
+    assert refusal(parquet(twice), PARQUET).kind == "duplicate_columns"
 
 
 def test_other_columns_are_read_for_echo_when_the_contract_ignores_them():

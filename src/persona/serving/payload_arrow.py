@@ -161,6 +161,7 @@ def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
         # for 10k rows)
         parquet = pq.ParquetFile(pa.BufferReader(body), pre_buffer=False)
         names = parquet.schema_arrow.names
+        check_unique(names)
         check_size(parquet.metadata.num_rows, spec, "Parquet")
         groups = (parquet.metadata.row_group(i) for i in range(parquet.metadata.num_row_groups))
         decoded = sum(group.total_byte_size for group in groups)
