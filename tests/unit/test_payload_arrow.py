@@ -294,6 +294,7 @@ def test_an_answer_round_trips_with_types_nulls_and_the_model(render):
     assert got.schema.field("persona_id").type == pa.int64()
     assert got.column("persona_id").to_pylist() == [2, 0, 5]
     assert got.column("persona_name").to_pylist() == ["Big Spender", "Quote", "Lapsed"]
+    assert got.to_pandas()["persona_name"].tolist() == ["Big Spender", "Quote", "Lapsed"]
     assert got.column("confidence").to_pylist() == [0.1, 0.98, None]
     assert got.column("model_version").to_pylist() == ["3", "3", "3"]
     assert got.column("age").to_pylist() == [30, None, 41.5]
@@ -320,3 +321,12 @@ def test_flagged_rows_have_null_scores_and_their_problems():
     assert got.column("problems").to_pylist()[1] == [
         {"field": "age", "rule": ">= 18", "kind": "invalid_value"}
     ]
+
+
+def test_two_personas_of_one_name_still_give_unique_levels():
+    same = Predictions(
+        None, np.array([0, 1]), np.array(["A", "A"], dtype=object), *[np.ones(2)] * 2, MODEL
+    )
+    got = answer_table(same)
+    assert got.to_pandas()["persona_name"].tolist() == ["A", "A"]
+    assert got.column("persona_id").to_pylist() == [0, 1]

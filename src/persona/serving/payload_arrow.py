@@ -360,17 +360,22 @@ def _personas(persona_id: Any, persona_name: Any) -> tuple[pa.Array, pa.Dictiona
     """persona_id as int64 and persona_name dictionary-encoded by persona (few levels).
 
     The names are looked up by id, so a 100k-row answer converts a handful of strings, not one
-    per row; flagged rows (None) take the general way.
+    per row; the dictionary holds the personas present, once each (pandas requires unique
+    levels). Flagged rows (None), or two ids of one name, take the general way.
     """
     ids = np.asarray(persona_id)
     names = np.asarray(persona_name, dtype=object)
     if ids.dtype.kind in "iu" and ids.size and ids.min() >= 0 and ids.max() < 1 << 16:
         first = np.full(int(ids.max()) + 1, -1)
         first[ids[::-1]] = np.arange(ids.size)[::-1]  # each persona's first row
-        # ids no row holds get "" (Parquet refuses a null in a dictionary; no row points there)
-        levels = pa.array([names[i] if i >= 0 else "" for i in first], pa.string())
-        indices = pa.array(ids.astype(np.int32))
-        return pa.array(ids.astype(np.int64)), pa.DictionaryArray.from_arrays(indices, levels)
+        present = np.flatnonzero(first >= 0)
+        levels = names[first[present]].tolist()
+        if len(set(levels)) == len(levels):
+            position = np.zeros(first.size, dtype=np.int32)
+            position[present] = np.arange(present.size, dtype=np.int32)
+            dictionary = pa.array(levels, pa.string())
+            encoded = pa.DictionaryArray.from_arrays(pa.array(position[ids]), dictionary)
+            return pa.array(ids.astype(np.int64)), encoded
     id_array = pa.array(ids.tolist(), type=pa.int64())
     return id_array, pc.dictionary_encode(pa.array(names.tolist(), pa.string()))
 
