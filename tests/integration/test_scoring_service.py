@@ -184,6 +184,65 @@ def test_every_json_layout_and_csv_give_the_same_answer(api, customers):
     ]
 
 
+ARROW, PARQUET = "application/vnd.apache.arrow.stream", "application/vnd.apache.parquet"
+
+
+def arrow_stream(frame: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=64)  # several record batches
+    return sink.getvalue().to_pybytes()
+
+
+def parquet_file(frame: pd.DataFrame) -> bytes:
+    out = io.BytesIO()
+    frame.to_parquet(out, index=False)
+    return out.getvalue()
+
+
+def read_table(response: requests.Response):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if response.headers["Content-Type"] == ARROW:
+        return pa.ipc.open_stream(response.content).read_all()
+    return pq.read_table(pa.BufferReader(response.content))
+
+
+def test_arrow_parquet_and_json_give_identical_labels(api, customers):
+    """The same 200 rows (2% missing values) as JSON, an Arrow stream and Parquet, each
+    answered in JSON and in its own format: the same persona for every customer."""
+    sent = customers.drop(columns=["true_persona"])
+    reference = post(api, records(customers)).json()["predictions"]
+    labels = [p["persona_id"] for p in reference]
+    assert len(labels) == len(customers) and sent.isna().any().any()
+    for body, content_type in ((arrow_stream(sent), ARROW), (parquet_file(sent), PARQUET)):
+        as_json = post(api, data=body, headers={"Content-Type": content_type})
+        assert as_json.status_code == 200, as_json.text
+        assert as_json.json()["predictions"] == reference
+        assert as_json.headers["X-Ignored-Columns"] == "snapshot_month"
+        own = post(api, data=body, headers={"Content-Type": content_type, "Accept": content_type})
+        assert own.status_code == 200 and own.headers["Content-Type"] == content_type
+        answer = read_table(own)
+        assert answer.column("customer_id").to_pylist() == list(customers.customer_id)
+        assert answer.column("persona_id").to_pylist() == labels
+        np.testing.assert_allclose(
+            answer.column("distance").to_numpy(), [p["distance"] for p in reference]
+        )
+        assert set(answer.column("model_version").to_pylist()) == {"1"}
+    wrong = sent.astype({"age": str})
+    refused = post(api, data=parquet_file(wrong), headers={"Content-Type": PARQUET})
+    assert refused.status_code == 400, refused.text
+    found = refused.json()["error"]["details"][0]
+    assert (found["kind"], found["field"], found["count"]) == ("invalid_type", "age", 200)
+    cut = arrow_stream(sent)[:-100]
+    truncated = post(api, data=cut, headers={"Content-Type": ARROW})
+    assert truncated.status_code == 400 and truncated.json()["error"]["kind"] == "malformed_arrow"
+
+
 @pytest.mark.parametrize(
     ("mutate", "status", "kind", "field"),
     [
@@ -300,8 +359,15 @@ def _fuzz(api, tmp_path: Path, token: str, max_examples: int, *paths: str) -> tu
         "--no-color",
         *(arg for path in paths for arg in ("--include-path", path)),
     ]
+    # the hooks send Arrow and Parquet bodies (schemathesis imports them from its working dir)
+    hooks = {"NO_COLOR": "1", "SCHEMATHESIS_HOOKS": "schemathesis_hooks"}
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"}
+        command,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **hooks},
+        cwd=Path(__file__).parent,
     )
     requests_made = cassette.read_text().count("\n- id:") if cassette.exists() else 0
     output = done.stdout + done.stderr
@@ -735,6 +801,8 @@ def test_scoring_log_keeps_every_scored_row_for_monitoring(
         anonymous = [{k: v for k, v in r.items() if k != "customer_id"} for r in complete]
         assert post(service, with_ids).status_code == 200
         assert post(service, anonymous).status_code == 200
+        as_arrow = arrow_stream(customers.head(30).drop(columns=["true_persona"]))
+        assert post(service, data=as_arrow, headers={"Content-Type": ARROW}).status_code == 200
         version = requests.get(f"{service.url}/ready", timeout=5).json()["version"]
     finally:
         service.stop()  # a stopping worker writes what it has queued
@@ -742,11 +810,13 @@ def test_scoring_log_keeps_every_scored_row_for_monitoring(
     from persona.adapters.scoring_log import read_scoring_log
 
     logged = read_scoring_log(url, "scoring_log", days=1)
-    assert len(logged) == len(customers) + 50
+    assert len(logged) == len(customers) + 50 + 30  # the Arrow request's rows too
     assert set(logged.model_version) == {version} and logged.persona_name.notna().all()
     assert logged.customer_id.isna().sum() == 50
+    assert Counter(logged.customer_id.dropna())[customers.customer_id.iloc[0]] == 2
     np.testing.assert_allclose(
         logged.dropna(subset=["customer_id"])
+        .drop_duplicates("customer_id")  # the Arrow request sent 30 of them again
         .set_index("customer_id")
         .loc[customers.customer_id, "annual_income"],
         customers.annual_income,
@@ -767,6 +837,7 @@ def test_scoring_log_keeps_every_scored_row_for_monitoring(
     context = monitor_context(settings, notifier=TelegramNotifier(None, None))
     request = monitor.MonitorRequest.from_variables({"source": "scoring_log", "days": 1})
     current = monitor.load_current_step(context, request)
+    # the customers the Arrow request scored again count once (their latest score)
     assert len(current) == len(customers) + 50 and request.window == "scoring log, last 1 days"
 
 

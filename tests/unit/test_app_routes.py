@@ -422,3 +422,103 @@ def test_a_bad_date_is_a_400_naming_row_column_and_format(marketing_client):
     missing = [{k: v for k, v in row.items() if k != "Dt_Customer"} for row in marketing_records()]
     found = refused(marketing_client, 400, "missing_columns", json=missing)["details"][0]
     assert (found["field"], found["expected"]) == ("Dt_Customer", "date column")
+
+
+# ------------------------------------------------------------------- Arrow and Parquet bodies
+
+ARROW, PARQUET = "application/vnd.apache.arrow.stream", "application/vnd.apache.parquet"
+
+
+def arrow_body(data) -> bytes:
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def parquet_body(data) -> bytes:
+    out = io.BytesIO()
+    data.to_parquet(out, index=False)
+    return out.getvalue()
+
+
+def read_answer(response):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if response.mimetype == ARROW:
+        return pa.ipc.open_stream(response.get_data()).read_all()
+    return pq.read_table(pa.BufferReader(response.get_data()))
+
+
+@pytest.mark.parametrize(
+    ("content_type", "accept"),
+    [(ARROW, ARROW), (PARQUET, PARQUET), ("application/x-parquet", ARROW), (ARROW, None)],
+)
+def test_arrow_and_parquet_in_and_out_answer_as_json_does(client, content_type, accept):
+    data = frame(20)
+    data.loc[3, "age"] = None  # a missing value, imputed by the model
+    expected = client.post(
+        "/predict", json=json.loads(data.to_json(orient="records")), headers=AUTH
+    ).get_json()["predictions"]
+    body = arrow_body(data) if content_type == ARROW else parquet_body(data)
+    headers = {**AUTH, "Content-Type": content_type, **({"Accept": accept} if accept else {})}
+    response = client.post("/predict", data=body, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    if accept is None:  # JSON unless asked otherwise
+        assert response.get_json()["predictions"] == expected
+        return
+    assert response.mimetype == accept and response.headers["X-Model-Version"] == "1"
+    answer = read_answer(response)
+    assert answer.column("customer_id").to_pylist() == [p["customer_id"] for p in expected]
+    assert answer.column("persona_id").to_pylist() == [p["persona_id"] for p in expected]
+    assert answer.column("persona_name").to_pylist() == [p["persona_name"] for p in expected]
+    assert answer.column("confidence").to_pylist() == pytest.approx(
+        [p["confidence"] for p in expected]
+    )
+    assert set(answer.column("model_version").to_pylist()) == {"1"}
+
+
+def test_json_in_arrow_out_with_flagged_rows(client):
+    rows = records()
+    rows[2]["age"] = -500
+    response = client.post(
+        "/predict?on_invalid=flag&echo=age", json=rows, headers={**AUTH, "Accept": PARQUET}
+    )
+    assert response.status_code == 200 and response.mimetype == PARQUET
+    answer = read_answer(response)
+    assert answer.column("persona_id").to_pylist()[2] is None
+    assert answer.column("problems").to_pylist()[2][0]["field"] == "age"
+    assert answer.column("age").to_pylist()[2] == -500
+
+
+def test_bad_arrow_and_parquet_bodies_are_400s_naming_the_problem(client):
+    data = frame(6)
+    good = arrow_body(data)
+    for body, content_type, kind in (
+        (good[: len(good) // 2], ARROW, "malformed_arrow"),
+        (b"\x00" * 64, PARQUET, "malformed_parquet"),
+        (arrow_body(data.drop(columns=["age"])), ARROW, "missing_columns"),
+        (parquet_body(data.astype({"annual_income": str})), PARQUET, "invalid_type"),
+    ):
+        error = refused(client, 400, kind, data=body, headers={"Content-Type": content_type})
+        if kind in ("missing_columns", "invalid_type"):
+            found = error["details"][0]
+            assert found["field"] in ("age", "annual_income")
+            assert found["rows"] == ([0, 1, 2, 3, 4] if kind == "invalid_type" else found["rows"])
+    big = parquet_body(frame(MAX_ROWS + 1))
+    error = refused(client, 413, "too_many_rows", data=big, headers={"Content-Type": PARQUET})
+    assert str(MAX_ROWS) in error["message"]
+    huge = arrow_body(frame(MAX_ROWS)) * 10
+    assert len(huge) > MAX_BODY
+    refused(client, 413, "body_too_large", data=huge, headers={"Content-Type": ARROW})
+
+
+def test_openapi_documents_the_arrow_and_parquet_bodies(client):
+    predict = client.get("/openapi.json").get_json()["paths"]["/predict"]["post"]
+    for content in (predict["requestBody"]["content"], predict["responses"]["200"]["content"]):
+        for media in (ARROW, PARQUET, "application/x-parquet"):
+            assert content[media]["schema"]["format"] == "binary"

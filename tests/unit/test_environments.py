@@ -6,7 +6,16 @@ from persona_tools.devtools import environment_yml, read_pins
 
 ROOT = Path(__file__).resolve().parents[2]
 REQ = ROOT / "requirements"
-SHARED_ML = ("numpy", "pandas", "scikit-learn", "scipy", "skops", "joblib", "threadpoolctl")
+SHARED_ML = (
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "skops",
+    "joblib",
+    "threadpoolctl",
+    "pyarrow",
+)
 
 
 def test_pipeline_and_scoring_share_the_ml_stack():

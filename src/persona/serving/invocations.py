@@ -14,7 +14,7 @@ import numpy as np
 
 from persona.serving.contract import Batch, InputSpec, check_rows
 from persona.serving.model_store import ServedModel
-from persona.serving.payload import CSV, negotiate, parse_request
+from persona.serving.payload import BINARY, CSV, negotiate, parse_request
 from persona.serving.problems import (
     PayloadError,
     RowProblem,
@@ -134,7 +134,12 @@ def invocations(
         echo=echoed,
         ignored_columns=batch.ignored_columns,
     )
-    rendered = render_csv(predictions) if output == CSV else render_json(predictions)
+    if output in BINARY:
+        from persona.serving.payload_arrow import RENDERERS  # pyarrow only when asked for
+
+        rendered = RENDERERS[output](predictions)
+    else:
+        rendered = render_csv(predictions) if output == CSV else render_json(predictions)
     return Answer(
         rendered,
         output,

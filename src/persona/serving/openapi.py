@@ -6,6 +6,7 @@ from typing import Any
 
 from persona.serving.contract import InputSpec
 from persona.serving.invocations import ON_INVALID
+from persona.serving.payload import ARROW_STREAM, PARQUET, X_PARQUET
 
 ERROR = {
     "type": "object",
@@ -68,7 +69,8 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
         403: "Admin endpoints are disabled (no admin token configured)",
         404: "No such segmentation is served",
         406: "Unsupported Accept",
-        413: "More rows (PERSONA_MAX_BATCH_ROWS) or bytes (PERSONA_MAX_BODY_BYTES) than allowed",
+        413: "More rows (PERSONA_MAX_BATCH_ROWS) or bytes (PERSONA_MAX_BODY_BYTES) than allowed, "
+        "or a compressed Arrow/Parquet body that would decode to more than 16 times its size",
         415: "Unsupported Content-Type",
         503: "No model loaded yet, or the registry did not answer",
     }
@@ -78,6 +80,28 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
         for s in statuses
+    }
+
+
+_BINARY_IN = {
+    ARROW_STREAM: "An Apache Arrow IPC stream: one column per field of Customer (numbers as "
+    "integer or floating-point types, text as string or dictionary types, a date column also "
+    "as an Arrow date), nulls as Arrow nulls.",
+    PARQUET: "A Parquet file with the columns of an Arrow body.",
+    X_PARQUET: "The same as application/vnd.apache.parquet.",
+}
+_BINARY_OUT = {
+    ARROW_STREAM: "An Apache Arrow IPC stream: the CSV answer's columns, typed (persona_id "
+    "int64, confidence and distance float64, null when unscored; problems a list of structs).",
+    PARQUET: "A Parquet file with the columns of the Arrow answer.",
+    X_PARQUET: "The same as application/vnd.apache.parquet.",
+}
+
+
+def _binary(descriptions: dict[str, str]) -> dict[str, Any]:
+    return {
+        media: {"schema": {"type": "string", "format": "binary", "description": text}}
+        for media, text in descriptions.items()
     }
 
 
@@ -167,6 +191,7 @@ def openapi_document(spec: InputSpec, auth: bool) -> dict[str, Any]:
                     }
                 },
                 "text/csv": {"schema": {"type": "string", "description": "header row, then rows"}},
+                **_binary(_BINARY_IN),
             },
         },
         "responses": {
@@ -196,6 +221,7 @@ def openapi_document(spec: InputSpec, auth: bool) -> dict[str, Any]:
                         }
                     },
                     "text/csv": {"schema": {"type": "string"}},
+                    **_binary(_BINARY_OUT),
                 },
             },
             **_error_responses(400, *((401,) if auth else ()), 406, 413, 415, 503),
@@ -230,6 +256,7 @@ def openapi_document(spec: InputSpec, auth: bool) -> dict[str, Any]:
                     }
                 },
                 "text/csv": {"schema": {"type": "string", "description": "header row, then rows"}},
+                **_binary(_BINARY_IN),
             },
         },
         "responses": {**predict["responses"], **_error_responses(404)},

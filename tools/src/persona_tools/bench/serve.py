@@ -1,17 +1,20 @@
 """``make bench-serve``: the same model and batches through four scoring paths, in one run.
 
 (a) in-process ``predict`` of the MLflow pyfunc (and the service's fast path on parsed
-arrays), (b) ``mlflow models serve`` on the same model URI, (c) this service under Gunicorn.
-Batches of 1 / 100 / 1,000 / 10,000 rows as JSON records and CSV, with 1 client (latency) and
-4 concurrent clients (throughput); JSON also through (d) this service with the scoring log on
-(PERSONA_SCORING_LOG, rows copied to PostgreSQL off the request path). Servers run 2 workers
-on this machine's 2 cores, with the client on the same cores, so only the ratios between paths
-of one run mean much.
+arrays: the ceiling), (b) ``mlflow models serve`` on the same model URI (JSON and CSV, up to
+``--mlflow-max-rows``), (c) this service under Gunicorn. Batches of 1 / 100 / 1,000 / 10,000 /
+100,000 rows as JSON records, CSV, an Arrow IPC stream and Parquet (JSON and CSV answered in
+JSON, Arrow and Parquet in their own format), with 1 client (latency) and 4 concurrent clients
+(throughput); JSON also through (d) this service with the scoring log on (PERSONA_SCORING_LOG,
+rows copied to PostgreSQL off the request path). Each service figure is also given as a share
+of the fast path's rows/s at the same size. Servers run 2 workers on this machine's 2 cores,
+with the client on the same cores, so only the ratios between paths of one run mean much.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import multiprocessing
@@ -49,7 +52,9 @@ from persona_tools.bench.common import (
 
 logger = logging.getLogger(__name__)
 
-SIZES = (1, 100, 1_000, 10_000)
+SIZES = (1, 100, 1_000, 10_000, 100_000)
+MLFLOW_MAX_ROWS = 10_000  # mlflow models serve at 100k rows takes minutes for little news
+PAYLOADS = ("json", "csv", "arrow", "parquet")
 # The model of the orientation figures in the issue: one KMeans over the 10 features.
 BENCH_SEARCH = {
     "candidates": {"kmeans": {"k": [6], "n_init": 2}},
@@ -60,7 +65,7 @@ BENCH_SEARCH = {
 @dataclass(frozen=True)
 class Measurement:
     path: str  # in-process | fast-path | mlflow | mlflow-new-conn | service | service+log
-    payload: str  # json | csv | frame | arrays
+    payload: str  # json | csv | arrow | parquet | frame | arrays
     rows: int
     clients: int
     requests: int
@@ -96,7 +101,13 @@ def _client(
 
 
 def measure_http(
-    url: str, body: bytes, content_type: str, rows: int, clients: int, keep_alive: bool = True
+    url: str,
+    body: bytes,
+    content_type: str,
+    rows: int,
+    clients: int,
+    keep_alive: bool = True,
+    accept: str = "application/json",
 ) -> tuple[float, list[float]]:
     """Wall time and latencies of ``clients`` concurrent clients each sending the body N times.
 
@@ -104,7 +115,7 @@ def measure_http(
     what any server can show.
     """
     repeats = _repeats(rows) // clients or 1
-    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    headers = {"Content-Type": content_type, "Accept": accept}
     args = (url, body, headers, repeats, keep_alive)
     started = time.perf_counter()
     if clients == 1:
@@ -188,11 +199,23 @@ def worker_rss_mb(master_pid: int) -> list[float]:
     return sizes
 
 
-def bodies(frame, rows: int) -> dict[str, tuple[bytes, bytes, str]]:
-    """payload name -> (body for our service, body for mlflow models serve, content type)."""
+def bodies(frame, rows: int) -> dict[str, tuple[bytes, bytes | None, str]]:
+    """payload name -> (body for our service, body for mlflow models serve, content type).
+
+    The Arrow and Parquet bodies are what pyarrow and pandas write by default; mlflow models
+    serve takes neither (None).
+    """
+    import pyarrow as pa
+
     head = frame.head(rows)
     records = json.loads(head.to_json(orient="records"))
     csv_text = head.to_csv(index=False).encode()
+    table = pa.Table.from_pandas(head, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    parquet = io.BytesIO()
+    head.to_parquet(parquet, index=False)
     return {
         "json": (
             json.dumps(records).encode(),
@@ -200,18 +223,23 @@ def bodies(frame, rows: int) -> dict[str, tuple[bytes, bytes, str]]:
             "application/json",
         ),
         "csv": (csv_text, csv_text, "text/csv"),
+        "arrow": (sink.getvalue().to_pybytes(), None, "application/vnd.apache.arrow.stream"),
+        "parquet": (parquet.getvalue(), None, "application/vnd.apache.parquet"),
     }
 
 
 def render(measurements: list[Measurement]) -> str:
     lines = [
-        f"{'path':<16} {'payload':<7} {'rows':>6} {'clients':>7} {'rows/s':>12} {'p50 ms':>8} {'p95 ms':>8}",
-        "-" * 70,
+        f"{'path':<16} {'payload':<7} {'rows':>7} {'clients':>7} {'rows/s':>12} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'/ceiling':>8}",
+        "-" * 80,
     ]
+    ceiling = {m.rows: m.rows_per_s for m in measurements if m.path == "fast-path"}
     for m in measurements:
+        share = f"{m.rows_per_s / ceiling[m.rows]:>8.1%}" if m.rows in ceiling else ""
         lines.append(
-            f"{m.path:<16} {m.payload:<7} {m.rows:>6} {m.clients:>7} {m.rows_per_s:>12,.0f} "
-            f"{m.p50_ms:>8.2f} {m.p95_ms:>8.2f}"
+            f"{m.path:<16} {m.payload:<7} {m.rows:>7} {m.clients:>7} {m.rows_per_s:>12,.0f} "
+            f"{m.p50_ms:>8.2f} {m.p95_ms:>8.2f} {share}"
         )
     return "\n".join(lines)
 
@@ -234,6 +262,15 @@ def ratios(measurements: list[Measurement]) -> dict[str, float]:
             out[f"throughput_10k_{payload}_service_over_mlflow"] = (
                 ours.rows_per_s / theirs.rows_per_s
             )
+    for rows in (10_000, 100_000):  # the service against the in-process ceiling
+        ceiling = find("fast-path", "arrays", rows, 1)
+        for payload in PAYLOADS:
+            for clients in (1, 4):
+                ours = find("service", payload, rows, clients)
+                if ceiling and ours:
+                    out[f"service_over_fast_path_{payload}_{rows // 1000}k_{clients}_clients"] = (
+                        ours.rows_per_s / ceiling.rows_per_s
+                    )
     single = find("service", "json", 1, 1)
     if single:
         out["single_row_p50_ms_service"] = single.p50_ms
@@ -253,6 +290,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds per figure (median reported)"
+    )
+    parser.add_argument(
+        "--mlflow-max-rows",
+        type=int,
+        default=MLFLOW_MAX_ROWS,
+        help="the largest batch sent to mlflow models serve",
     )
     add_server_arguments(parser)
     args = parser.parse_args(argv)
@@ -357,21 +400,26 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
                 measurements += measure_in_process(pyfunc, features, rows)
                 for payload, (our_body, their_body, content_type) in bodies(features, rows).items():
                     for clients in (1, 4):
-                        targets = {
-                            "service": (f"{ours.url}/predict", our_body),
-                            "mlflow": (f"{theirs.url}/invocations", their_body),
-                        }
+                        targets = {"service": (f"{ours.url}/predict", our_body)}
+                        if their_body is not None and rows <= args.mlflow_max_rows:
+                            targets["mlflow"] = (f"{theirs.url}/invocations", their_body)
                         if payload == "json":  # what the scoring log costs a request
                             targets["service+log"] = (f"{logged.url}/predict", our_body)
+                        # Arrow and Parquet answered in their own format; JSON and CSV in JSON,
+                        # as mlflow models serve answers
+                        binary = payload in ("arrow", "parquet")
                         rounds: dict[str, list[Measurement]] = {path: [] for path in targets}
                         for _ in range(args.rounds):  # interleaved: both see the same noise
                             for path, (url, body) in targets.items():
-                                wall, lat = measure_http(url, body, content_type, rows, clients)
+                                accept = content_type if binary else "application/json"
+                                wall, lat = measure_http(
+                                    url, body, content_type, rows, clients, accept=accept
+                                )
                                 rounds[path].append(
                                     _record(path, payload, rows, clients, wall, lat)
                                 )
                         measurements += [median_of(found) for found in rounds.values()]
-                    if rows == 1:
+                    if rows == 1 and their_body is not None:
                         wall, lat = measure_http(
                             f"{theirs.url}/invocations",
                             their_body,
