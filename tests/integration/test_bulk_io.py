@@ -100,14 +100,21 @@ def test_a_key_repeated_in_the_frame_keeps_its_last_row_as_before(engine):
     assert (stored(engine, "by_copy").income == -1.0).sum() == 1
 
 
+def work_mem(engine: sa.Engine) -> str:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql("SHOW work_mem").scalar_one()
+
+
 def test_streamed_reads_equal_read_sql_in_columns_values_and_dtypes(engine):
     database.upsert_frame(engine, "customers", messy(), SCHEMA)
+    default_work_mem = work_mem(engine)
     for months in (None, ["2026-02"], ["2026-01", "2026-02"]):
         streamed = database.read_months(engine, "customers", SCHEMA, months, copy=True)
         read_sql = database.read_months(engine, "customers", SCHEMA, months, copy=False)
         pd.testing.assert_frame_equal(streamed, read_sql)
     assert streamed["note"].dtype == object and streamed["note"].isna().all()
     assert {type(name) for name in streamed.columns} == {str}
+    assert work_mem(engine) == default_work_mem != pg_bulk.READ_WORK_MEM  # the read's own
     with pytest.raises(database.InvalidInputError, match=r"no rows in 'customers'"):
         database.read_months(engine, "customers", SCHEMA, ["2031-01"], copy=True)
 
