@@ -113,12 +113,13 @@ def test_column_types_that_copy_reads(column_type, arrow):
     assert pg_bulk.arrow_type(column_type) == arrow
 
 
-def test_merge_updates_every_column_but_the_key():
+def test_merge_updates_every_column_but_the_key_where_a_value_differs():
     sql = pg_bulk.merge_sql(PREPARER, "customers", ["customer_id", "snapshot_month", "Age"], KEY)
     assert sql == (
         'INSERT INTO customers (customer_id, snapshot_month, "Age") SELECT customer_id, '
         'snapshot_month, "Age" FROM persona_staging ON CONFLICT (customer_id, snapshot_month) '
-        'DO UPDATE SET "Age" = EXCLUDED."Age"'
+        'DO UPDATE SET "Age" = EXCLUDED."Age" '
+        'WHERE ROW(customers."Age") IS DISTINCT FROM ROW(EXCLUDED."Age")'
     )
     only_key = pg_bulk.merge_sql(PREPARER, "t", KEY, KEY)
     assert only_key.endswith("ON CONFLICT (customer_id, snapshot_month) DO NOTHING")

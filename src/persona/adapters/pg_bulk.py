@@ -160,11 +160,18 @@ def merge_sql(
     staging: str = STAGING,
 ) -> str:
     """One ``INSERT … SELECT … ON CONFLICT`` from the staging table into ``target``: new keys
-    inserted, existing ones updated (nothing to update when every column is the key)."""
+    inserted, existing ones updated when a value differs (nothing to update when every column
+    is the key). A row that is already as sent is left alone: re-ingesting the same month
+    writes no new row versions, only checks them."""
     quote = preparer.quote
     names = ", ".join(quote(c) for c in columns)
-    updates = [f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c not in key]
-    action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
+    changing = [quote(c) for c in columns if c not in key]
+    action = "DO NOTHING"
+    if changing:
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in changing)
+        ours = ", ".join(f"{quote(target)}.{c}" for c in changing)
+        theirs = ", ".join(f"EXCLUDED.{c}" for c in changing)
+        action = f"DO UPDATE SET {sets} WHERE ROW({ours}) IS DISTINCT FROM ROW({theirs})"
     return (
         f"INSERT INTO {quote(target)} ({names}) SELECT {names} FROM {quote(staging)} "
         f"ON CONFLICT ({', '.join(quote(c) for c in key)}) {action}"
