@@ -231,3 +231,19 @@ def test_progress_moves_chunk_by_chunk_and_each_month_is_on_record(engine, monke
         "committed 1 of 2 months (300 rows: 2026-01)",
         "committed 2 of 2 months (600 rows: 2026-01, 2026-02)",
     ]
+
+
+def test_names_with_percent_signs_and_quotes_go_both_ways(engine):
+    """Statements sent as written (COPY takes no parameters): a "%" stays one, quotes quoted."""
+    odd = DatasetSchema(id_column="id", numeric={'100% "net"': NumericSpec()}, categorical={})
+    frame = pd.DataFrame(
+        {"id": ["a", "b"], "snapshot_month": ["5%", "5%"], '100% "net"': [1.0, None]}
+    )
+    for _ in range(2):
+        database.upsert_frame(engine, "t%x", frame, odd)
+    assert database.count_rows(engine, "t%x") == 2
+    streamed = database.read_months(engine, "t%x", odd, ["5%"], copy=True)
+    pd.testing.assert_frame_equal(
+        streamed, database.read_months(engine, "t%x", odd, ["5%"], copy=False)
+    )
+    pd.testing.assert_frame_equal(streamed, frame)

@@ -18,7 +18,7 @@ from persona.data.schema import DatasetSchema, NumericSpec
 
 pytestmark = pytest.mark.unit
 
-PREPARER = pg_psycopg2.dialect().identifier_preparer
+PREPARER = pg_bulk._plain(pg_psycopg2.dialect()).identifier_preparer
 
 
 def _csv(frame: pd.DataFrame, text_columns, chunk_rows: int = 3) -> bytes:

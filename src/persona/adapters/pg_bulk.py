@@ -63,6 +63,12 @@ _NO_PARAMETERS = {"no_parameters": True}
 # -- pure helpers --------------------------------------------------------------------------
 
 
+def _plain(dialect: sa.Dialect) -> sa.Dialect:
+    """The dialect quoting for statements sent as written: psycopg2's pyformat style doubles
+    every ``%`` (in a name too), which only a parameter pass would undo."""
+    return type(dialect)(paramstyle="named")
+
+
 def _text_array(series: pd.Series) -> pa.Array:
     """A text column as Arrow strings; values that are not str (ints, floats in an object
     column) as ``str(value)``, which is what PostgreSQL stored for them from executemany."""
@@ -219,7 +225,7 @@ def copy_upsert(
     duplicated = frame.duplicated(subset=list(key), keep="last")
     if duplicated.any():
         frame = frame[~duplicated]
-    preparer = connection.dialect.identifier_preparer
+    preparer = _plain(connection.dialect).identifier_preparer
     quote = preparer.quote
     columns = [str(c) for c in frame.columns]
     names = ", ".join(quote(c) for c in columns)
@@ -252,10 +258,8 @@ def copy_upsert(
 
 
 def _sql_text(query: sa.Select, dialect: sa.Dialect) -> str:
-    """``query`` as one SQL text with its values inline (COPY takes no parameters), quoted by
-    the dialect, without the doubled ``%`` that psycopg2's pyformat style would need."""
-    plain = type(dialect)(paramstyle="named")
-    return str(query.compile(dialect=plain, compile_kwargs={"literal_binds": True}))
+    """``query`` as one SQL text with its values inline (COPY takes no parameters)."""
+    return str(query.compile(dialect=_plain(dialect), compile_kwargs={"literal_binds": True}))
 
 
 class _PipeWriter(io.RawIOBase):
