@@ -302,8 +302,8 @@ bench-drift: install ## Drift checks: scenarios at 1k/5k/20k rows, false alarms 
 bench-personas: install ## Persona flags on fresh and drifted months, and the persona step's cost vs Evidently
 	$(DEV)/python -m persona_tools.bench.personas $(BENCH_ARGS)
 
-bench-ingest: install postgres ## Ingest of 300k rows: one transaction per month vs one for the whole file, rows/s
-	$(DEV)/python -m persona_tools.bench.ingest $(BENCH_ARGS)
+bench-ingest: install postgres ## PostgreSQL ingest and reads at 1M rows (ROWS=): COPY vs row-by-row / pd.read_sql, rows/s and ratios
+	$(DEV)/python -m persona_tools.bench.ingest $(if $(ROWS),--rows $(ROWS)) $(BENCH_ARGS)
 
 bench-search: install ## Default search vs KMeans(true k) on the hard synthetic setting, 5 seeds: ARI, k
 	$(DEV)/python -m persona_tools.bench.search $(BENCH_ARGS)

@@ -60,8 +60,9 @@ from persona.services.processes import (
 from persona.settings import load_settings
 
 MONTHS = ("2026-01", "2026-02", "2026-03")
-# More rows a month than one write chunk: the month's first chunk is written (uncommitted)
-# before the upsert reaches the held last row, so the rollback of a partial month is tested.
+# More rows a month than one row-by-row write chunk: on PostgreSQL the month is COPY-ed into a
+# staging table and the merge writes its other rows (uncommitted) before it reaches the held
+# last row, so the rollback of a partial month is tested.
 ROWS = database.CHUNK_ROWS + 1_000
 SCHEMA = load_schema(ROOT / "00_create_data/schema.yaml")
 PERSONA = Path(sys.executable).with_name("persona")  # the console script an operator runs

@@ -1,4 +1,8 @@
-"""Project tables (PostgreSQL in Compose/tests, SQLite locally) through SQLAlchemy Core."""
+"""Project tables (PostgreSQL in Compose/tests, SQLite locally) through SQLAlchemy Core.
+
+On PostgreSQL, writes and reads of customer months go through ``COPY`` (``pg_bulk``); SQLite
+keeps row-by-row upserts and ``pd.read_sql``.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from persona.errors import InvalidInputError, PartialWriteError, UpstreamUnavail
 
 logger = logging.getLogger(__name__)
 
-CHUNK_ROWS = 5_000
+CHUNK_ROWS = 5_000  # rows per executemany of the row-by-row path (SQLite)
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -66,6 +70,35 @@ def _written(committed: list[tuple[str | None, int]], parts: int) -> str:
     return f"committed {len(committed)} of {parts} months ({rows:,} rows{named})"
 
 
+def _use_copy(engine: sa.Engine, copy: bool | None) -> bool:
+    """COPY on PostgreSQL unless told otherwise (``copy=False``: the row-by-row path)."""
+    return engine.dialect.name == "postgresql" if copy is None else copy
+
+
+def _row_writer(statement: sa.Insert) -> Callable[[sa.Connection, pd.DataFrame, tqdm], None]:
+    """Row-by-row upserts, ``CHUNK_ROWS`` per executemany (SQLite; PostgreSQL's former path)."""
+
+    def write(connection: sa.Connection, part: pd.DataFrame, bar: tqdm) -> None:
+        records = part.astype(object).where(part.notna(), None).to_dict("records")
+        for start in range(0, len(records), CHUNK_ROWS):
+            chunk = records[start : start + CHUNK_ROWS]
+            connection.execute(statement, chunk)
+            bar.update(len(chunk))
+
+    return write
+
+
+def _copy_writer(
+    table: sa.Table, key: list[str]
+) -> Callable[[sa.Connection, pd.DataFrame, tqdm], None]:
+    from persona.adapters.pg_bulk import copy_upsert
+
+    def write(connection: sa.Connection, part: pd.DataFrame, bar: tqdm) -> None:
+        copy_upsert(connection, table, part, key, on_rows=bar.update)
+
+    return write
+
+
 def upsert_frame(
     engine: sa.Engine,
     table_name: str,
@@ -75,6 +108,7 @@ def upsert_frame(
     step: str | None = None,
     per_month: bool = True,
     on_committed: Callable[[str], None] | None = None,
+    copy: bool | None = None,
 ) -> int:
     """Insert or update rows by (id, month); re-running the same month changes no row count.
 
@@ -83,6 +117,8 @@ def upsert_frame(
     (``PartialWriteError``, naming ``step``); the rerun upserts the same rows again.
     ``per_month=False``: the whole frame in one transaction (all or nothing).
     ``on_committed`` hears what is committed after each month (a job's progress record).
+    On PostgreSQL a month is ``COPY``-ed into a staging table and merged in one statement
+    (``pg_bulk``); ``copy=False`` forces the row-by-row path (the benchmark's baseline).
     """
     step = step or f"writing {table_name!r}"
     metadata = sa.MetaData()
@@ -99,22 +135,24 @@ def upsert_frame(
         raise InvalidInputError(
             f"table {table_name!r} exists without column(s) {missing}; use another table name"
         )
-    insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
-    updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in schema.key}
-    statement = insert.on_conflict_do_update(index_elements=schema.key, set_=updates)
+    key = [c for c in schema.key if c in frame.columns]
+    if _use_copy(engine, copy):
+        write = _copy_writer(table, key)
+    else:
+        insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(
+            table
+        )
+        updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in key}
+        write = _row_writer(insert.on_conflict_do_update(index_elements=key, set_=updates))
     disable = None if progress is None else not progress
     parts = _months(frame, schema) if per_month else [(None, frame)]
     committed: list[tuple[str | None, int]] = []
     with tqdm(total=len(frame), desc=f"upsert {table_name}", unit="rows", disable=disable) as bar:
         for month, part in parts:
-            records = part.astype(object).where(part.notna(), None).to_dict("records")
             try:
                 with engine.begin() as connection:
-                    for start in range(0, len(records), CHUNK_ROWS):
-                        chunk = records[start : start + CHUNK_ROWS]
-                        connection.execute(statement, chunk)
-                        bar.update(len(chunk))
-            except SQLAlchemyError as exc:
+                    write(connection, part, bar)
+            except Exception as exc:  # SQLAlchemy's errors, and psycopg2's from COPY
                 reason = database_disconnect(exc)
                 if reason is None:
                     raise
@@ -127,7 +165,7 @@ def upsert_frame(
                     committed_rows=sum(n for _, n in committed),
                     rolled_back=month,
                 ) from None
-            committed.append((month, len(records)))
+            committed.append((month, len(part)))
             if on_committed is not None:
                 on_committed(_written(committed, len(parts)))
             if month is not None and len(parts) > 1:
@@ -135,7 +173,7 @@ def upsert_frame(
                     "%s: month %s committed (%d rows; %d of %d months)",
                     table_name,
                     month,
-                    len(records),
+                    len(part),
                     len(committed),
                     len(parts),
                 )
@@ -143,22 +181,55 @@ def upsert_frame(
     return len(frame)
 
 
+def months_query(table: sa.Table, schema: DatasetSchema, months: Sequence[str] | None) -> sa.Select:
+    """The rows of ``months`` (all when None), by month then id; by id alone in a table
+    without a month column, which has no months to choose."""
+    query = sa.select(table)
+    month = table.c.get(schema.month_column)
+    if month is None:
+        if months:
+            raise InvalidInputError(
+                f"table {table.name!r} has no month column {schema.month_column!r}; "
+                f"it cannot be read by month ({', '.join(months)})"
+            )
+        return query.order_by(table.c[schema.id_column])
+    if months:
+        query = query.where(month.in_(list(months)))
+    return query.order_by(month, table.c[schema.id_column])
+
+
 def read_months(
-    engine: sa.Engine, table_name: str, schema: DatasetSchema, months: Sequence[str] | None = None
+    engine: sa.Engine,
+    table_name: str,
+    schema: DatasetSchema,
+    months: Sequence[str] | None = None,
+    copy: bool | None = None,
 ) -> pd.DataFrame:
-    """Rows of the given months (all months when None), in a stable order."""
+    """Rows of the given months (all months when None), in a stable order.
+
+    On PostgreSQL they stream out through ``COPY`` (``pg_bulk``), equal to what ``pd.read_sql``
+    gives; ``copy=False`` reads them with ``pd.read_sql`` (SQLite, the benchmark's baseline).
+    """
     try:
         table = sa.Table(table_name, sa.MetaData(), autoload_with=engine)
     except sa.exc.NoSuchTableError:
         raise InvalidInputError(f"table {table_name!r} does not exist; ingest data first") from None
     except SQLAlchemyError as exc:
         raise UpstreamUnavailableError(f"database unreachable: {short_reason(exc)}") from None
-    query = sa.select(table)
-    if months:
-        query = query.where(table.c[schema.month_column].in_(list(months)))
-    query = query.order_by(table.c[schema.month_column], table.c[schema.id_column])
+    if schema.id_column not in table.c:
+        raise InvalidInputError(
+            f"table {table_name!r} has no id column {schema.id_column!r} (the schema's); "
+            f"its columns: {[c.name for c in table.columns][:20]}"
+        )
+    query = months_query(table, schema, months)
+    frame = None
     with engine.connect() as connection:
-        frame = pd.read_sql(query, connection)
+        if _use_copy(engine, copy):
+            from persona.adapters.pg_bulk import copy_read
+
+            frame = copy_read(connection, query)
+        if frame is None:
+            frame = pd.read_sql(query, connection)
     # Reflected names are SQLAlchemy quoted_name objects; scikit-learn only records
     # feature names that are exactly str, so a model fitted on them could not be refitted.
     frame.columns = [str(name) for name in frame.columns]
