@@ -103,7 +103,7 @@ _MONTH_OPTION = $(if $(or $(call _GIVEN,MONTH),$(if $(SEGMENTATION),,default)),$
 _DEMO_MONTHS = $(if $(findstring command line,$(origin MONTHS)),$(MONTHS))
 PYTEST_ARGS ?=
 
-.PHONY: help install postgres stack-db up down logs local-up local-down local-status test test-fast test-chaos lint format mlflow \
+.PHONY: help install install-spark postgres stack-db up down logs local-up local-down local-status test test-fast test-chaos lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
         segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui report \
         bench-train bench-serve bench-stream bench-monitor bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
@@ -142,6 +142,17 @@ $(VENV)/scoring/.installed: requirements/scoring.lock requirements/scoring-test.
 	touch $@
 
 install: $(VENV)/dev/.installed $(VENV)/mlflow/.installed $(VENV)/scoring/.installed ## Create/refresh the three environments (no-op when current)
+
+# The Spark engine's own environment (pyspark + Java 17), made only by the targets that use Spark:
+# the three above stay as small as without it. pyspark's sdist builds once (~2.5 min), then uv's cache.
+$(VENV)/spark/.installed: requirements/spark.lock pyproject.toml | $(UV)
+	bash scripts/ensure_java.sh
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)/spark
+	VIRTUAL_ENV=$(VENV)/spark $(UV) pip sync --quiet --compile-bytecode requirements/spark.lock
+	VIRTUAL_ENV=$(VENV)/spark $(UV) pip install --quiet --no-deps -e .
+	touch $@
+
+install-spark: $(VENV)/spark/.installed ## Create/refresh the Spark environment (.venv/spark; Java 17 from Debian when missing)
 
 postgres: ## Start the local PostgreSQL 15 if it is down
 	@bash scripts/ensure_postgres.sh
@@ -353,6 +364,7 @@ locks: | $(UV) ## Re-resolve the lock files and regenerate environment.yml
 	$(UV) pip compile --quiet requirements/checkov.in --python-version 3.11 -o requirements/checkov.lock
 	$(UV) pip compile --quiet requirements/scoring.in --python-version 3.11 -o requirements/scoring.lock
 	$(UV) pip compile --quiet requirements/scoring-test.in --python-version 3.11 -o requirements/scoring-test.lock
+	$(UV) pip compile --quiet requirements/spark.in --override requirements/overrides.txt -c requirements/pipeline.lock --python-version 3.11 -o requirements/spark.lock
 	$(DEV)/python -m persona_tools.devtools environment-yml > environment.yml
 
 clean: ## Remove local state (.persona) but keep the environments

@@ -125,6 +125,20 @@ VARIABLES: dict[str, _Var] = {
     ),
     "scoring_workers": _Var("PERSONA_SCORING_WORKERS", "2", int, "Gunicorn worker processes."),
     "scoring_threads": _Var("PERSONA_SCORING_THREADS", "4", int, "Threads per Gunicorn worker."),
+    "spark_master": _Var(
+        "SPARK_MASTER",
+        "local[*]",
+        str,
+        "Where the Spark engine runs (`persona score --engine spark`, Spark drift): local[*] in "
+        "the command's own process, spark://HOST:7077 for a standalone cluster (make spark-up).",
+    ),
+    "spark_command": _Var(
+        "PERSONA_SPARK_COMMAND",
+        ".venv/spark/bin/persona",
+        str,
+        "The persona command of the Spark environment (make install-spark), which the Mage "
+        "blocks run for Spark work so pyspark never enters Mage's own environment.",
+    ),
     "model_alias": _Var(
         "PERSONA_MODEL_ALIAS",
         "production",
@@ -269,6 +283,8 @@ class Settings:
     scoring_url: str
     scoring_workers: int
     scoring_threads: int
+    spark_master: str
+    spark_command: str
     model_alias: str
     model_poll_seconds: float
     max_batch_rows: int
