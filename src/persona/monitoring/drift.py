@@ -449,14 +449,24 @@ def interpret_report(
         )
     if not columns:
         raise InvalidInputError("the Evidently report holds no ValueDrift metrics")
-    drifted = [c.column for c in columns if c.drifted]
-    share = len(drifted) / len(columns)
-    if evidently_share is not None and not math.isclose(share, evidently_share, abs_tol=1e-9):
+    result = summarise(columns, config, n_reference, n_current)
+    if evidently_share is not None and not math.isclose(
+        result.drift_share, evidently_share, abs_tol=1e-9
+    ):
         logger.warning(
             "drifted share %.3f differs from Evidently's DriftedColumnsCount %.3f",
-            share,
+            result.drift_share,
             evidently_share,
         )
+    return result
+
+
+def summarise(
+    columns: Sequence[ColumnDrift], config: DriftConfig, n_reference: int, n_current: int
+) -> DriftResult:
+    """The dataset verdict of per-column verdicts, whichever engine judged the columns."""
+    drifted = [c.column for c in columns if c.drifted]
+    share = len(drifted) / len(columns)
     enough = check_enough_data(n_current, config, n_reference=n_reference)
     dataset_drift = enough.ok and share >= config.drift_share
     if not enough.ok:
