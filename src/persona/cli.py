@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from persona import cli_score, cli_segmentations
+from persona import cli_drift, cli_score, cli_segmentations
 from persona.entry import run_entry
 from persona.errors import (
     DataValidationError,
@@ -375,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_segmentation(report)
     report.set_defaults(handler=_monitor_report)
+    cli_drift.add_parser(commands)
 
     score = commands.add_parser(
         "score", help="score customers with the production model: through the API or in process"

@@ -22,6 +22,7 @@ from persona.adapters.mage_runs import MageRuns
 from persona.adapters.mlflow_models import MlflowModels
 from persona.adapters.mlflow_registry import CONNECT_BUDGET_S
 from persona.adapters.segmentation_store import SqlSegmentations
+from persona.adapters.spark_jobs import SparkSketcher
 from persona.adapters.telegram import TelegramNotifier
 from persona.data.catalogue import load_catalogue
 from persona.data.schema import DatasetSchema, load_schema
@@ -168,6 +169,19 @@ def monitor_context(settings: Settings, notifier: Notifier | None = None) -> Mon
         ),
         workdir=settings.home / "monitoring",
         owner=owner,
+        sketcher=_spark_sketcher(settings),
+    )
+
+
+def _spark_sketcher(settings: Settings) -> SparkSketcher:
+    """engine=spark's job runner: the Spark environment's persona, in its own process group."""
+    from persona.services.process_tree import records_folder
+
+    return SparkSketcher(
+        settings.spark_command,
+        settings.spark_master,
+        settings.schema_path,
+        records_folder(settings.home),
     )
 
 

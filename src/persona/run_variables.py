@@ -95,6 +95,14 @@ MONITOR: dict[str, RunVariable] = _table(
         "all_clear_alert", "", bool, "true/false: alert when nothing drifted (empty: drift.yaml)"
     ),
     RunVariable("days", 30, float, "window in days of source=scoring_log"),
+    RunVariable(
+        "engine",
+        "pandas",
+        str,
+        "pandas: the month in memory, Evidently on all rows; spark: a month too big for memory "
+        "(source=file Parquet or table) sketched by Spark (SPARK_MASTER), same verdicts",
+        ("pandas", "spark"),
+    ),
     SEGMENTATION,
 )
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from persona.errors import ConfigurationError, ModelUnavailableError, PersonaError
-from persona.flows import persona_mix, train
+from persona.flows import persona_mix, spark_drift, train
 from persona.flows.monitor_request import (  # noqa: F401 - the flow's public values
     DATA_QUALITY_FAILED,
     DRIFT_NO_RETRAIN,
@@ -38,6 +38,8 @@ from persona.monitoring.personas import PersonaMix
 from persona.monitoring.quality import QualityResult, check_quality
 from persona.monitoring.retrain_policy import PolicyVerdict, apply_policy
 from persona.monitoring.rows import frame_from_scoring_log, training_rows
+from persona.monitoring.sketch import FrameSketch
+from persona.monitoring.sketch_drift import drift_from_sketches
 from persona.monitoring.slow_drift import (
     MonthShifts,
     SlowDriftResult,
@@ -67,6 +69,7 @@ class MonitorContext:
     workdir: Path  # local folder of references and HTML reports
     owner: str | None = None  # this process (persona.monitoring.owners.Owner), on its rows
     heartbeat_seconds: float = HEARTBEAT_SECONDS  # how often a long retrain says it lives
+    sketcher: spark_drift.SparkSketcher | None = None  # engine=spark: runs the Spark job
 
     @property
     def alias(self) -> str:
@@ -101,6 +104,7 @@ class DriftCheck:
     quality: QualityResult | None = None  # None: nothing to check (no current rows)
     shifts: dict[str, float] = field(default_factory=dict)  # numeric column -> mean shift (sd)
     personas: PersonaMix | None = None  # the persona mix and fit (None: not checked)
+    sample_path: str | None = None  # engine=spark: the month's sample (what a retrain reads)
 
 
 @dataclass(frozen=True)
@@ -173,8 +177,13 @@ def load_reference_step(context: MonitorContext) -> Reference:
     return Reference(str(path), rows, name, production.version, production.run_id)
 
 
-def load_current_step(context: MonitorContext, request: MonitorRequest) -> pd.DataFrame:
-    """The month as it came: its quality is checked, stored and alerted on by the next step."""
+def load_current_step(
+    context: MonitorContext, request: MonitorRequest
+) -> pd.DataFrame | spark_drift.SparkMonth:
+    """The month as it came: its quality is checked, stored and alerted on by the next step.
+    With engine=spark it stays where it is, for the Spark job of the next step."""
+    if request.engine == "spark":
+        return spark_drift.spark_month(request.data)
     if request.data.source == SCORING_LOG:
         customers = context.training.customers
         if customers is None:
@@ -189,36 +198,59 @@ def load_current_step(context: MonitorContext, request: MonitorRequest) -> pd.Da
 
 
 def check_drift_step(
-    context: MonitorContext, reference: Reference, current: pd.DataFrame
+    context: MonitorContext,
+    reference: Reference,
+    current: pd.DataFrame | spark_drift.SparkMonth,
 ) -> DriftCheck:
     """Check the data's quality, then run the drift report, save it as HTML to the artifact
-    store and the report UI. A month that fails its quality checks is not judged for drift."""
+    store and the report UI. A month that fails its quality checks is not judged for drift.
+
+    With engine=spark (a ``SparkMonth``) the verdicts come from the reference sketch and the
+    month's sketch made by Spark; quality, report page and persona mix look at its sample."""
     config = context.config
     # Drift is on the model inputs, derived features computed from both frames' raw columns by
     # the model's own code. Both count days to one date (today's unless the schema fixes one):
     # a common shift of the date leaves every distance between the two distributions as it is.
-    schema = context.training.schema.with_reference_date(datetime.now(UTC).date())
+    today = datetime.now(UTC).date()
+    schema = context.training.schema.with_reference_date(today)
     inputs = schema.model_schema
     columns = feature_columns(inputs)
+    sketches: tuple[FrameSketch, spark_drift.SketchedMonth] | None = None
+    if isinstance(current, spark_drift.SparkMonth):
+        sketches = spark_drift.sketch_month(
+            context.sketcher,
+            context.training.registry,
+            reference,
+            context.training.schema,
+            current,
+            context.folder(),
+            today,
+        )
+        current = pd.read_parquet(sketches[1].sample_path)
+    n_current = sketches[1].rows if sketches else len(current)
     reference_frame = pd.read_parquet(reference.path)
-    enough = config.enough_data(len(current))
+    n_reference = sketches[0].rows if sketches else len(reference_frame)
+    enough = config.enough_data(n_current)
+    sample_path = sketches[1].sample_path if sketches else None
     quality = None
     if len(current):
         quality = check_quality(current, reference_frame, context.training.schema, config.quality)
         if not quality.ok:
             logger.error("drift check skipped: %s", quality.reason)
-            result = DriftResult.not_checked(
-                len(reference_frame), len(current), enough.ok, quality.reason
-            )
-            return DriftCheck(result, None, None, quality)
+            result = DriftResult.not_checked(n_reference, n_current, enough.ok, quality.reason)
+            return DriftCheck(result, None, None, quality, sample_path=sample_path)
     if not enough.ok:
-        result = DriftResult.insufficient(len(reference_frame), len(current), enough.reason)
+        result = DriftResult.insufficient(n_reference, n_current, enough.reason)
         logger.warning("drift check skipped: %s", enough.reason)
-        return DriftCheck(result, None, None, quality)
+        return DriftCheck(result, None, None, quality, sample_path=sample_path)
     before = prepare_features(reference_frame, schema)[columns]
     after = prepare_features(current, schema)[columns]
     snapshot, report = context.reports.run(before, after, inputs, config)
-    result = interpret_report(report, config, len(reference_frame), len(current))
+    if sketches:
+        current_sketch = FrameSketch.read(Path(sketches[1].sketch_path))
+        result = drift_from_sketches(sketches[0], current_sketch, schema, config)
+    else:
+        result = interpret_report(report, config, n_reference, n_current)
     shifts = mean_shifts(before, after, [c for c in columns if c in inputs.numeric])
     mix = persona_mix.check_personas(
         context.training, reference.model_version, reference_frame, current, config.personas
@@ -226,6 +258,8 @@ def check_drift_step(
     # to the microsecond: two runs in the same second must not overwrite each other's pages
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     html = context.reports.save_html(snapshot, context.folder() / f"drift-{stamp}.html")
+    if sketches:
+        spark_drift.annotate_html(html, spark_drift.sample_note(sketches[1]))
     pages = [html]
     if mix is not None:
         pages += persona_mix.run_pages(
@@ -240,7 +274,12 @@ def check_drift_step(
     tracker = context.training.tracker
     run_id, location = tracker.log_report_run(
         f"drift-{stamp}",
-        {"model_version": reference.model_version, "n_current": len(current)},
+        {
+            "model_version": reference.model_version,
+            "n_current": n_current,
+            "engine": "spark" if sketches else "pandas",
+            **({"n_sample": len(current)} if sketches else {}),
+        },
         {
             "drift_share": result.drift_share,
             "dataset_drift": float(result.dataset_drift),
@@ -264,6 +303,7 @@ def check_drift_step(
         quality,
         shifts=shifts,
         personas=mix,
+        sample_path=sample_path,
     )
 
 
@@ -360,7 +400,7 @@ def retrain_step(
     context: MonitorContext,
     drift: StoredDrift,
     reference: Reference,
-    current: pd.DataFrame,
+    current: pd.DataFrame | spark_drift.SparkMonth,
 ) -> Retrained:
     """The training flow on reference + current rows; champion/challenger decides promotion.
 
@@ -369,6 +409,8 @@ def retrain_step(
     month starts from the same stored data.
     """
     training = context.training
+    if isinstance(current, spark_drift.SparkMonth):  # engine=spark: retrain on its sample
+        current = pd.read_parquet(drift.check.sample_path)
     frame = training_rows(pd.read_parquet(reference.path), current, training.schema)
     # the month passed the quality checks, whose null limit (drift.yaml) may differ from the schema's
     schema = replace(

@@ -43,6 +43,7 @@ class MonitorRequest:
     retrain: bool = MONITOR_DEFAULTS["retrain"]
     all_clear_alert: bool | None = None  # None = the drift config decides
     days: float = MONITOR_DEFAULTS["days"]  # window of the scoring log (source=scoring_log)
+    engine: str = MONITOR_DEFAULTS["engine"]  # pandas | spark (persona.flows.spark_drift)
 
     @classmethod
     def from_variables(
@@ -66,6 +67,7 @@ class MonitorRequest:
                 variables.get("all_clear_alert"), "run variable 'all_clear_alert'"
             ),
             days=_days(variables.get("days")),
+            engine=_engine(variables.get("engine")),
         )
 
     @property
@@ -91,3 +93,10 @@ def _days(value: Any) -> float:
     if days <= 0:
         raise ConfigurationError(f"days must be positive, got {value!r}")
     return days
+
+
+def _engine(value: Any) -> str:
+    engine = str(value or MONITOR_DEFAULTS["engine"]).strip().lower()
+    if engine not in ("pandas", "spark"):
+        raise ConfigurationError(f"engine must be pandas or spark, got {value!r}")
+    return engine

@@ -42,6 +42,7 @@ from persona.model.profile import evidence_table, plot_profiles, profile_html, p
 from persona.model.pyfunc import PersonaModel, load_estimator, save_estimator
 from persona.model.search import Candidate, run_search
 from persona.model.selection import select_winner
+from persona.monitoring.sketch_drift import sketch_of
 from persona.ports import CustomerStore, ModelFiles, Registration, Registry, Tracker
 from persona.run_variables import DATA_SOURCES, DEFAULT_MONTH, TRAIN_DEFAULTS
 
@@ -52,6 +53,8 @@ SERVING_PACKAGES = ("mlflow-skinny", "numpy", "pandas", "scikit-learn", "scipy",
 REFERENCE_FOLDER = "reference"
 REFERENCE_FILE = "reference.parquet"
 REFERENCE_ARTIFACT = f"{REFERENCE_FOLDER}/{REFERENCE_FILE}"
+# ... and a sketch of the whole fitted split, which the Spark drift engine compares against
+SKETCH_FILE = "reference_sketch.json"
 PROFILE_FILES = ("persona_profile.csv", "persona_profile.html", "persona_profile.png")
 
 
@@ -408,6 +411,7 @@ def select_step(
 
     reference = reference_sample(train, schema, context.reference_rows, params.seed)
     reference.to_parquet(folder / REFERENCE_FILE, index=False)
+    sketch_of(train, schema, datetime.now(UTC).date()).write(folder / SKETCH_FILE)
 
     example = raw_inputs(train.head(5), schema)  # the model takes the raw columns
     model_uri = context.tracker.log_to_run(
@@ -417,7 +421,7 @@ def select_step(
         params={"winner": winner.name, "winner_family": winner.family, "winner_k": winner.k},
         files={
             "profile": [folder / name for name in (*PROFILE_FILES, "personas.json")],
-            REFERENCE_FOLDER: [folder / REFERENCE_FILE],
+            REFERENCE_FOLDER: [folder / REFERENCE_FILE, folder / SKETCH_FILE],
         },
         model=ModelFiles(
             PersonaModel(),

@@ -39,6 +39,8 @@ from persona.values import from_plain, to_plain
 GRID = 1000  # quantile probabilities 0, 1/GRID, ..., 1: 0.1 % of the rows between two
 VALUE_CAP = 1000  # numeric columns with at most this many distinct values keep exact counts
 SKETCH_VERSION = 1
+# what `persona drift-sketch` writes into its --out folder for the monitor
+SKETCH_NAME, SAMPLE_NAME, ANSWER_NAME = "current_sketch.json", "current_sample.parquet", "job.json"
 
 
 def grid_probabilities(grid: int = GRID) -> np.ndarray:

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import date
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, InvalidInputError
+from persona.model.preprocess import prepare_features
 from persona.monitoring.drift import (
     CATEGORICAL,
     NUMERIC,
@@ -42,7 +45,12 @@ from persona.monitoring.drift import (
     is_drifted,
     summarise,
 )
-from persona.monitoring.sketch import CategoricalSketch, FrameSketch, NumericSketch
+from persona.monitoring.sketch import (
+    CategoricalSketch,
+    FrameSketch,
+    NumericSketch,
+    sketch_frame,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -287,3 +295,13 @@ def sketch_columns(schema: DatasetSchema) -> tuple[list[str], list[str]]:
     return [c for c in columns if c in inputs.numeric], [
         c for c in columns if c not in inputs.numeric
     ]
+
+
+def sketch_of(frame: pd.DataFrame, schema: DatasetSchema, day: date | str | None) -> FrameSketch:
+    """The exact sketch of the model inputs of raw rows, derived features counted to ``day``
+    (the schema's own date when it fixes one)."""
+    dated = schema.with_reference_date(day)
+    numeric, categorical = sketch_columns(dated)
+    features = prepare_features(frame, dated)
+    stamp = None if dated.reference_date is None else str(dated.reference_date)
+    return sketch_frame(features, numeric, categorical, reference_date=stamp)

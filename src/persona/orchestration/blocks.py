@@ -14,7 +14,7 @@ import pandas as pd
 
 from persona import composition
 from persona.errors import PersonaError
-from persona.flows import monitor, train
+from persona.flows import monitor, spark_drift, train
 from persona.logging_setup import configure_logging
 from persona.run_variables import TRAIN_DEFAULTS
 from persona.settings import Settings, load_settings
@@ -110,16 +110,22 @@ def load_reference(variables: dict[str, Any]) -> dict[str, Any]:
     return to_plain(monitor.load_reference_step(_monitor(variables)))
 
 
-def load_current(variables: dict[str, Any]) -> pd.DataFrame:
+def load_current(variables: dict[str, Any]) -> pd.DataFrame | dict[str, Any]:
     request = monitor.MonitorRequest.from_variables(variables)
-    return monitor.load_current_step(_monitor(variables), request)
+    current = monitor.load_current_step(_monitor(variables), request)
+    # engine=spark: the month stays where it is, the next block's Spark job reads it
+    return to_plain(current) if isinstance(current, spark_drift.SparkMonth) else current
+
+
+def _current(value: Any) -> pd.DataFrame | spark_drift.SparkMonth:
+    return from_plain(spark_drift.SparkMonth, value) if isinstance(value, dict) else value
 
 
 def check_drift(
-    reference: dict[str, Any], current: pd.DataFrame, variables: dict[str, Any]
+    reference: dict[str, Any], current: pd.DataFrame | dict[str, Any], variables: dict[str, Any]
 ) -> dict[str, Any]:
     check = monitor.check_drift_step(
-        _monitor(variables), from_plain(monitor.Reference, reference), current
+        _monitor(variables), from_plain(monitor.Reference, reference), _current(current)
     )
     return to_plain(check)
 
@@ -145,14 +151,14 @@ def is_retraining(drift: dict[str, Any]) -> bool:
 def retrain_on_drift(
     drift: dict[str, Any],
     reference: dict[str, Any],
-    current: pd.DataFrame,
+    current: pd.DataFrame | dict[str, Any],
     variables: dict[str, Any],
 ) -> dict[str, Any]:
     retrained = monitor.retrain_step(
         _monitor(variables),
         from_plain(monitor.StoredDrift, drift),
         from_plain(monitor.Reference, reference),
-        current,
+        _current(current),
     )
     return to_plain(retrained)
 
