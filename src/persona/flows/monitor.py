@@ -225,6 +225,7 @@ def check_drift_step(
             current,
             context.folder(),
             today,
+            config,
         )
         current = pd.read_parquet(sketches[1].sample_path)
     n_current = sketches[1].rows if sketches else len(current)

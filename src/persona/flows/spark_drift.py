@@ -25,8 +25,9 @@ import pandas as pd
 from persona.data.schema import DatasetSchema
 from persona.errors import ConfigurationError, ModelUnavailableError
 from persona.flows import train
+from persona.monitoring.drift import DriftConfig
 from persona.monitoring.sketch import FrameSketch
-from persona.monitoring.sketch_drift import sketch_of
+from persona.monitoring.sketch_drift import require_sketch_methods, sketch_of
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +138,11 @@ def sketch_month(
     month: SparkMonth,
     folder: Path,
     today: date,
+    config: DriftConfig,
 ) -> tuple[FrameSketch, SketchedMonth]:
     """The served model's reference sketch and the month's, for the monitor's drift step
     (``reference``: its ``Reference``, the model's run and reference sample)."""
+    require_sketch_methods(config, schema)  # a method that needs rows fails before Spark runs
     reference_side = reference_sketch(
         registry, reference.model_run_id, reference.path, schema, Path(reference.path).parent, today
     )

@@ -249,6 +249,15 @@ def score(method: str, ref: Sketch, cur: Sketch, column_type: str) -> float:
     raise ValueError(f"not a sketch method: {method}")
 
 
+def require_sketch_methods(config: DriftConfig, schema: DatasetSchema) -> dict:
+    """Each column's configured test, checked to be one a sketch answers (before any work)."""
+    tests = column_tests(config, schema.model_schema)
+    for name, spec in tests.items():
+        if spec.method is not None and spec.method not in SKETCH_METHODS:
+            raise unsupported(name, spec.method)
+    return tests
+
+
 def drift_from_sketches(
     reference: FrameSketch,
     current: FrameSketch,
@@ -259,10 +268,7 @@ def drift_from_sketches(
     from persona.monitoring.drift import STAT_TESTS
 
     inputs = schema.model_schema
-    tests = column_tests(config, inputs)
-    for name, spec in tests.items():  # all errors before any work
-        if spec.method is not None and spec.method not in SKETCH_METHODS:
-            raise unsupported(name, spec.method)
+    tests = require_sketch_methods(config, schema)
     columns = []
     for name, spec in tests.items():
         column_type = NUMERIC if name in inputs.numeric else CATEGORICAL
