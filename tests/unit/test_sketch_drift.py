@@ -45,8 +45,10 @@ def _evidently(method: str, ref: pd.Series, cur: pd.Series, kind: str) -> float:
     return float(test(ref.copy(), cur.copy(), column_type, 0.1).drift_score)
 
 
-def _sketch(series: pd.Series, kind: str):
-    return numeric_sketch(series) if kind == "numeric" else categorical_sketch(series)
+def _sketch(series: pd.Series, kind: str, cap: int):
+    return (
+        numeric_sketch(series, value_cap=cap) if kind == "numeric" else categorical_sketch(series)
+    )
 
 
 CONTINUOUS = (
@@ -63,30 +65,33 @@ LEVELS = (
 
 @pytest.mark.parametrize("method", SKETCH_METHODS)
 @pytest.mark.parametrize(
-    ("pair", "kind", "tolerance"),
+    ("pair", "kind", "cap", "tolerance"),
     [
         # exact value counts: the same numbers as Evidently up to rounding
-        (INTEGERS, "numeric", 1e-9),
-        (FEW_VALUES, "numeric", 1e-9),
-        (LEVELS, "categorical", 1e-9),
-        # interpolated between grid points: off by at most a grid step of the shares
-        (CONTINUOUS, "numeric", 0.01),
+        (INTEGERS, "numeric", 1000, 1e-9),
+        (FEW_VALUES, "numeric", 1000, 1e-9),
+        (LEVELS, "categorical", 1000, 1e-9),
+        (CONTINUOUS, "numeric", 25_000, 1e-9),
+        # interpolated between grid points (what Spark's sketch of a big month holds)
+        (CONTINUOUS, "numeric", 0, 0.02),
     ],
-    ids=["integers", "few-values", "levels", "continuous"],
+    ids=["integers", "few-values", "levels", "continuous-exact", "continuous-grid"],
 )
-def test_scores_match_evidently(method, pair, kind, tolerance):
+def test_scores_match_evidently(method, pair, kind, cap, tolerance):
     if kind == "categorical" and method == "wasserstein":
         pytest.skip("wasserstein is numeric only")
     ref, cur = pair
     expected = _evidently(method, ref, cur, kind)
-    got = score(method, _sketch(ref, kind), _sketch(cur, kind), kind)
+    got = score(method, _sketch(ref, kind, cap), _sketch(cur, kind, cap), kind)
     assert got == pytest.approx(expected, abs=tolerance, rel=tolerance)
 
 
 def test_wasserstein_matches_scipy_on_continuous_values():
     ref, cur = CONTINUOUS
     expected = stats.wasserstein_distance(ref, cur) / np.std(ref)
-    got = score("wasserstein", numeric_sketch(ref), numeric_sketch(cur), "numeric")
+    got = score(
+        "wasserstein", numeric_sketch(ref, value_cap=0), numeric_sketch(cur, value_cap=0), "numeric"
+    )
     assert got == pytest.approx(expected, rel=0.005)
 
 
@@ -98,7 +103,7 @@ def test_sturges_edges_are_numpys():
 
 def test_cdf_from_the_grid_is_within_one_step():
     values = pd.Series(RNG.gamma(2.0, size=20000))
-    sketch = numeric_sketch(values)
+    sketch = numeric_sketch(values, value_cap=0)
     xs = np.quantile(values, [0.013, 0.25, 0.5, 0.777, 0.999])
     true = np.array([(values < x).mean() for x in xs])
     assert np.max(np.abs(cdf_left(sketch, xs) - true)) <= 1.0 / GRID

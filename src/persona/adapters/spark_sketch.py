@@ -8,7 +8,9 @@ then summarised:
 
 1. one ``agg``: rows, finite values, mean, population std, min, max and an HLL++ distinct count
    of every numeric column, non-null count of every categorical;
-2. one ``approxQuantile`` over all numeric columns at the grid's interior probabilities;
+2. one ``approxQuantile`` over all numeric columns at the grid's interior probabilities, then
+   the 1 % tails again (an ``agg`` counting them, an ``approxQuantile`` over the columns
+   masked to their tails): skewed columns put most Sturges bins in their sparse upper tail;
 3. one ``groupBy`` over (column, value) pairs of the categoricals and of the numerics with at
    most ``VALUE_CAP`` distinct values: exact level/value counts.
 
@@ -25,6 +27,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from persona.data.schema import DatasetSchema
@@ -32,11 +35,11 @@ from persona.errors import InvalidInputError
 from persona.model.preprocess import prepare_features
 from persona.monitoring.sketch import (
     GRID,
+    TAIL,
     VALUE_CAP,
     CategoricalSketch,
     FrameSketch,
     NumericSketch,
-    grid_probabilities,
 )
 from persona.monitoring.sketch_drift import sketch_columns
 
@@ -50,9 +53,14 @@ DISTINCT_RSD = 0.05
 
 def read_parquet(spark: Any, paths: Sequence[str], schema: DatasetSchema, months: Sequence[str]):
     """The rows of ``months`` (all when empty) in Parquet files or folders."""
+    from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
-    frame = spark.read.parquet(*paths)
+    try:
+        frame = spark.read.parquet(*paths)
+    except AnalysisException as exc:  # a missing path, or files that are not Parquet
+        reason = str(exc).splitlines()[0][:300]
+        raise InvalidInputError(f"cannot read {', '.join(paths)} as Parquet: {reason}") from None
     month = schema.month_column
     if months:
         if month not in frame.columns:
@@ -126,11 +134,9 @@ def sketch_spark_frame(
     stats = stats_row.asDict()
     rows = int(stats["__rows"])
     present = [c for c in numeric if stats[f"{c}__count"]]
-    probabilities = grid_probabilities()[1:-1].tolist()
-    quantiles = (
-        clean.approxQuantile(list(present), probabilities, relative_error) if present else []
+    grids = _quantile_grids(
+        clean, present, {c: int(stats[f"{c}__count"]) for c in present}, relative_error
     )
-    by_column = dict(zip(present, quantiles, strict=True))
     small = [c for c in present if stats[f"{c}__distinct"] <= VALUE_CAP * (1 + 5 * DISTINCT_RSD)]
     counts = _value_counts(clean, small, categorical)
     numeric_sketches = {}
@@ -150,7 +156,8 @@ def sketch_spark_frame(
             min=low,
             max=high,
             distinct=len(values) if exact else int(stats[f"{c}__distinct"]),
-            quantiles=(low, *(float(q) for q in by_column[c]), high),
+            quantiles=tuple(float(q) for q in (low, *grids[c][1][1:-1], high)),
+            probabilities=tuple(float(p) for p in grids[c][0]),
             values=tuple(float(v) for v in sorted(values)) if exact else None,
             counts=tuple(int(values[v]) for v in sorted(values)) if exact else None,
         )
@@ -171,6 +178,54 @@ def sketch_spark_frame(
         reference_date=reference_date,
         method=f"spark approxQuantile, relative error {relative_error:g}",
     )
+
+
+def _quantile_grids(
+    frame: Any, columns: Sequence[str], counts: dict[str, int], relative_error: float
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(probabilities, quantiles) of each column: the core grid in one ``approxQuantile``, then
+    each 1 % tail again in one more over the columns masked to their tails (its counts in one
+    ``agg``), so a tail quantile's rank is off by ``relative_error`` of the tail's rows only."""
+    from pyspark.sql import functions as F
+
+    if not columns:
+        return {}
+    core = np.linspace(0.0, 1.0, GRID + 1)
+    found = frame.approxQuantile(list(columns), core[1:-1].tolist(), relative_error)
+    cores = {c: np.array([np.nan, *q, np.nan]) for c, q in zip(columns, found, strict=True)}
+    low_at, high_at = int(round(TAIL * GRID)), int(round((1 - TAIL) * GRID))
+    masked = frame.select(
+        *[F.when(F.col(c) <= float(cores[c][low_at]), F.col(c)).alias(f"{c}__lo") for c in columns],
+        *[
+            F.when(F.col(c) >= float(cores[c][high_at]), F.col(c)).alias(f"{c}__hi")
+            for c in columns
+        ],
+    )
+    sizes = masked.agg(*[F.count(name).alias(name) for name in masked.columns]).first().asDict()
+    local = np.linspace(0.0, 1.0, GRID + 1)
+    tails = masked.approxQuantile(masked.columns, local[1:-1].tolist(), relative_error)
+    tails = dict(zip(masked.columns, tails, strict=True))
+    grids = {}
+    for c in columns:
+        low_share, high_share = sizes[f"{c}__lo"] / counts[c], sizes[f"{c}__hi"] / counts[c]
+        keep = (core > low_share) & (core < 1 - high_share)
+        probabilities = np.concatenate(
+            [
+                [0.0],
+                local[1:-1] * low_share,
+                core[keep],
+                1 - high_share + local[1:-1] * high_share,
+                [1.0],
+            ]
+        )
+        quantiles = np.concatenate(
+            [[np.nan], tails[f"{c}__lo"], cores[c][keep], tails[f"{c}__hi"], [np.nan]]
+        )
+        order = np.argsort(probabilities, kind="stable")
+        probabilities, quantiles = probabilities[order], quantiles[order]
+        inner = np.maximum.accumulate(quantiles[1:-1])  # approximate ranks may cross
+        grids[c] = probabilities, np.array([np.nan, *inner, np.nan])
+    return grids
 
 
 def _value_counts(frame: Any, numeric: Sequence[str], categorical: Sequence[str]) -> dict:

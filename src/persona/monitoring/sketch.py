@@ -12,11 +12,12 @@ What a numeric column keeps, and why:
   test, and its automatic choice looks at the reference's remaining size (> 1000 rows);
 - ``mean``/``std`` (population, as ``np.std``): the normed Wasserstein divides by the
   reference's std; ``min``/``max``: the Sturges bins span the combined range;
-- ``quantiles`` at ``k / GRID`` (``k = 0..GRID``, min and max at the ends; "inverted CDF", an
-  actual value of the column, as Spark's ``approxQuantile`` returns): the CDF and the quantile
-  function that bin counts and Wasserstein are read from;
-- ``distinct`` and, for at most ``VALUE_CAP`` distinct values, the exact ``values`` and their
-  ``counts``: Evidently bins by value when the reference has <= 20 distinct values, treats
+- ``quantiles`` at ``probabilities``: ``k / GRID`` (min and max at the ends) and as many again
+  in each 1 % tail ("inverted CDF", an actual value of the column, as Spark's
+  ``approxQuantile`` returns): the CDF and the quantile function that bin counts and
+  Wasserstein are read from;
+- ``distinct`` and, for at most ``VALUE_CAP`` distinct values (``EXACT_VALUE_CAP`` in
+  process), the exact ``values`` and their ``counts``: Evidently bins by value when the reference has <= 20 distinct values, treats
   <= 5 distinct values (reference and current together) as categorical-like, and the integer
   columns of a customer table (age, tenure, visits) are then counted exactly, not interpolated.
 """
@@ -37,14 +38,23 @@ from persona.errors import InvalidInputError
 from persona.values import from_plain, to_plain
 
 GRID = 1000  # quantile probabilities 0, 1/GRID, ..., 1: 0.1 % of the rows between two
+TAIL = 0.01  # ... and GRID more in each 1 % tail (0.001 % apart): skewed columns (incomes,
+# basket values) put most Sturges bins in the sparse upper tail, where a coarse grid smears
 VALUE_CAP = 1000  # numeric columns with at most this many distinct values keep exact counts
+# ... in process (exact anyway) up to this many: a model's reference sample (20,000 rows) is then
+# kept whole, so its sparse tails are not smeared across the empty bins PSI and KL are so
+# sensitive to (an empty bin is filled with a share a million times below the smallest one)
+EXACT_VALUE_CAP = 25_000
 SKETCH_VERSION = 1
 # what `persona drift-sketch` writes into its --out folder for the monitor
 SKETCH_NAME, SAMPLE_NAME, ANSWER_NAME = "current_sketch.json", "current_sample.parquet", "job.json"
 
 
 def grid_probabilities(grid: int = GRID) -> np.ndarray:
-    return np.linspace(0.0, 1.0, grid + 1)
+    """The probabilities of the quantiles a sketch keeps: the core grid and the two tails."""
+    core = np.linspace(0.0, 1.0, grid + 1)
+    low, high = np.linspace(0.0, TAIL, grid + 1), np.linspace(1.0 - TAIL, 1.0, grid + 1)
+    return np.unique(np.round(np.concatenate([core, low, high]), 12))
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,8 @@ class NumericSketch:
     min: float
     max: float
     distinct: int  # exact when ``values`` is set; else exact (pandas) or HLL++ (Spark)
-    quantiles: tuple[float, ...] = ()  # at grid_probabilities(len - 1); () when count == 0
+    quantiles: tuple[float, ...] = ()  # () when count == 0
+    probabilities: tuple[float, ...] = ()  # of the quantiles, increasing from 0 to 1
     values: tuple[float, ...] | None = None  # sorted distinct values (<= VALUE_CAP of them)
     counts: tuple[int, ...] | None = None  # their counts
 
@@ -128,7 +139,9 @@ class FrameSketch:
 # --------------------------------------------------------------------------- pandas, exact
 
 
-def numeric_sketch(series: pd.Series, grid: int = GRID) -> NumericSketch:
+def numeric_sketch(
+    series: pd.Series, grid: int = GRID, value_cap: int = EXACT_VALUE_CAP
+) -> NumericSketch:
     """The exact sketch of one numeric column (infinite values count as nulls, as in Evidently)."""
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     finite = values[np.isfinite(values)]
@@ -136,8 +149,9 @@ def numeric_sketch(series: pd.Series, grid: int = GRID) -> NumericSketch:
     if not len(finite):
         return NumericSketch(0, nulls, math.nan, math.nan, math.nan, math.nan, 0)
     points, counts = np.unique(finite, return_counts=True)
-    quantiles = np.quantile(finite, grid_probabilities(grid), method="inverted_cdf")
-    small = len(points) <= VALUE_CAP
+    probabilities = grid_probabilities(grid)
+    quantiles = np.quantile(finite, probabilities, method="inverted_cdf")
+    small = len(points) <= value_cap
     return NumericSketch(
         count=int(len(finite)),
         nulls=nulls,
@@ -147,6 +161,7 @@ def numeric_sketch(series: pd.Series, grid: int = GRID) -> NumericSketch:
         max=float(finite.max()),
         distinct=int(len(points)),
         quantiles=tuple(float(q) for q in quantiles),
+        probabilities=tuple(float(p) for p in probabilities),
         values=tuple(float(v) for v in points) if small else None,
         counts=tuple(int(c) for c in counts) if small else None,
     )
@@ -169,6 +184,7 @@ def sketch_frame(
     numeric: Sequence[str],
     categorical: Sequence[str],
     reference_date: str | None = None,
+    value_cap: int = EXACT_VALUE_CAP,
 ) -> FrameSketch:
     """The exact sketch of the model inputs of ``frame`` (derived features already computed)."""
     missing = [c for c in (*numeric, *categorical) if c not in frame.columns]
@@ -176,7 +192,7 @@ def sketch_frame(
         raise InvalidInputError(f"cannot sketch: the frame lacks the columns {missing}")
     return FrameSketch(
         rows=len(frame),
-        numeric={name: numeric_sketch(frame[name]) for name in numeric},
+        numeric={name: numeric_sketch(frame[name], value_cap=value_cap) for name in numeric},
         categorical={name: categorical_sketch(frame[name]) for name in categorical},
         reference_date=reference_date,
         method="exact",

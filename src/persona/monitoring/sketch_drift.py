@@ -125,7 +125,7 @@ def cdf_left(sketch: NumericSketch, x: np.ndarray) -> np.ndarray:
         cumulative = np.concatenate([[0], np.cumsum(sketch.counts)]) / sketch.count
         return cumulative[np.searchsorted(values, x, side="left")]
     q = np.asarray(sketch.quantiles, dtype="float64")
-    p = np.linspace(0.0, 1.0, len(q))
+    p = np.asarray(sketch.probabilities, dtype="float64")
     i = np.clip(np.searchsorted(q, x, side="left"), 1, len(q) - 1)
     lo, hi = q[i - 1], q[i]
     span = np.where(hi > lo, hi - lo, 1.0)
@@ -147,8 +147,7 @@ def bin_shares(sketch: NumericSketch, edges: np.ndarray) -> np.ndarray:
 
 
 def quantile_function(sketch: NumericSketch, p: np.ndarray) -> np.ndarray:
-    q = np.asarray(sketch.quantiles, dtype="float64")
-    return np.interp(p, np.linspace(0.0, 1.0, len(q)), q)
+    return np.interp(p, sketch.probabilities, sketch.quantiles)
 
 
 def wasserstein(ref: NumericSketch, cur: NumericSketch) -> float:
@@ -160,9 +159,10 @@ def wasserstein(ref: NumericSketch, cur: NumericSketch) -> float:
         f_ref = cdf_left(ref, xs[1:])  # F(x) on [x_i, x_{i+1}) = P(X < x_{i+1})
         f_cur = cdf_left(cur, xs[1:])
         return float(np.sum(np.abs(f_ref - f_cur) * gaps)) / norm
-    # integral over p of |Q_ref(p) - Q_cur(p)|, both linear between the grid points; the grid
-    # is refined 4x and a segment where the two cross is split at the crossing
-    p = np.linspace(0.0, 1.0, 4 * max(len(ref.quantiles), len(cur.quantiles)) - 3)
+    # integral over p of |Q_ref(p) - Q_cur(p)|, both linear between their grid points (a
+    # side with exact counts read at the other's); a segment where they cross is split there
+    grid = np.union1d(ref.probabilities, cur.probabilities)
+    p = np.union1d(grid, (grid[1:] + grid[:-1]) / 2)
     d = quantile_function(ref, p) - quantile_function(cur, p)
     a, b, h = d[:-1], d[1:], np.diff(p)
     same = a * b >= 0
