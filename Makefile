@@ -106,7 +106,7 @@ PYTEST_ARGS ?=
 .PHONY: help install install-spark postgres stack-db up down logs local-up local-down local-status test test-fast test-chaos test-spark lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
         segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui report \
-        bench-train bench-serve bench-stream bench-monitor bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
+        bench-train bench-serve bench-stream bench-monitor bench-monitor-engines bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
 help: ## List the targets
@@ -312,6 +312,9 @@ bench-stream: $(VENV)/dev/.installed ## Streaming batch scoring (score --engine 
 
 bench-monitor: install postgres ## Drift check at 10k/100k/1M current rows: load, report, store
 	$(DEV)/python -m persona_tools.bench.monitor $(BENCH_ARGS)
+
+bench-monitor-engines: install $(VENV)/spark/.installed ## Drift verdict at 1M/10M rows (SIZES=): pandas engine vs Spark (local[2], 1-worker cluster), seconds
+	$(DEV)/python -m persona_tools.bench.monitor --engines $(if $(SIZES),--sizes $(SIZES)) $(BENCH_ARGS)
 
 bench-drift: install ## Drift checks: scenarios at 1k/5k/20k rows, false alarms over fresh months, 3%/month income rise
 	$(DEV)/python -m persona_tools.bench.drift_eval $(BENCH_ARGS)

@@ -12,6 +12,13 @@ is imported and warmed up before timing, so interpreter start-up is excluded. Ma
 are noisy, so each size also times a baseline in the same run: a two-sample KS test per
 numeric column and a chi-square per categorical column with scipy on the same rows, and
 reports the report stage as a multiple of it.
+
+``--engines`` times the drift verdict of the two engines of ``persona monitor`` instead, on
+one month as Parquet at each size (default 1M and 10M rows): ``pandas`` (the month read into
+memory, Evidently's DataDriftPreset on all of it, its verdict) and ``spark`` (the Spark
+environment's ``persona drift-sketch`` as the monitor runs it, session start included, then the
+verdict from the two sketches) on ``local[2]`` and on a standalone master with one worker
+(1 core) started for the run. The pandas engine is skipped above ``--pandas-max-rows``.
 """
 
 from __future__ import annotations
@@ -198,11 +205,126 @@ def render(timings: list[SizeTiming]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class EngineTiming:
+    rows: int
+    engine: str  # pandas | spark local[2] | spark cluster (1 worker, 1 core)
+    seconds: float | None  # None: skipped
+    drifted: tuple[str, ...] = ()
+
+
+def time_engines(
+    sizes: list[int],
+    settings: Settings,
+    scratch: Path,
+    pandas_max_rows: int,
+    master: str | None,
+) -> list[EngineTiming]:
+    """Both engines on the same Parquet month at each size (see the module's docstring)."""
+    from persona.adapters.spark_jobs import SparkSketcher
+    from persona.flows.train import DataRequest
+    from persona.monitoring.sketch import FrameSketch
+    from persona.monitoring.sketch_drift import drift_from_sketches, sketch_of
+    from persona.services.process_tree import records_folder
+
+    schema = load_schema(settings.schema_path)
+    catalogue = load_catalogue(settings.catalogue_path)
+    config = load_drift_config(settings.drift_config_path)
+    reference = generate_snapshot(
+        catalogue, config.reference_sample_rows, "2026-01", seed=1, progress=False
+    )
+    reference_sketch = sketch_of(reference, schema, None)
+    warm = generate_snapshot(catalogue, 2_000, "2025-12", seed=2, progress=False)
+    evidently_report.run_drift_report(reference, warm, schema, config)  # imports, not timed
+    masters = {"spark local[2]": "local[2]", **({"spark cluster": master} if master else {})}
+    timings = []
+    for rows in sizes:
+        path = scratch / f"month-{rows}.parquet"
+        current = generate_snapshot(catalogue, rows, "2026-03", 3, "channel_shift", progress=False)
+        current.to_parquet(path, index=False)
+        if rows <= pandas_max_rows:
+            started = time.perf_counter()
+            month = pd.read_parquet(path)
+            _, report = evidently_report.run_drift_report(reference, month, schema, config)
+            result = evidently_report.interpret(report, config, len(reference), len(month))
+            seconds = time.perf_counter() - started
+            timings.append(EngineTiming(rows, "pandas", seconds, result.drifted_columns))
+            del month
+        else:
+            timings.append(EngineTiming(rows, "pandas", None))
+        del current
+        for name, url in masters.items():
+            sketcher = SparkSketcher(
+                settings.spark_command, url, settings.schema_path, records_folder(settings.home)
+            )
+            started = time.perf_counter()
+            answer = sketcher.sketch(
+                DataRequest(source="file", path=str(path)), None, scratch / "job", 20_000
+            )
+            sketch = FrameSketch.read(Path(answer.sketch_path))
+            result = drift_from_sketches(reference_sketch, sketch, schema, config)
+            seconds = time.perf_counter() - started
+            timings.append(EngineTiming(rows, name, seconds, result.drifted_columns))
+            logger.info("%s", timings[-1])
+    return timings
+
+
+def render_engines(timings: list[EngineTiming]) -> str:
+    lines = [f"{'rows':>11} {'engine':<16} {'seconds':>8}  drifted columns"]
+    for t in timings:
+        seconds = "skipped" if t.seconds is None else f"{t.seconds:8.1f}"
+        lines.append(f"{t.rows:>11,} {t.engine:<16} {seconds:>8}  {', '.join(t.drifted)}")
+    return "\n".join(lines)
+
+
+def _bench_engines(args: argparse.Namespace, settings: Settings) -> None:
+    from persona.services import local_stack
+    from persona.services.processes import free_port, stop_process
+    from persona.services.spark_cluster import ClusterLayout, cluster_services, wait_for_workers
+
+    sizes = [int(s) for s in (args.sizes or "1000000,10000000").split(",") if s.strip()]
+    started = []
+    with tempfile.TemporaryDirectory(prefix="persona-bench-engines-") as scratch:
+        try:
+            master = None
+            if not args.no_cluster:
+                layout = ClusterLayout(
+                    master_port=free_port(),
+                    master_ui_port=free_port(),
+                    worker_ui_ports=(free_port(),),
+                )
+                spark_bin = Path(settings.spark_command).resolve().parent
+                for service in cluster_services(layout, spark_bin, Path(scratch) / "work"):
+                    started.append(local_stack.start(settings, service))
+                wait_for_workers(layout.master_ui, 1)
+                master = layout.master_url
+            timings = time_engines(sizes, settings, Path(scratch), args.pandas_max_rows, master)
+        finally:
+            for service in reversed(started):
+                stop_process(service.process)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out = settings.home / "bench" / f"drift-engines-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps([asdict(t) for t in timings], indent=2))
+    sys.stdout.write(render_engines(timings) + f"\n\nsaved {out}\n")
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(
         prog="persona_tools.bench.monitor", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)))
+    parser.add_argument(
+        "--sizes", help="comma-separated rows (default 10k,100k,1M; --engines: 1M,10M)"
+    )
+    parser.add_argument(
+        "--engines",
+        action="store_true",
+        help="time the pandas and the Spark drift engines instead (persona monitor --engine)",
+    )
+    parser.add_argument(
+        "--pandas-max-rows", type=int, default=1_000_000, help="--engines: skip pandas above"
+    )
+    parser.add_argument("--no-cluster", action="store_true", help="--engines: local[2] only")
     parser.add_argument(
         "--postgres",
         default="postgresql+psycopg2://postgres@127.0.0.1:5432",
@@ -213,11 +335,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
         "--model-rows", type=int, default=10_000, help="synthetic customers the model is fit on"
     )
     args = parser.parse_args(argv)
-    exit_entry(lambda settings: _bench(args, settings), logger)
+    bench = _bench_engines if args.engines else _bench
+    exit_entry(lambda settings: bench(args, settings), logger)
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> None:
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    sizes = [int(s) for s in (args.sizes or ",".join(map(str, DEFAULT_SIZES))).split(",") if s]
     schema = load_schema(settings.schema_path)
     catalogue = load_catalogue(settings.catalogue_path)
     config = load_drift_config(settings.drift_config_path)
