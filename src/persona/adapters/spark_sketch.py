@@ -330,7 +330,9 @@ def read_table(
         worker = sa.create_engine(url, poolclass=sa.pool.NullPool)
         mirror = sa.Table(table_name, sa.MetaData(), autoload_with=worker)
         arrow_schema = pa.schema([(n, t) for n, t in types.items()])
-        key = sa.func.abs(sa.func.hashtext(sa.cast(mirror.c[id_column], sa.Text)))
+        # int4 hash as bigint: abs() of int4's minimum would overflow
+        hashed = sa.func.hashtext(sa.cast(mirror.c[id_column], sa.Text))
+        key = sa.func.abs(sa.cast(hashed, sa.BigInteger))
         for batch in batches:
             for part in batch.column("id").to_pylist():
                 query = months_query(mirror, schema, months or None).where(key % parts == part)
