@@ -78,7 +78,7 @@ def _stand_in(tmp_path: Path, body: str) -> Path:
     return script
 
 
-def test_the_job_runs_as_a_subprocess_and_its_answer_is_read(frame, tmp_path):
+def test_the_job_runs_as_a_subprocess_and_its_answer_is_read(frame, tmp_path, capfd):
     schema, rows = frame
     sketch = sketch_of(rows, schema, None).write(tmp_path / "s.json")
     body = f"""import json, sys
@@ -87,12 +87,15 @@ out = argv[argv.index("--out") + 1]
 assert argv[0] == "drift-sketch" and argv[argv.index("--month") + 1] == "2026-01"
 json.dump({{"sketch_path": {str(sketch)!r}, "sample_path": "x", "rows": 2000,
            "sample_rows": 10}}, open(out + "/job.json", "w"))
+print("the job's own answer")
 """
     sketcher = SparkSketcher(str(_stand_in(tmp_path, body)), "local[2]", Path("s.yaml"), tmp_path)
     data = train.DataRequest(source="file", path="m.parquet", months=("2026-01",))
     answer = sketcher.sketch(data, "2026-01-31", tmp_path / "job", 10)
     assert answer == spark_drift.SketchedMonth(str(sketch), "x", 2000, 10)
     assert FrameSketch.read(Path(answer.sketch_path)).rows == 2000
+    printed = capfd.readouterr()  # stdout is the monitor's own JSON answer: the job stays off it
+    assert "the job's own answer" not in printed.out and "the job's own answer" in printed.err
 
 
 def test_a_failed_job_is_the_error_of_its_exit_code(tmp_path):

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,7 +100,8 @@ class SparkSketcher:
             self.master,
         )
         logger.info("Spark drift sketch on %s: %s", self.master, " ".join(command))
-        code = process_tree.run_group(command, dict(os.environ), self.records)
+        # the job's JSON answer goes to stderr: stdout is the monitor's own answer
+        code = process_tree.run_group(command, dict(os.environ), self.records, stdout=sys.stderr)
         answer = folder / ANSWER_NAME
         if code != 0 or not answer.exists():
             # the job's own one-line error went to its stderr (this process's), above

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -261,8 +262,11 @@ def run_group(
     records: Path,
     timeout_s: float | None = None,
     grace_s: float = 10.0,
+    stdout: Any = None,
 ) -> int:
-    """Run ``command`` as its own group and wait; return its exit code.
+    """Run ``command`` as its own group and wait; return its exit code. ``stdout``: where
+    its standard output goes (default this process's; a caller that prints its own answer
+    there passes ``sys.stderr``).
 
     Whatever way the command ends (exit, crash, SIGKILL, timeout, Ctrl-C or SIGTERM to this
     process), its whole group is stopped before this returns. Leftovers of earlier runs whose
@@ -272,6 +276,7 @@ def run_group(
     process = subprocess.Popen(
         list(command),
         env=dict(env),
+        stdout=stdout,
         start_new_session=True,
         preexec_fn=die_with_parent(signal.SIGTERM),  # the launcher spawns from its main thread
     )
