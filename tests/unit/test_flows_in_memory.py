@@ -35,6 +35,7 @@ from persona.monitoring.drift import ColumnDrift, DriftResult, load_drift_config
 from persona.monitoring.owners import Owner
 from persona.monitoring.retrain_policy import RetrainPolicy
 from persona.monitoring.rows import training_rows
+from persona.monitoring.sketch import FrameSketch
 from persona.monitoring.slow_drift import PastRun
 from persona.ports import ModelVersion, OpenRun, Registration
 from persona.values import from_plain, to_plain
@@ -308,6 +309,11 @@ def test_training_promotes_to_the_configured_alias_then_keeps_a_worse_challenger
     # the demo catalogue has no heavy tails nor signal-free columns: the plan changes nothing
     assert (run["params"]["plan.log1p"], run["params"]["plan.left_out"]) == ("-", "-")
     assert {"profile/persona_profile.png", "reference/reference.parquet"} <= set(run["files"])
+    # the Spark drift engine's reference: the whole training split, not the sample
+    sketch = FrameSketch.read(run["files"]["reference/reference_sketch.json"])
+    sample = pd.read_parquet(run["files"]["reference/reference.parquet"])
+    assert sketch.rows >= len(sample) and sketch.rows > 1000
+    assert set(sketch.numeric) == set(context.schema.numeric)
     assert set(first.personas) <= set(CATALOGUE.names)  # catalogue matches keep their names
     page = run["files"]["profile/persona_profile.html"].read_text("utf-8")
     assert "What sets each persona apart" in page and first.personas[0] in page
@@ -466,6 +472,8 @@ def test_training_and_monitoring_on_raw_marketing_columns(context, tmp_path):
     assert "Year_Birth" not in profile.columns
     stored = pd.read_parquet(run["files"]["reference/reference.parquet"])
     assert {"Year_Birth", "Dt_Customer"} <= set(stored.columns) and "age" not in stored.columns
+    sketch = FrameSketch.read(run["files"]["reference/reference_sketch.json"])
+    assert "age" in sketch.numeric and sketch.reference_date == search.reference_date
     assert stored["Dt_Customer"].str.fullmatch(r"\d\d-\d\d-\d{4}").all()
     scored = model.predict(None, split.holdout[schema.features])
     assert scored["persona_name"].notna().all() and len(scored) == len(split.holdout)
