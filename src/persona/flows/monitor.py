@@ -278,8 +278,7 @@ def check_drift_step(
         {
             "model_version": reference.model_version,
             "n_current": n_current,
-            "engine": "spark" if sketches else "pandas",
-            **({"n_sample": len(current)} if sketches else {}),
+            **({"engine": "spark", "n_sample": len(current)} if sketches else {}),
         },
         {
             "drift_share": result.drift_share,
