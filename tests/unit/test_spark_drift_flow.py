@@ -130,3 +130,15 @@ def test_the_report_page_says_it_shows_a_sample(tmp_path):
     text = spark_drift.annotate_html(page, note).read_text()
     assert text.index("1,000,000 rows") < text.index("charts") and "20,000 rows" in text
     assert json.dumps(note)  # plain text
+
+
+def test_the_month_crosses_mage_blocks_as_plain_json():
+    """load_current hands check_drift and retrain_on_drift the SparkMonth as a dict."""
+    from persona.orchestration import blocks
+    from persona.values import to_plain
+
+    month = spark_drift.SparkMonth(train.DataRequest(source="file", path="m", months=("2026-01",)))
+    plain = json.loads(json.dumps(to_plain(month)))
+    assert blocks._current(plain) == month
+    frame = pd.DataFrame({"a": [1]})
+    assert blocks._current(frame) is frame
