@@ -104,7 +104,7 @@ def _data_validate(args: argparse.Namespace, settings: Settings) -> Any:
 
 def _data_ingest(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import database
-    from persona.composition import tracked_job
+    from persona.job_records import tracked_job
     from persona.data.validation import require_valid
 
     schema, frame, read = _load_user_frame(args, settings)

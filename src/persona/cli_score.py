@@ -77,7 +77,7 @@ def score(args: argparse.Namespace, settings: Settings) -> Any:
 
 def _score_http(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import database
-    from persona.composition import tracked_job
+    from persona.job_records import tracked_job
     from persona.data.files import read_table, write_table
     from persona.data.schema import load_schema
     from persona.flows.score import score_frame
@@ -142,7 +142,7 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
     import pyarrow as pa
 
     from persona.adapters import database
-    from persona.composition import tracked_job
+    from persona.job_records import tracked_job
     from persona.data.file_batches import BatchWriter, open_batches
     from persona.data.schema import load_schema
     from persona.errors import ConfigurationError

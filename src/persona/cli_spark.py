@@ -199,7 +199,7 @@ class _Job:
     def into_table(self, frame: Any, request: Any) -> dict[str, Any]:
         """Each month of the scored rows merged into the scores table in its own transaction."""
         from persona.adapters import database
-        from persona.composition import tracked_job
+        from persona.job_records import tracked_job
 
         settings = self.settings
         scratch = Path(settings.home) / "spark" / f"score-{uuid.uuid4().hex[:12]}"

@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import ROOT, VENVS
 from marketing import SCHEMA_PATH, marketing_frame
 
 from persona.adapters.spark_session import spark_session
 
 pytestmark = pytest.mark.spark
 
+ROOT = Path(__file__).resolve().parents[2]
+VENVS = ROOT / ".venv"
 FIXTURES = ROOT / "tests/fixtures"
 ROWS = 300
 
