@@ -276,8 +276,8 @@ persona-rename: $(VENV)/dev/.installed stack-db ## Call persona ID of SEGMENTATI
 	@test -n "$(ID)" -a -n "$(NEW_NAME)" || { echo 'usage: make persona-rename ID=2 NEW_NAME="Affluent wine lovers" [SEGMENTATION=..]' >&2; exit 2; }
 	$(DEV)/persona personas rename "$(ID)" "$(NEW_NAME)"
 
-score: $(VENV)/dev/.installed stack-db ## Score MONTH's customers through the API (ENGINE=local: in process) into PERSONA_SCORES_TABLE
-	$(DEV)/persona score $(call _MONTH_OPTION,--month ) $(if $(ENGINE),--engine $(ENGINE))
+score: $(VENV)/dev/.installed stack-db $(if $(filter spark,$(ENGINE)),$(VENV)/spark/.installed) ## Score MONTH's customers through the API (ENGINE=local: in process; ENGINE=spark: on SPARK_MASTER or MASTER=) into PERSONA_SCORES_TABLE
+	$(if $(filter spark,$(ENGINE)),$(VENV)/spark/bin/persona,$(DEV)/persona) score $(call _MONTH_OPTION,--month ) $(if $(ENGINE),--engine $(ENGINE)) $(if $(MASTER),--master $(MASTER))
 
 monitor: $(VENV)/dev/.installed stack-db ## Run the Mage `monitor` pipeline headless on MONTH (drift -> retrain -> alert)
 	$(DEV)/persona pipeline run monitor --var month=$(MONTH)

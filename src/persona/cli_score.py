@@ -77,10 +77,10 @@ def score(args: argparse.Namespace, settings: Settings) -> Any:
 
 def _score_http(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import database
-    from persona.job_records import tracked_job
     from persona.data.files import read_table, write_table
     from persona.data.schema import load_schema
     from persona.flows.score import score_frame
+    from persona.job_records import tracked_job
     from persona.serving.client import ScoringClient
 
     schema = load_schema(settings.schema_path)
@@ -142,11 +142,11 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
     import pyarrow as pa
 
     from persona.adapters import database
-    from persona.job_records import tracked_job
     from persona.data.file_batches import BatchWriter, open_batches
     from persona.data.schema import load_schema
     from persona.errors import ConfigurationError
     from persona.flows.score_stream import DEFAULT_BATCH_ROWS, StreamRequest, score_stream
+    from persona.job_records import tracked_job
 
     if args.file and not args.out:
         raise ConfigurationError("--engine local --file needs --out (a .parquet or .csv to write)")

@@ -284,12 +284,24 @@ def _merge_months(
 ) -> list[str]:
     """Each month folder's scored rows into the table, oldest first; the months committed."""
     from persona.adapters.spark_scoring import month_parts
+    from persona.errors import PartialWriteError
 
     committed: list[str] = []
     total = len([p for p in folder.iterdir() if p.name.startswith(f"{schema.month_column}=")])
+    rows = 0
     for month, part in month_parts(folder, schema.month_column):
-        if part.num_rows:
-            upsert(part)
+        try:
+            if part.num_rows:
+                upsert(part)
+        except PartialWriteError as exc:  # it knows its one month; the earlier ones stay too
+            earlier = f"{', '.join(committed)} committed before it" if committed else "no month"
+            raise PartialWriteError(
+                f"{exc} ({earlier})",
+                committed=tuple(committed),
+                committed_rows=rows,
+                rolled_back=month,
+            ) from None
+        rows += part.num_rows
         committed.append(month)
         progress(f"committed {len(committed)} of {total} months (latest {month})")
         logger.info("month %s merged (%d rows)", month, part.num_rows)

@@ -28,9 +28,7 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess
     )
 
 
-def test_headless_score_batch_on_spark_fills_the_scores_table(
-    project_env, mlflow_server, tmp_path
-):
+def test_headless_score_batch_on_spark_fills_the_scores_table(project_env, mlflow_server, tmp_path):
     model = f"persona-e2e-score-{uuid.uuid4().hex[:8]}"
     database = f"sqlite:///{tmp_path / 'project.db'}"
     env = {
@@ -56,13 +54,13 @@ def test_headless_score_batch_on_spark_fills_the_scores_table(
 
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout)
-    assert [(b["block"], b["status"]) for b in outcome["blocks"]] == [
-        ("score_batch", "completed")
-    ]
+    assert [(b["block"], b["status"]) for b in outcome["blocks"]] == [("score_batch", "completed")]
     engine = sa.create_engine(database)
     with engine.connect() as connection:
         stored = connection.execute(
-            sa.text("SELECT count(*), count(persona_id), min(snapshot_month) FROM customer_personas")
+            sa.text(
+                "SELECT count(*), count(persona_id), min(snapshot_month) FROM customer_personas"
+            )
         ).one()
     assert tuple(stored) == (ROWS, ROWS, "2026-01")
 

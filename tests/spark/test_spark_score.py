@@ -221,3 +221,20 @@ def test_a_model_without_a_fast_path_scores_through_its_pyfunc_alike(session, ru
         labels[compiled is None] = scored.set_index("ID")["persona_id"].sort_index()
     assert labels[False].notna().all() and len(labels[False]) == ROWS
     assert labels[True].tolist() == labels[False].tolist()
+
+
+def test_a_file_that_does_not_parse_on_an_executor_is_one_line(run, tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    messy_export(folder / "a.csv", ROWS)
+    broken = folder / "b.csv"
+    messy_export(broken, ROWS)
+    lines = broken.read_bytes().splitlines(keepends=True)
+    lines[-3] = lines[-3].rstrip(b"\r\n") + b';"unclosed\n'  # a quote that never closes
+    broken.write_bytes(b"".join(lines))
+    out = tmp_path / "scored"
+    code, summary, err = run("--engine", "spark", "--file", str(folder), "--out", str(out))
+    assert code == 3 and summary is None, err[-3000:]
+    said = [line for line in err.splitlines() if "b.csv: cannot parse" in line]
+    assert said and "Traceback" not in said[0], err[-3000:]
+    assert not out.exists() and not list(tmp_path.glob(".scored*"))
