@@ -123,12 +123,28 @@ def _scored(
     schema = request.result_schema()
     read = 0
     for record in records:
+        record = _levels(record, served.spec.categorical)
         for start in range(0, record.num_rows, request.batch_rows):
             part = record.slice(start, request.batch_rows)
             done = score_batch(served, part, request, scored_at, first_row=read, schema=schema)
             read += part.num_rows
             if done is not None:
                 yield from plain(done.results).to_batches()
+
+
+def _levels(record: pa.RecordBatch, categorical: Sequence[str]) -> pa.RecordBatch:
+    """Categorical text as dictionaries, as the local engine reads them from Parquet: Spark
+    hands over plain strings, which the contract's checks read about twice as slowly."""
+    import pyarrow.compute as pc
+
+    names = record.schema.names
+    for name in categorical:
+        if name in names:
+            index = names.index(name)
+            column = record.column(index)
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                record = record.set_column(index, name, pc.dictionary_encode(column))
+    return record
 
 
 def _score_batches(model: Any, request: StreamRequest, scored_at: str) -> Callable:
