@@ -42,6 +42,8 @@ def score_spark(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         raise ConfigurationError(
             f"--engine spark writes a folder of Parquet partitioned by month, not {args.out}"
         )
+    if args.out:
+        _check_out(Path(args.out))
     rows = args.chunk_rows or DEFAULT_BATCH_ROWS
     master = args.master or settings.spark_master
     schema = load_schema(settings.schema_path)
@@ -64,6 +66,21 @@ def score_spark(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         rows_per_s=round(summary["rows_read"] / seconds) if seconds > 0 else None,
     )
     return summary
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` is replaced only when it is an earlier output (Spark's ``_SUCCESS`` in it) or
+    an empty folder: never a folder of someone's files, nor a file."""
+    from persona.errors import ConfigurationError
+
+    if not out.exists():
+        return
+    if out.is_dir() and ((out / "_SUCCESS").exists() or not any(out.iterdir())):
+        return
+    raise ConfigurationError(
+        f"--out {out} exists and is not an earlier output of persona score --engine spark; "
+        "name a new folder (it is replaced whole)"
+    )
 
 
 class _Job:

@@ -70,3 +70,21 @@ def test_score_batch_variables_become_the_commands_options():
     ) == ["--engine", "spark", "--month", "2026-03", "--out", "/tmp/o"]
     with pytest.raises(ConfigurationError, match="engine must be one of"):
         score_arguments({"engine": "dask"})
+
+
+def test_out_replaces_only_an_earlier_output_or_an_empty_folder(tmp_path: Path):
+    from persona.cli_spark import _check_out
+
+    _check_out(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    _check_out(tmp_path / "empty")
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "_SUCCESS").write_text("")
+    _check_out(earlier)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "report.xlsx").write_text("x")
+    for taken in (theirs, theirs / "report.xlsx"):
+        with pytest.raises(ConfigurationError, match="is not an earlier output"):
+            _check_out(taken)
