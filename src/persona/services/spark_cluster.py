@@ -103,6 +103,7 @@ def daemon_env(layout: ClusterLayout, spark_bin: Path) -> tuple[tuple[str, str],
 
 
 def master_command(layout: ClusterLayout, spark_class: str) -> list[str]:
+    """The master's command line: one definition for make spark-up and the Compose nodes."""
     return [
         spark_class,
         MASTER_CLASS,
@@ -118,6 +119,7 @@ def master_command(layout: ClusterLayout, spark_class: str) -> list[str]:
 def worker_command(
     layout: ClusterLayout, spark_class: str, ui_port: int, work_dir: Path, master_url: str
 ) -> list[str]:
+    """A worker's command line, offering ``layout``'s cores and memory to ``master_url``."""
     return [
         spark_class,
         WORKER_CLASS,
@@ -138,6 +140,7 @@ def worker_command(
 def master_service(
     layout: ClusterLayout, spark_bin: Path, env: tuple[tuple[str, str], ...] = ()
 ) -> LocalService:
+    """The master as a local service: up once its UI's ``/json/`` answers."""
     return LocalService(
         "spark-master",
         master_command(layout, str(spark_bin / "spark-class")),
