@@ -13,10 +13,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true D
 WORKDIR /app
 RUN pip install --no-cache-dir uv==0.13.8
 COPY requirements/spark.lock requirements/
-COPY pyproject.toml README.md ./
-COPY src src
 COPY 05_iac/docker/spark-env.sh /usr/local/bin/spark-env.sh
 RUN spark-env.sh
+COPY pyproject.toml README.md ./
+COPY src src
+RUN spark-env.sh package
 # An unprivileged user owns only what the daemons write: executors' work folders under /data.
 RUN useradd --system --uid 10001 --home-dir /data --no-create-home persona \
  && mkdir -p /data && chown -R persona /data
