@@ -246,7 +246,7 @@ test-chaos: install postgres ## Faults injected into the real stack: kill -9 at 
 test-spark: install install-spark postgres ## Spark engine on local[*] and on a real standalone master + worker (marker spark)
 	$(VENV)/spark/bin/python -m pytest -m spark tests/spark $(PYTEST_ARGS)
 
-test-stack: $(VENV)/dev/.installed ## The Compose stack for real: engine, images, up, train/score/monitor, down -v (root; ~10 min)
+test-stack: $(VENV)/dev/.installed ## The Compose stack for real: engine, images, up, train/score/monitor, a job on the spark profile, down -v (root; ~12 min)
 	PYTHONUNBUFFERED=1 $(DEV)/python -m persona_tools.stack_test $(STACK_TEST_ARGS)
 
 lint: $(VENV)/dev/.installed ## black, ruff, YAML/whitespace/secret checks (same as pre-commit), checkov on Terraform and Dockerfiles
