@@ -8,6 +8,12 @@ standalone cluster, ``make spark-up``): executors run this environment's Python 
 on every worker: one image, or one machine), one BLAS thread per executor core, Arrow on,
 times in UTC. A master that does not answer, no Java, or no pyspark is one line naming what
 to do, before any JVM waits on it.
+
+A driver killed with kill -9 does not leave its JVM behind: pyspark starts the gateway
+(spark-submit) with a pipe on its stdin, and the JVM exits at that pipe's EOF, which the kernel
+delivers when the driver dies however it dies (about 3 s here); on a standalone cluster the
+master then ends the application and the workers stop its executors
+(tests/spark/test_spark_crash.py holds both in place).
 """
 
 from __future__ import annotations
