@@ -20,13 +20,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from marketing import SCHEMA_PATH, marketing_frame
+from shared_conftest import ROOT, VENVS
 
 from persona.adapters.spark_session import spark_session
 
 pytestmark = pytest.mark.spark
 
-ROOT = Path(__file__).resolve().parents[2]
-VENVS = ROOT / ".venv"
 FIXTURES = ROOT / "tests/fixtures"
 ROWS = 300
 
