@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from shared_conftest import ROOT, VENVS
 
 from persona.adapters import drift_store
 from persona.data.catalogue import load_catalogue
@@ -23,9 +24,8 @@ from persona.data.generator import generate_snapshot
 
 pytestmark = pytest.mark.spark
 
-ROOT = Path(__file__).resolve().parents[2]
-DEV_PERSONA = ROOT / ".venv/dev/bin/persona"
-SPARK_PERSONA = ROOT / ".venv/spark/bin/persona"
+DEV_PERSONA = VENVS / "dev/bin/persona"
+SPARK_PERSONA = VENVS / "spark/bin/persona"
 ROWS = 60_000
 
 

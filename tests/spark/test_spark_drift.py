@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_conftest import ROOT, VENVS
 
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
@@ -33,7 +34,6 @@ from persona.monitoring.sketch_drift import SKETCH_METHODS, drift_from_sketches,
 
 pytestmark = pytest.mark.spark
 
-ROOT = Path(__file__).resolve().parents[2]
 ROWS = int(os.environ.get("PERSONA_TEST_DRIFT_ROWS", 1_000_000))
 TOLERANCE = 0.01
 DAY = "2026-03-31"
@@ -77,7 +77,7 @@ def month(tmp_path_factory):
     current["annual_income"] = current["annual_income"] * 1.25
     reference.to_parquet(folder / "reference.parquet", index=False)
     current.to_parquet(folder / "month.parquet", index=False)
-    python = ROOT / ".venv/dev/bin/python"
+    python = VENVS / "dev/bin/python"
     answer = subprocess.run(
         [
             str(python),
