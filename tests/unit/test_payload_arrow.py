@@ -43,9 +43,9 @@ def stream(data: pa.Table, max_chunksize: int | None = None) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def parquet(data: pa.Table) -> bytes:
+def parquet(data: pa.Table, row_group_size: int | None = None) -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(data, sink)
+    pq.write_table(data, sink, row_group_size=row_group_size)
     return sink.getvalue().to_pybytes()
 
 
@@ -64,6 +64,8 @@ BODIES = {
     "arrow_one_row_per_batch": (stream(table(), max_chunksize=1), ARROW),
     "parquet": (parquet(table()), PARQUET),
     "x_parquet": (parquet(table()), "application/x-parquet"),
+    # text read as dictionaries: one per row group, each with other levels
+    "parquet_a_row_group_per_row": (parquet(table(), row_group_size=1), PARQUET),
     "dictionary_and_large_text": (
         stream(table(channel=pa.dictionary(pa.int8(), pa.string()), customer_id=pa.large_string())),
         ARROW,
