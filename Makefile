@@ -103,7 +103,7 @@ _MONTH_OPTION = $(if $(or $(call _GIVEN,MONTH),$(if $(SEGMENTATION),,default)),$
 _DEMO_MONTHS = $(if $(findstring command line,$(origin MONTHS)),$(MONTHS))
 PYTEST_ARGS ?=
 
-.PHONY: help install install-spark postgres stack-db up down logs local-up local-down local-status test test-fast test-chaos lint format mlflow \
+.PHONY: help install install-spark postgres stack-db up down logs local-up local-down local-status test test-fast test-chaos test-spark lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
         segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui report \
         bench-train bench-serve bench-stream bench-monitor bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
@@ -145,10 +145,11 @@ install: $(VENV)/dev/.installed $(VENV)/mlflow/.installed $(VENV)/scoring/.insta
 
 # The Spark engine's own environment (pyspark + Java 17), made only by the targets that use Spark:
 # the three above stay as small as without it. pyspark's sdist builds once (~2.5 min), then uv's cache.
-$(VENV)/spark/.installed: requirements/spark.lock pyproject.toml | $(UV)
+# It also gets pytest (spark-test.lock): the Spark tests run there (make test-spark).
+$(VENV)/spark/.installed: requirements/spark.lock requirements/spark-test.lock pyproject.toml | $(UV)
 	bash scripts/ensure_java.sh
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)/spark
-	VIRTUAL_ENV=$(VENV)/spark $(UV) pip sync --quiet --compile-bytecode requirements/spark.lock
+	VIRTUAL_ENV=$(VENV)/spark $(UV) pip sync --quiet --compile-bytecode requirements/spark.lock requirements/spark-test.lock
 	VIRTUAL_ENV=$(VENV)/spark $(UV) pip install --quiet --no-deps -e .
 	touch $@
 
@@ -218,6 +219,11 @@ test-fast: $(VENV)/dev/.installed $(VENV)/scoring/.installed ## The fast tests o
 
 test-chaos: install postgres ## Faults injected into the real stack: kill -9 at block boundaries, lost sessions, MLflow and PostgreSQL restarts (~10 min)
 	PYTHONUNBUFFERED=1 $(DEV)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
+# pytest runs in .venv/spark (pyspark is in no other environment); the tests start their own
+# standalone master and worker, and use the dev environment's `persona` for what Spark does not do.
+test-spark: install install-spark postgres ## Spark engine on local[*] and on a real standalone master + worker (marker spark)
+	$(VENV)/spark/bin/python -m pytest -m spark tests/spark $(PYTEST_ARGS)
 
 test-stack: $(VENV)/dev/.installed ## The Compose stack for real: engine, images, up, train/score/monitor, down -v (root; ~10 min)
 	PYTHONUNBUFFERED=1 $(DEV)/python -m persona_tools.stack_test $(STACK_TEST_ARGS)
@@ -365,6 +371,7 @@ locks: | $(UV) ## Re-resolve the lock files and regenerate environment.yml
 	$(UV) pip compile --quiet requirements/scoring.in --python-version 3.11 -o requirements/scoring.lock
 	$(UV) pip compile --quiet requirements/scoring-test.in --python-version 3.11 -o requirements/scoring-test.lock
 	$(UV) pip compile --quiet requirements/spark.in --override requirements/overrides.txt -c requirements/pipeline.lock --python-version 3.11 -o requirements/spark.lock
+	$(UV) pip compile --quiet requirements/spark-test.in --python-version 3.11 -o requirements/spark-test.lock
 	$(DEV)/python -m persona_tools.devtools environment-yml > environment.yml
 
 clean: ## Remove local state (.persona) but keep the environments

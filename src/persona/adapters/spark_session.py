@@ -61,6 +61,15 @@ def check_master(master: str) -> None:
         ) from exc
 
 
+def _driver_address(master: str) -> dict[str, str]:
+    """A driver for a master on this machine listens on loopback: by default Spark binds to the
+    first non-loopback interface, which executors on this machine need not reach."""
+    host = urlsplit(master).hostname if master.startswith("spark://") else "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return {}
+    return {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+
+
 def _pyspark() -> Any:
     try:
         from pyspark.sql import SparkSession
@@ -80,10 +89,12 @@ def spark_session(
     however the block ends."""
     session_class = _pyspark()
     check_master(master)
-    python = os.environ.get("PYSPARK_PYTHON", sys.executable)
+    # pyspark's context reads the executors' Python from the environment, not from the conf
+    python = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = session_class.builder.master(master).appName(app_name)
     settings = {
         **DEFAULT_CONF,
+        **_driver_address(master),
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": sys.executable,
         **(conf or {}),
