@@ -103,7 +103,7 @@ _MONTH_OPTION = $(if $(or $(call _GIVEN,MONTH),$(if $(SEGMENTATION),,default)),$
 _DEMO_MONTHS = $(if $(findstring command line,$(origin MONTHS)),$(MONTHS))
 PYTEST_ARGS ?=
 
-.PHONY: help install install-spark postgres stack-db up down logs local-up local-down local-status test test-fast test-chaos test-spark lint format mlflow \
+.PHONY: help install install-spark postgres stack-db up down logs local-up local-down local-status spark-up spark-down spark-status test test-fast test-chaos test-spark lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
         segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui report \
         bench-train bench-serve bench-stream bench-monitor bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
@@ -195,6 +195,27 @@ local-down: ## Stop what local-up started
 local-status: ## Is each local service up and answering? (CLEAN=1 stops leftovers of dead services and killed runs)
 	$(DEV)/python -m persona.services.local_stack status $(if $(CLEAN),--clean)
 
+# A standalone Spark cluster as local processes (no Docker): a master and PERSONA_SPARK_WORKERS
+# workers (PERSONA_SPARK_WORKER_CORES / _MEMORY each), supervised like local-up's services, logs
+# in $(PERSONA_HOME)/logs. Ready when the master lists every worker alive; prints the
+# SPARK_MASTER to use.
+spark-up: $(VENV)/spark/.installed ## Start a Spark master (:7077, UI :8090) and 2 workers as local processes; prints SPARK_MASTER
+	$(VENV)/spark/bin/python -m persona.services.local_stack --stack spark up
+
+spark-down: $(VENV)/spark/.installed ## Stop what spark-up started (master, workers, their executors)
+	$(VENV)/spark/bin/python -m persona.services.local_stack --stack spark down
+
+spark-status: $(VENV)/spark/.installed ## Are the Spark master and each worker up, and how many workers does the master list alive?
+	$(VENV)/spark/bin/python -m persona.services.local_stack --stack spark status $(if $(CLEAN),--clean)
+
+# SPARK_MASTER precedence for the stack targets: the command line > the environment > .env >
+# the master of a running `make spark-up` > local[*] (persona.settings' default). The running
+# cluster's URL is asked for only when SPARK_MASTER is set nowhere and spark-up left a pid file.
+ifeq ($(origin SPARK_MASTER),undefined)
+_SPARK_UP_MASTER = $(shell test -s "$(PERSONA_HOME)/run/spark-master.pid" && test -x $(VENV)/spark/bin/python && $(VENV)/spark/bin/python -m persona.services.local_stack --stack spark url 2>/dev/null)
+$(STACK_TARGETS): export SPARK_MASTER = $(_SPARK_UP_MASTER)
+endif
+
 # Tests that need Flask, which only the scoring environment has (the dev one pins Werkzeug for
 # Mage): the dev run skips them, saying so, and `test` and `test-fast` run them in .venv/scoring
 # beside the dev run (on the otherwise idle second core; their output follows the dev run's).
@@ -225,7 +246,7 @@ test-chaos: install postgres ## Faults injected into the real stack: kill -9 at 
 test-spark: install install-spark postgres ## Spark engine on local[*] and on a real standalone master + worker (marker spark)
 	$(VENV)/spark/bin/python -m pytest -m spark tests/spark $(PYTEST_ARGS)
 
-test-stack: $(VENV)/dev/.installed ## The Compose stack for real: engine, images, up, train/score/monitor, down -v (root; ~10 min)
+test-stack: $(VENV)/dev/.installed ## The Compose stack for real: engine, images, up, train/score/monitor, a job on the spark profile, down -v (root; ~12 min)
 	PYTHONUNBUFFERED=1 $(DEV)/python -m persona_tools.stack_test $(STACK_TEST_ARGS)
 
 lint: $(VENV)/dev/.installed ## black, ruff, YAML/whitespace/secret checks (same as pre-commit), checkov on Terraform and Dockerfiles
@@ -276,8 +297,8 @@ persona-rename: $(VENV)/dev/.installed stack-db ## Call persona ID of SEGMENTATI
 	@test -n "$(ID)" -a -n "$(NEW_NAME)" || { echo 'usage: make persona-rename ID=2 NEW_NAME="Affluent wine lovers" [SEGMENTATION=..]' >&2; exit 2; }
 	$(DEV)/persona personas rename "$(ID)" "$(NEW_NAME)"
 
-score: $(VENV)/dev/.installed stack-db ## Score MONTH's customers through the API (ENGINE=local: in process) into PERSONA_SCORES_TABLE
-	$(DEV)/persona score $(call _MONTH_OPTION,--month ) $(if $(ENGINE),--engine $(ENGINE))
+score: $(VENV)/dev/.installed stack-db $(if $(filter spark,$(ENGINE)),$(VENV)/spark/.installed) ## Score MONTH's customers through the API (ENGINE=local: in process; ENGINE=spark: on SPARK_MASTER or MASTER=) into PERSONA_SCORES_TABLE
+	$(if $(filter spark,$(ENGINE)),$(VENV)/spark/bin/persona,$(DEV)/persona) score $(call _MONTH_OPTION,--month ) $(if $(ENGINE),--engine $(ENGINE)) $(if $(MASTER),--master $(MASTER))
 
 monitor: $(VENV)/dev/.installed stack-db ## Run the Mage `monitor` pipeline headless on MONTH (drift -> retrain -> alert)
 	$(DEV)/persona pipeline run monitor --var month=$(MONTH)

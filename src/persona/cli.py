@@ -104,8 +104,8 @@ def _data_validate(args: argparse.Namespace, settings: Settings) -> Any:
 
 def _data_ingest(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import database
-    from persona.composition import tracked_job
     from persona.data.validation import require_valid
+    from persona.job_records import tracked_job
 
     schema, frame, read = _load_user_frame(args, settings)
     require_valid(frame, schema)

@@ -4,7 +4,10 @@ the model holding the production alias. Handler of :mod:`persona.cli` (entry poi
 Two engines: ``http`` (the default of ``make score``) sends chunks to the running scoring API,
 so the job scores with whatever the API serves; ``local`` loads the same model the way an API
 worker does and streams the rows through it in this process (``persona.flows.score_stream``):
-Arrow record batches in, the same checks, fast path and labels as the API, bounded memory.
+Arrow record batches in, the same checks, fast path and labels as the API, bounded memory;
+``spark`` does the same per batch on Spark's executors (``persona.adapters.spark_scoring``,
+run from the Spark environment: ``.venv/spark/bin/persona``), reading the table's months in
+parallel and writing Parquet partitioned by month or, month by month, the scores table.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from persona.settings import Settings
 
-ENGINES = ("http", "local")
+ENGINES = ("http", "local", "spark")
 HTTP_CHUNK_ROWS = 5_000
 
 
@@ -28,12 +31,19 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         default="http",
         help="http: through the scoring API (PERSONA_SCORING_URL); local: load the production "
         "model in this process and stream the rows through it (for big batches; --out is "
-        "Parquet or CSV) (default: %(default)s)",
+        "Parquet or CSV); spark: the same on Spark's executors (SPARK_MASTER; run from the "
+        "Spark environment, .venv/spark/bin/persona; --out is a folder of Parquet partitioned "
+        "by month) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--master",
+        help="spark engine: the Spark master, local[*] or spark://HOST:PORT (default: "
+        "SPARK_MASTER)",
     )
     parser.add_argument(
         "--on-invalid",
         choices=("reject", "flag"),
-        help="local engine, a row that breaks the model's data contract: reject stops naming "
+        help="local and spark engines, a row that breaks the model's data contract: reject stops naming "
         "field, rule and rows and keeps nothing; flag scores the others, writes it to --out "
         "with no persona and a problems column (left out of the table), lists it in the "
         "summary and exits 1 (default: reject)",
@@ -49,22 +59,28 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 def score(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.errors import ConfigurationError
 
+    if args.master and args.engine != "spark":
+        raise ConfigurationError("--master applies to --engine spark")
+    if args.engine == "spark":
+        from persona.cli_spark import score_spark
+
+        return score_spark(args, settings)
     if args.engine == "local":
         return _score_local(args, settings)
     if args.on_invalid:
         raise ConfigurationError(
-            "--on-invalid applies to --engine local (through the API a chunk with a bad row "
-            "fails whole and is reported by customer id)"
+            "--on-invalid applies to --engine local and spark (through the API a chunk with a "
+            "bad row fails whole and is reported by customer id)"
         )
     return _score_http(args, settings)
 
 
 def _score_http(args: argparse.Namespace, settings: Settings) -> Any:
     from persona.adapters import database
-    from persona.composition import tracked_job
     from persona.data.files import read_table, write_table
     from persona.data.schema import load_schema
     from persona.flows.score import score_frame
+    from persona.job_records import tracked_job
     from persona.serving.client import ScoringClient
 
     schema = load_schema(settings.schema_path)
@@ -120,11 +136,11 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
     import pyarrow as pa
 
     from persona.adapters import database
-    from persona.composition import tracked_job
     from persona.data.file_batches import BatchWriter
     from persona.data.schema import load_schema
     from persona.errors import ConfigurationError
     from persona.flows.score_stream import DEFAULT_BATCH_ROWS, StreamRequest, score_stream
+    from persona.job_records import tracked_job
     from persona.serving.contract import InputSpec
 
     if args.file and not args.out:
@@ -136,7 +152,7 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
         # the schema's contract first (the served model's, unless it was trained under another)
         expected = InputSpec.from_schema(schema, rows, extra_columns="ignore")
         reader = _open_checked(args, expected, schema.month_column)
-        served = _production_model(settings, schema, rows)
+        served = production_model(settings, schema, rows)
         spec = served.spec
         if (spec.id_column, spec.categorical) != (expected.id_column, expected.categorical):
             reader = _open_checked(args, spec, schema.month_column)
@@ -147,7 +163,7 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
         batches = reader.batches(request.columns_to_read(spec, reader.columns), rows)
         total, summary["read"] = reader.total_rows, reader.dialect.to_dict()
     else:
-        served = _production_model(settings, schema, rows)
+        served = production_model(settings, schema, rows)
         spec = served.spec
         engine = database.make_engine(settings.project_database_url)
         months = [args.month] if args.month else None
@@ -202,9 +218,10 @@ def _open_checked(args: argparse.Namespace, spec: Any, month_column: str | None)
     return reader
 
 
-def _production_model(settings: Settings, schema: Any, rows: int) -> Any:
-    """The version holding the production alias, loaded as an API worker loads it (a
-    ``ServedModel``); MLflow not answering is one line naming it (nothing is written yet)."""
+def production_model(settings: Settings, schema: Any, rows: int) -> Any:
+    """The version holding the alias, loaded, compiled and named as an API worker serves it (a
+    ``ServedModel``); columns the model does not read are never read from the input: none is
+    "extra". MLflow not answering is one line naming it (nothing is written yet)."""
     from persona.adapters.mlflow_serving import RegistryModelSource
     from persona.adapters.upstream import rerun_is_safe
     from persona.errors import UpstreamUnavailableError
@@ -212,7 +229,6 @@ def _production_model(settings: Settings, schema: Any, rows: int) -> Any:
 
     source = RegistryModelSource(settings.mlflow_tracking_uri, settings.model_name)
     try:
-        # columns the model does not read are never read from the input: none is "extra"
         return served_now(source, settings.model_alias, spec_for_model(schema, rows, "ignore"))
     except UpstreamUnavailableError as exc:
         raise rerun_is_safe("persona score", str(exc)) from None

@@ -6,23 +6,20 @@ Entry points (the CLI, Mage blocks, the services, the demo) call these; nothing 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from persona.adapters import processes
 from persona.adapters.database import PostgresCustomers
 from persona.adapters.drift_store import PostgresDriftStore
 from persona.adapters.evidently_report import EvidentlyReports, UnlinkedReports
-from persona.adapters.job_runs import JobRun, JobRuns
 from persona.adapters.mage_runs import MageRuns
 from persona.adapters.mlflow_models import MlflowModels
 from persona.adapters.mlflow_registry import CONNECT_BUDGET_S
 from persona.adapters.segmentation_store import SqlSegmentations
-from persona.adapters.telegram import TelegramNotifier
 from persona.data.catalogue import load_catalogue
 from persona.data.schema import DatasetSchema, load_schema
 from persona.errors import ConfigurationError, PersonaError
@@ -31,12 +28,16 @@ from persona.flows.demo import StackUrls
 from persona.flows.monitor import MonitorContext
 from persona.flows.reconcile import Judge, Reconciliation, reconcile
 from persona.flows.train import TrainingContext
+from persona.job_records import job_runs, tracked_job  # noqa: F401 - the entry points' import
 from persona.model.params import load_params
 from persona.monitoring.drift import load_drift_config
 from persona.monitoring.owners import DEFAULT_STALE_AFTER
 from persona.ports import Notifier
 from persona.segmentation import DEFAULT, SEGMENTATION_TAG, Definition, check_name, suffixed
 from persona.settings import Settings
+
+if TYPE_CHECKING:  # python-telegram-bot is in the pipeline environment, not the Spark one
+    from persona.adapters.telegram import TelegramNotifier
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,8 @@ def training_context(settings: Settings, seed: int | None = None) -> TrainingCon
 
 
 def telegram_notifier(settings: Settings) -> TelegramNotifier:
+    from persona.adapters.telegram import TelegramNotifier
+
     return TelegramNotifier(
         settings.telegram_bot_token or None,
         settings.telegram_chat_id or None,
@@ -194,23 +197,6 @@ def reconcile_runs(
             job_runs(settings),
         ],
     )
-
-
-def job_runs(settings: Settings) -> JobRuns:
-    """The ingest and score jobs' records, in the project database."""
-    return JobRuns(settings.project_database_url)
-
-
-@contextlib.contextmanager
-def tracked_job(settings: Settings, kind: str, label: str) -> Iterator[JobRun]:
-    """Run an ingest or score job on the record: first the jobs of the same database whose
-    owner is gone are closed (nothing else is asked: a job needs no MLflow), then this one is
-    recorded while it runs."""
-    records = job_runs(settings)
-    judge_by = Judge(processes.this_owner(), processes.is_alive, DEFAULT_STALE_AFTER)
-    reconcile(judge_by, None, [records])
-    with records.track(kind, label, str(judge_by.here)) as run:
-        yield run
 
 
 def reconcile_at_start(settings: Settings) -> Reconciliation | None:

@@ -114,8 +114,29 @@ DEMO: dict[str, RunVariable] = _table(
     RunVariable("scenario", "new_persona", str, "drift scenario of the third month"),
 )
 
+# `score_batch` (Mage): `persona score` as a pipeline; spark runs in the Spark environment.
+SCORE_ENGINES = ("http", "local", "spark")
+SCORE_BATCH: dict[str, RunVariable] = _table(
+    RunVariable(
+        "engine",
+        "http",
+        str,
+        "http (the scoring API), local (in the block's process) or spark (PERSONA_SPARK_COMMAND "
+        "on SPARK_MASTER)",
+        SCORE_ENGINES,
+    ),
+    RunVariable("month", "", str, "YYYY-MM to score (empty: every month)"),
+    RunVariable("file", "", str, "customers file or folder instead of the table (needs out)"),
+    RunVariable("out", "", str, "results file (spark: folder) instead of the scores table"),
+    SEGMENTATION,
+)
+
 # The Mage pipelines whose metadata.yaml `variables:` must equal defaults(name).
-PIPELINES: dict[str, dict[str, RunVariable]] = {"train": TRAIN, "monitor": MONITOR}
+PIPELINES: dict[str, dict[str, RunVariable]] = {
+    "train": TRAIN,
+    "monitor": MONITOR,
+    "score_batch": SCORE_BATCH,
+}
 
 
 def defaults(table: dict[str, RunVariable]) -> dict[str, Any]:
@@ -125,4 +146,5 @@ def defaults(table: dict[str, RunVariable]) -> dict[str, Any]:
 
 TRAIN_DEFAULTS = defaults(TRAIN)
 MONITOR_DEFAULTS = defaults(MONITOR)
+SCORE_BATCH_DEFAULTS = defaults(SCORE_BATCH)
 DEMO_DEFAULTS = defaults(DEMO)

@@ -9,6 +9,7 @@ empty value means "the default".
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,40 @@ VARIABLES: dict[str, _Var] = {
         "local[*]",
         str,
         "Where the Spark engine runs (`persona score --engine spark`, Spark drift): local[*] in "
-        "the command's own process, spark://HOST:7077 for a standalone cluster (make spark-up).",
+        "the command's own process, spark://HOST:7077 for a standalone cluster (make spark-up "
+        "prints the URL; the Makefile's stack targets pass it while that cluster runs and "
+        "SPARK_MASTER is not set).",
+    ),
+    "spark_host": _Var(
+        "PERSONA_SPARK_HOST",
+        "127.0.0.1",
+        str,
+        "Address the Spark master and workers of make spark-up bind and advertise (Compose: "
+        "each node's service name).",
+    ),
+    "spark_master_port": _Var(
+        "PERSONA_SPARK_MASTER_PORT", "7077", int, "Port of the Spark master (make spark-up)."
+    ),
+    "spark_master_ui_port": _Var(
+        "PERSONA_SPARK_MASTER_UI_PORT", "8090", int, "Web UI (and /json/) of the Spark master."
+    ),
+    "spark_worker_ui_port": _Var(
+        "PERSONA_SPARK_WORKER_UI_PORT",
+        "8091",
+        int,
+        "Web UI port of the first Spark worker; the next workers take the ports after it.",
+    ),
+    "spark_workers": _Var(
+        "PERSONA_SPARK_WORKERS", "2", int, "Spark workers make spark-up starts (at least 1)."
+    ),
+    "spark_worker_cores": _Var(
+        "PERSONA_SPARK_WORKER_CORES", "1", int, "Cores each Spark worker offers its executors."
+    ),
+    "spark_worker_memory": _Var(
+        "PERSONA_SPARK_WORKER_MEMORY",
+        "2g",
+        str,
+        "Memory each Spark worker offers its executors (Spark's size format: 512m, 2g).",
     ),
     "spark_command": _Var(
         "PERSONA_SPARK_COMMAND",
@@ -239,6 +273,13 @@ VARIABLES: dict[str, _Var] = {
     "bind_address": _Var(
         "PERSONA_BIND", "127.0.0.1", str, "Compose only: host address the published ports bind."
     ),
+    "pipeline_spark": _Var(
+        "PERSONA_PIPELINE_SPARK",
+        "false",
+        bool,
+        "Compose only: build the Mage image with the Spark environment (/opt/spark-env, Java "
+        "17) for the `spark` profile; false keeps the image without Java and pyspark.",
+    ),
 }
 
 # Secrets `persona env-init` fills with fresh random values when it writes a new .env.
@@ -285,6 +326,13 @@ class Settings:
     scoring_threads: int
     spark_master: str
     spark_command: str
+    spark_host: str
+    spark_master_port: int
+    spark_master_ui_port: int
+    spark_worker_ui_port: int
+    spark_workers: int
+    spark_worker_cores: int
+    spark_worker_memory: str
     model_alias: str
     model_poll_seconds: float
     max_batch_rows: int
@@ -311,6 +359,7 @@ class Settings:
     mage_owner_email: str
     mage_owner_password: str
     bind_address: str
+    pipeline_spark: bool
 
     @property
     def session_timeouts(self) -> SessionTimeouts:
@@ -434,12 +483,30 @@ def load_settings(
         raise ConfigurationError(
             f"PERSONA_MAX_BODY_BYTES must be a positive integer, got {settings.max_body_bytes}"
         )
+    _check_spark_layout(settings)
     settings.session_timeouts  # noqa: B018 - a negative timeout fails here, naming its key
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigurationError(
             f"PERSONA_LOG_LEVEL must be a logging level, got {settings.log_level!r}"
         )
     return settings
+
+
+_SPARK_SIZE = re.compile(r"[1-9][0-9]*[kmgt]", re.IGNORECASE)
+
+
+def _check_spark_layout(settings: Settings) -> None:
+    """The cluster of make spark-up: counts at least 1, sizes as Spark reads them."""
+    for key in ("spark_workers", "spark_worker_cores"):
+        if getattr(settings, key) < 1:
+            raise ConfigurationError(
+                f"{VARIABLES[key].env} must be at least 1, got {getattr(settings, key)}"
+            )
+    if not _SPARK_SIZE.fullmatch(settings.spark_worker_memory):
+        raise ConfigurationError(
+            "PERSONA_SPARK_WORKER_MEMORY must be a size such as 512m or 2g, "
+            f"got {settings.spark_worker_memory!r}"
+        )
 
 
 def env_example_lines() -> list[str]:

@@ -3,9 +3,11 @@ with the commands ``make spark-up`` runs (``persona.services.spark_cluster``), o
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -13,6 +15,20 @@ from persona.services.local_stack import start
 from persona.services.processes import free_port, stop_process
 from persona.services.spark_cluster import ClusterLayout, cluster_services, wait_for_workers
 from persona.settings import load_settings
+
+
+def _load_shared(name: str = "shared_conftest") -> ModuleType:
+    """tests/conftest.py as the module ``shared_conftest``: this file is imported as
+    ``conftest`` too and hides it, so the test modules here import its helpers (wait_until,
+    processes_gone, ROOT) from that name."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_load_shared()
 
 
 @pytest.fixture(scope="session")

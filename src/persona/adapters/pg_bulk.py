@@ -287,6 +287,13 @@ class _PipeWriter(io.RawIOBase):
 def copy_read(connection: sa.Connection, query: sa.Select) -> pd.DataFrame | None:
     """The rows of ``query`` through ``COPY … TO STDOUT``, parsed by Arrow as they stream in,
     equal to ``pd.read_sql(query)``; None when a column has a type not mapped here."""
+    table = copy_read_arrow(connection, query)
+    return None if table is None else frame_like_read_sql(table)
+
+
+def copy_read_arrow(connection: sa.Connection, query: sa.Select) -> pa.Table | None:
+    """The rows of ``query`` through ``COPY … TO STDOUT`` as an Arrow table (what Spark's
+    executors score, with no pandas step); None when a column has a type not mapped here."""
     import pyarrow as pa
 
     types = {str(c.name): arrow_type(c.type) for c in query.selected_columns}
@@ -328,4 +335,4 @@ def copy_read(connection: sa.Connection, query: sa.Select) -> pd.DataFrame | Non
         raise unparsed if unparsed is not None and writer.written else failure[0]
     if table is None:
         table = pa.table({name: pa.array([], type=kind) for name, kind in types.items()})
-    return frame_like_read_sql(table)
+    return table

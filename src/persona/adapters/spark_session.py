@@ -8,6 +8,12 @@ standalone cluster, ``make spark-up``): executors run this environment's Python 
 on every worker: one image, or one machine), one BLAS thread per executor core, Arrow on,
 times in UTC. A master that does not answer, no Java, or no pyspark is one line naming what
 to do, before any JVM waits on it.
+
+A driver killed with kill -9 does not leave its JVM behind: pyspark starts the gateway
+(spark-submit) with a pipe on its stdin, and the JVM exits at that pipe's EOF, which the kernel
+delivers when the driver dies however it dies (about 3 s here); on a standalone cluster the
+master then ends the application and the workers stop its executors
+(tests/spark/test_spark_crash.py holds both in place).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import sys
 from collections.abc import Iterator, Mapping
@@ -86,8 +93,20 @@ def spark_session(
     master: str, app_name: str, conf: Mapping[str, str] | None = None
 ) -> Iterator[Any]:
     """A session on ``master`` for the length of the ``with``; stopped (executors released)
-    however the block ends."""
+    however the block ends.
+
+    A session already open in this process on the same master (a test module's, a notebook's)
+    is used as it is, with ``conf``'s ``spark.sql.*`` keys set on it, and left running: a JVM
+    has one Spark context, and starting one costs 10–15 s.
+    """
     session_class = _pyspark()
+    active = session_class.getActiveSession()
+    if active is not None and active.sparkContext.master == master:
+        for key, value in (conf or {}).items():
+            if key.startswith("spark.sql."):
+                active.conf.set(key, value)
+        yield active
+        return
     check_master(master)
     # pyspark's context reads the executors' Python from the environment, not from the conf
     python = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -121,3 +140,30 @@ def spark_session(
         yield session
     finally:
         session.stop()
+
+
+# persona's errors an executor raised, by the name Python's traceback gives them in the
+# Java exception's text: the driver says them in one line, as the local engine would
+_EXECUTOR_ERRORS = re.compile(
+    r"persona\.errors\.(InvalidInputError|DataValidationError|UpstreamUnavailableError|"
+    r"ConfigurationError|ModelUnavailableError): ([^\n]+)"
+)
+
+
+@contextlib.contextmanager
+def executor_errors() -> Iterator[None]:
+    """A persona error raised in an executor (a file that does not parse, a database that went
+    away) comes out as the same error with its one line, not as pages of Java and Python."""
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__name__ not in ("PythonException", "Py4JJavaError", "SparkException") and (
+            "pyspark" not in type(exc).__module__
+        ):
+            raise
+        found = _EXECUTOR_ERRORS.search(str(exc))
+        if found is None:
+            raise
+        import persona.errors as errors
+
+        raise getattr(errors, found.group(1))(found.group(2).strip()) from None

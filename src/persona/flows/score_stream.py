@@ -214,21 +214,17 @@ def score_stream(
     ):
         for record in stream:
             n = record.num_rows
-            positions = np.arange(read, read + n)
+            done = score_batch(served, record, request, scored_at, first_row=read, schema=schema)
             read += n
-            if request.month and request.has_month:
-                keep = _of_month(record.column(request.month_column), request.month)
-                record, positions = record.filter(keep), positions[keep]
-            if record.num_rows:
-                checked = check_and_score(served, batch_from_arrow(record, served.spec), "flag")
-                if checked.problems:
-                    ids = _ids(record.column(request.id_column))
+            if done is not None:
+                if done.checked.problems:
+                    ids = done.ids()
                     if request.on_invalid == "reject":
-                        found = [renumbered(p, positions) for p in checked.problems]
-                        raise _rejected(found, ids[_unscored(checked)])
-                    tally.add(checked, positions, ids)
-                stream.write(_results(record, checked, served, request, schema, scored_at))
-                scored += checked.scored.n_rows
+                        found = [renumbered(p, done.positions) for p in done.checked.problems]
+                        raise _rejected(found, ids[_unscored(done.checked)])
+                    tally.add(done.checked, done.positions, ids)
+                stream.write(done.results)
+                scored += done.checked.scored.n_rows
             bar.update(n)
     outcome = StreamOutcome(
         rows_read=read,
@@ -251,6 +247,51 @@ def score_stream(
         "fast path" if outcome.fast_path else "pyfunc",
     )
     return outcome
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    """One input batch scored: the rows as written, what the checks found, and where the rows
+    were in the input (0-based positions, after the month filter)."""
+
+    record: pa.RecordBatch
+    checked: Checked
+    positions: np.ndarray
+    results: pa.Table
+    id_column: str
+
+    def ids(self) -> np.ndarray:
+        """The batch's ids as text, to name the rows that were not scored."""
+        return _ids(self.record.column(self.id_column))
+
+
+def score_batch(
+    served: ServedModel,
+    record: pa.RecordBatch,
+    request: StreamRequest,
+    scored_at: str,
+    first_row: int = 0,
+    schema: pa.Schema | None = None,
+) -> BatchScores | None:
+    """One record batch through the month filter, the contract's checks and the model (the
+    compiled fast path, or the pyfunc when the model has none), as the result columns of
+    ``request.result_schema()``; None when no row of the batch is of ``request.month``.
+
+    Bad rows are never raised here: they come back unscored with their problems (and a
+    ``problems`` cell under flag), and the caller applies ``request.on_invalid``. The one
+    per-batch step of every batch engine: this process (``score_stream``) and Spark's executors
+    (``persona.flows.score_spark``).
+    """
+    positions = np.arange(first_row, first_row + record.num_rows)
+    if request.month and request.has_month:
+        keep = _of_month(record.column(request.month_column), request.month)
+        record, positions = record.filter(keep), positions[keep]
+    if not record.num_rows:
+        return None
+    checked = check_and_score(served, batch_from_arrow(record, served.spec), "flag")
+    schema = schema if schema is not None else request.result_schema()
+    results = _results(record, checked, served, request, schema, scored_at)
+    return BatchScores(record, checked, positions, results, request.id_column)
 
 
 class _Overlapped:

@@ -168,3 +168,10 @@ def alert(
     if outcome is not None and outcome.failed:  # row final and alert sent: now Mage says so
         raise PersonaError(f"{outcome.reason} (the run is recorded as failed)")
     return to_plain(summary)
+
+
+def score_batch(variables: dict[str, Any]) -> dict[str, Any]:
+    """The score_batch pipeline: engine (http|local|spark), month, file, out."""
+    from persona.orchestration.score_batch import run_score
+
+    return run_score(_settings(variables), variables)

@@ -1,5 +1,8 @@
 """``python -m persona.services.local_stack up|down|status``: the stack without Docker.
 
+``--stack spark`` does the same for a standalone Spark master and workers
+(``persona.services.spark_cluster``, ``make spark-up``).
+
 Starts the MLflow server and Mage (UI, API triggers, scheduler) in the background with the
 same entry commands their containers run, each in the environment of its service, and keeps
 pid files and logs under PERSONA_HOME so that ``down`` and ``status`` find them again. Each
@@ -342,7 +345,18 @@ def status(settings: Settings, stack: Sequence[LocalService], clean: bool = Fals
 
 def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(prog="persona.services.local_stack", description=__doc__)
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument(
+        "action",
+        choices=["up", "down", "status", "url"],
+        help="url (--stack spark): print the master's URL while it runs",
+    )
+    parser.add_argument(
+        "--stack",
+        choices=["services", "spark"],
+        default="services",
+        help="services: MLflow, Mage, the API, the Evidently UI (make local-up); spark: a "
+        "standalone Spark master and workers (make spark-up; persona.services.spark_cluster)",
+    )
     parser.add_argument(
         "--clean",
         action="store_true",
@@ -358,6 +372,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     args = parser.parse_args(argv)
 
     def body(settings: Settings) -> int:
+        if args.stack == "spark":
+            from persona.services import spark_cluster  # it builds on this module
+
+            return spark_cluster.stack_action(args.action, settings, args.venvs, args.clean)
+        if args.action == "url":
+            parser.error("url is an action of --stack spark")
         stack = services(settings, args.venvs)
         if args.action == "up":
             up(settings, stack)

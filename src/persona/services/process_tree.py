@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import psutil
 
@@ -261,17 +262,22 @@ def run_group(
     records: Path,
     timeout_s: float | None = None,
     grace_s: float = 10.0,
+    stdout: IO[Any] | None = None,
+    stderr: IO[Any] | None = None,
 ) -> int:
     """Run ``command`` as its own group and wait; return its exit code.
 
     Whatever way the command ends (exit, crash, SIGKILL, timeout, Ctrl-C or SIGTERM to this
     process), its whole group is stopped before this returns. Leftovers of earlier runs whose
     launcher was killed are stopped first. A timeout raises ``subprocess.TimeoutExpired``.
+    ``stdout``/``stderr``: open files for the command's output (default: this process's).
     """
     reap_abandoned_groups(records)
     process = subprocess.Popen(
         list(command),
         env=dict(env),
+        stdout=stdout,
+        stderr=stderr,
         start_new_session=True,
         preexec_fn=die_with_parent(signal.SIGTERM),  # the launcher spawns from its main thread
     )

@@ -307,7 +307,7 @@ class Batch:
         """The rows at these positions (for scoring the valid rows of a flagged batch)."""
         if self.ids is None:
             ids = None
-        elif hasattr(self.ids, "take"):  # an Arrow array
+        elif hasattr(self.ids, "take"):  # an Arrow (or numpy) array
             ids = self.ids.take(rows)
         else:
             ids = [self.ids[i] for i in rows.tolist()]

@@ -55,6 +55,10 @@ class InFlight:
             if self._count == 0:
                 self._idle.notify_all()
 
+    def __reduce__(self) -> tuple[type, tuple]:
+        """A copy in another process (a Spark executor's model) starts with none in flight."""
+        return (InFlight, ())
+
     def wait_idle(self, timeout_s: float) -> bool:
         with self._idle:
             return self._idle.wait_for(lambda: self._count == 0, timeout_s)

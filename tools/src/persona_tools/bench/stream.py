@@ -5,8 +5,12 @@ Per size, each in a fresh process (so its peak RSS is its own): (a) the baseline
 fast path (``CompiledModel.score``) on arrays already in memory, batch after batch; (b) the
 streaming path of ``persona score --engine local``: Parquet read in record batches, the API's
 checks and the fast path, Parquet written (``persona.flows.score_stream``); and at the first
-size (c) the same from a CSV file. Reported: rows/s, the ratio to the baseline of the same run,
-peak RSS and its growth over the process after start-up (imports, model). The input is one
+size (c) the same from a CSV file; with ``--spark MASTERS`` (d) ``persona score --engine spark``'s
+path on each master (``local[2]``, or ``cluster``: a standalone master + one 1-core worker this
+benchmark starts), Parquet in, Parquet by month out, run in the Spark environment: the session's
+start-up is timed apart, then the job twice in it, cold (the executors' Python workers start:
+imports, the broadcast model) and warm. Reported: rows/s, the ratio to the baseline of the same run,
+peak RSS and its growth over the process after start-up (imports, model; for Spark the driver's). The input is one
 million synthetic customers, repeated with other ids for larger sizes; the model a fast search
 fitted in memory, like the served one.
 """
@@ -22,7 +26,9 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,6 +136,90 @@ def stream_child(model_path: str, source: str, out: str, batch_rows: int) -> dic
     }
 
 
+def spark_child(model_path: str, source: str, out: str, batch_rows: int, master: str) -> dict:
+    """``persona score --engine spark --file source --out out`` with the benchmark's model, in
+    the Spark environment: the scored rows written as Parquet (the session start apart)."""
+    batch_rows = int(batch_rows)
+    from persona.adapters.spark_scoring import scored_frame, write_parquet
+    from persona.adapters.spark_session import spark_session
+    from persona.flows.score_stream import StreamRequest
+
+    served = _served(model_path, batch_rows)
+    spec = served.spec
+    request = StreamRequest(spec.id_column, "snapshot_month", True, batch_rows=batch_rows)
+    columns = [spec.id_column, "snapshot_month", *spec.features]
+    conf = {"spark.sql.execution.arrow.maxRecordsPerBatch": str(batch_rows)}
+    opening = time.perf_counter()
+    with spark_session(master, "persona-bench-stream", conf) as session:
+        start_rss = _rss_mib()
+        opened = time.perf_counter()
+        timed = []
+        for _ in range(2):  # cold: the executors' Python workers start (imports, the model)
+            started = time.perf_counter()
+            frame = scored_frame(
+                session, served, request, "bench", files=[Path(source)], columns=columns
+            )
+            write_parquet(frame, Path(out), request.month_out)
+            timed.append(time.perf_counter() - started)
+        rows = session.read.parquet(out).selectExpr("count(persona_id)").first()[0]
+    return {
+        "seconds": timed[0],
+        "warm_seconds": timed[1],
+        "rows": int(rows),
+        "start_rss": start_rss,
+        "peak_rss": _rss_mib(),
+        "session_seconds": opened - opening,
+    }
+
+
+def _in_spark_env(*args: str) -> dict:
+    """``spark_child`` in the Spark environment's Python (pyspark is in no other)."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[4]
+    python = root / ".venv/spark/bin/python"
+    if not python.exists():
+        raise SystemExit("--spark needs the Spark environment: make install-spark")
+    env = {**os.environ, "PYTHONPATH": str(root / "tools/src")}
+    done = subprocess.run(
+        [str(python), "-m", "persona_tools.bench.stream", "--spark-child", json.dumps(args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        check=True,
+        start_new_session=True,
+    )
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+@contextmanager
+def _masters(names: list[str], scratch: Path) -> Iterator[dict[str, str]]:
+    """name -> Spark master URL; ``cluster`` is a standalone master and one 1-core worker
+    started for the benchmark (the commands of ``make spark-up``), stopped at the end."""
+    from persona.services.local_stack import start
+    from persona.services.processes import free_port, stop_process
+    from persona.services.spark_cluster import ClusterLayout, cluster_services, wait_for_workers
+    from persona.settings import load_settings
+
+    urls = {name: name for name in names if name != "cluster"}
+    started = []
+    try:
+        if "cluster" in names:
+            layout = ClusterLayout(
+                master_port=free_port(), master_ui_port=free_port(), worker_ui_ports=(free_port(),)
+            )
+            root = Path(__file__).resolve().parents[4]
+            settings = load_settings(environ={"PERSONA_HOME": str(scratch / "spark-home")})
+            for service in cluster_services(layout, root / ".venv/spark/bin", scratch / "work"):
+                started.append(start(settings, service))
+            wait_for_workers(layout.master_ui, 1)
+            urls["cluster"] = layout.master_url
+        yield urls
+    finally:
+        for service in reversed(started):
+            stop_process(service.process)
+
+
 def _in_child(function, *args) -> dict:
     """Run in a fresh interpreter, so peak RSS is the run's own."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -201,7 +291,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
         "--model-rows", type=int, default=10_000, help="synthetic customers the model is fit on"
     )
     parser.add_argument("--no-csv", action="store_true", help="skip the CSV -> Parquet run")
+    parser.add_argument(
+        "--spark",
+        default="",
+        help="also time the Spark engine on these masters, comma-separated: local[N], "
+        "spark://HOST:PORT, or cluster (a master + one 1-core worker started here); needs "
+        "make install-spark",
+    )
+    parser.add_argument("--spark-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.spark_child:  # in the Spark environment, for _in_spark_env
+        result = spark_child(*json.loads(args.spark_child))
+        sys.stdout.write(json.dumps(result) + "\n")
+        raise SystemExit(0)
     exit_entry(lambda settings: _bench(args, settings), logger)
 
 
@@ -211,7 +313,11 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
     model, _, winner = fast_model(catalogue, args.model_rows, "2025-12", seed=5)
     logger.info("model: %s", winner)
     runs: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="persona-bench-stream-") as folder:
+    masters = [m.strip() for m in args.spark.split(",") if m.strip()]
+    with (
+        tempfile.TemporaryDirectory(prefix="persona-bench-stream-") as folder,
+        _masters(masters, Path(folder)) as urls,
+    ):
         scratch = Path(folder)
         model_path = scratch / "model.pkl"
         model_path.write_bytes(pickle.dumps(model))
@@ -240,6 +346,20 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
                     args.batch_rows,
                 )
                 runs.append(_run("stream csv->parquet", measured, baseline))
+            for name, url in urls.items():
+                measured = _in_spark_env(
+                    str(model_path),
+                    str(paths[f"parquet-{rows}"]),
+                    str(scratch / f"out-spark-{len(runs)}"),
+                    str(args.batch_rows),
+                    url,
+                )
+                logger.info(
+                    "Spark session on %s opened in %.1fs", name, measured["session_seconds"]
+                )
+                runs.append(_run(f"spark {name} cold", measured, baseline))
+                warm = {**measured, "seconds": measured["warm_seconds"]}
+                runs.append(_run(f"spark {name} warm", warm, baseline))
             logger.info("%s", runs[-1])
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = settings.home / "bench" / f"stream-{stamp}.json"
