@@ -87,8 +87,15 @@ def stream_rows(record: dict[str, Any]) -> tuple[list[Row], dict[int, float]]:
         elif run["path"].startswith("stream"):
             note = f"peak RSS {run['peak_rss_mib']:.0f} MiB"
         rows.append(
-            Row(run["path"], size, round(rate), _ratio(rate, baseline.get(size)), per_core,
-                round(run["seconds"], 2), note)
+            Row(
+                run["path"],
+                size,
+                round(rate),
+                _ratio(rate, baseline.get(size)),
+                per_core,
+                round(run["seconds"], 2),
+                note,
+            )
         )
     return rows, baseline
 
@@ -110,18 +117,22 @@ def serve_rows(record: dict[str, Any], baseline: float | None) -> list[Row]:
     return rows
 
 
-def ingest_rows(record: dict[str, Any], size: int, baseline: float | None) -> list[Row]:
-    picked = ("ingest copy", "re-ingest copy", "read copy (all)", "ingest rows", "read read_sql (all)")
-    return [
-        Row(
-            f"PostgreSQL {step['name']}",
-            step["rows"] if "rows" in step else size,
-            round(step["rows_per_s"]),
-            _ratio(step["rows_per_s"], baseline),
-        )
-        for step in record["steps"]
-        if step["name"] in picked
-    ]
+def ingest_rows(record: dict[str, Any], baseline: float | None) -> list[Row]:
+    picked = (
+        "ingest copy",
+        "re-ingest copy",
+        "read copy (all)",
+        "ingest rows",
+        "read read_sql (all)",
+    )
+    rows = []
+    for step in record["steps"]:
+        if step["name"] in picked:
+            rate = step["rows"] / step["seconds"]
+            rows.append(
+                Row(f"PostgreSQL {step['name']}", step["rows"], round(rate), _ratio(rate, baseline))
+            )
+    return rows
 
 
 def drift_rows(record: list[dict[str, Any]]) -> list[Row]:
@@ -132,7 +143,9 @@ def drift_rows(record: list[dict[str, Any]]) -> list[Row]:
             round(t["rows"] / t["seconds"]) if t["seconds"] else None,
             None,
             seconds=t["seconds"],
-            note="skipped" if t["seconds"] is None else f"drifted: {', '.join(t['drifted']) or '-'}",
+            note=(
+                "skipped" if t["seconds"] is None else f"drifted: {', '.join(t['drifted']) or '-'}"
+            ),
         )
         for t in record
     ]
@@ -166,7 +179,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
         ingest = _run_bench(
             "ingest", "--rows", str(size), "--baseline-rows", str(min(size, args.baseline_rows))
         )
-        rows += ingest_rows(ingest, size, baseline.get(size))
+        rows += ingest_rows(ingest, baseline.get(size))
     drift = _run_bench("monitor", "--engines", "--sizes", listed)
     rows += drift_rows(drift)
     table = render(rows)
