@@ -106,7 +106,7 @@ PYTEST_ARGS ?=
 .PHONY: help install install-spark postgres stack-db up down logs local-up local-down local-status spark-up spark-down spark-status test test-fast test-chaos test-spark lint format mlflow \
         serve mage data ingest train train-local score segmentations segmentation-add \
         segmentation-remove personas persona-rename rollback promote monitor monitor-local monitor-ui report \
-        bench-train bench-serve bench-stream bench-monitor bench-monitor-engines bench-drift bench-personas bench-search bench-ingest locks clean demo test-stack screenshots \
+        bench-train bench-serve bench-stream bench-monitor bench-monitor-engines bench-drift bench-personas bench-search bench-ingest bench-scale locks clean demo test-stack screenshots \
         _terraform tf-init tf-plan tf-apply tf-destroy tf-env lint-iac
 
 help: ## List the targets
@@ -342,6 +342,9 @@ bench-drift: install ## Drift checks: scenarios at 1k/5k/20k rows, false alarms 
 
 bench-personas: install ## Persona flags on fresh and drifted months, and the persona step's cost vs Evidently
 	$(DEV)/python -m persona_tools.bench.personas $(BENCH_ARGS)
+
+bench-scale: install $(VENV)/spark/.installed postgres ## Every big-batch path at 1M/10M rows (SIZES=) as a share of the fast path of the same run: stream, Spark, HTTP Arrow, PostgreSQL, drift (~30 min)
+	$(DEV)/python -m persona_tools.bench.scale $(if $(SIZES),--sizes $(SIZES)) $(BENCH_ARGS)
 
 bench-ingest: install postgres ## PostgreSQL ingest and reads at 1M rows (ROWS=): COPY vs row-by-row / pd.read_sql, rows/s and ratios
 	$(DEV)/python -m persona_tools.bench.ingest $(if $(ROWS),--rows $(ROWS)) $(BENCH_ARGS)

@@ -127,43 +127,35 @@ def _score_http(args: argparse.Namespace, settings: Settings) -> Any:
     return summary
 
 
-def production_model(settings: Settings, schema: Any, rows: int) -> Any:
-    """The version holding the alias, loaded, compiled and named as an API worker serves it;
-    columns the model does not read are never read from the input: none is "extra"."""
-    from persona.adapters.mlflow_serving import RegistryModelSource
-    from persona.serving.model_store import served_now, spec_for_model
-
-    source = RegistryModelSource(settings.mlflow_tracking_uri, settings.model_name)
-    return served_now(source, settings.model_alias, spec_for_model(schema, rows, "ignore"))
-
-
 def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
-    """The production model in this process, the rows streamed through it in record batches."""
+    """The production model in this process, the rows streamed through it in record batches.
+
+    A file is opened and its columns checked before MLflow is asked for the model, so a wrong
+    file is said at once, whether MLflow answers or not.
+    """
     import pyarrow as pa
 
     from persona.adapters import database
-    from persona.data.file_batches import BatchWriter, open_batches
+    from persona.data.file_batches import BatchWriter
     from persona.data.schema import load_schema
     from persona.errors import ConfigurationError
     from persona.flows.score_stream import DEFAULT_BATCH_ROWS, StreamRequest, score_stream
     from persona.job_records import tracked_job
+    from persona.serving.contract import InputSpec
 
     if args.file and not args.out:
         raise ConfigurationError("--engine local --file needs --out (a .parquet or .csv to write)")
     rows, on_invalid = args.chunk_rows or DEFAULT_BATCH_ROWS, args.on_invalid or "reject"
     schema = load_schema(settings.schema_path)
-    served = production_model(settings, schema, rows)
-    spec = served.spec
     summary: dict[str, Any] = {"segmentation": settings.segmentation}
     if args.file:
-        reader = open_batches(
-            Path(args.file),
-            id_column=spec.id_column,
-            text_columns=[*spec.categorical, schema.month_column],
-            expected_columns=[spec.id_column, *spec.features],
-            delimiter=args.delimiter,
-            encoding=args.encoding,
-        )
+        # the schema's contract first (the served model's, unless it was trained under another)
+        expected = InputSpec.from_schema(schema, rows, extra_columns="ignore")
+        reader = _open_checked(args, expected, schema.month_column)
+        served = production_model(settings, schema, rows)
+        spec = served.spec
+        if (spec.id_column, spec.categorical) != (expected.id_column, expected.categorical):
+            reader = _open_checked(args, spec, schema.month_column)
         has_month = schema.month_column in reader.columns
         request = StreamRequest(
             spec.id_column, schema.month_column, has_month, args.month, on_invalid, rows
@@ -171,6 +163,8 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
         batches = reader.batches(request.columns_to_read(spec, reader.columns), rows)
         total, summary["read"] = reader.total_rows, reader.dialect.to_dict()
     else:
+        served = production_model(settings, schema, rows)
+        spec = served.spec
         engine = database.make_engine(settings.project_database_url)
         months = [args.month] if args.month else None
         frame = database.read_months(engine, settings.customers_table, schema, months)
@@ -204,6 +198,40 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
         "table": settings.scores_table,
         "table_rows": table_rows,
     }
+
+
+def _open_checked(args: argparse.Namespace, spec: Any, month_column: str | None) -> Any:
+    """``args.file`` opened for batches (a ``BatchReader``); refused in one line when it cannot
+    be read or lacks a feature column of ``spec`` (InputSpec), as the first batch would be."""
+    from persona.data.file_batches import open_batches
+    from persona.serving.columns import check_columns
+
+    reader = open_batches(
+        Path(args.file),
+        id_column=spec.id_column,
+        text_columns=[*spec.categorical, *([month_column] if month_column else [])],
+        expected_columns=[spec.id_column, *spec.features],
+        delimiter=args.delimiter,
+        encoding=args.encoding,
+    )
+    check_columns([c for c in reader.columns if c in spec.known], reader.total_rows or 0, spec)
+    return reader
+
+
+def production_model(settings: Settings, schema: Any, rows: int) -> Any:
+    """The version holding the alias, loaded, compiled and named as an API worker serves it (a
+    ``ServedModel``); columns the model does not read are never read from the input: none is
+    "extra". MLflow not answering is one line naming it (nothing is written yet)."""
+    from persona.adapters.mlflow_serving import RegistryModelSource
+    from persona.adapters.upstream import rerun_is_safe
+    from persona.errors import UpstreamUnavailableError
+    from persona.serving.model_store import served_now, spec_for_model
+
+    source = RegistryModelSource(settings.mlflow_tracking_uri, settings.model_name)
+    try:
+        return served_now(source, settings.model_alias, spec_for_model(schema, rows, "ignore"))
+    except UpstreamUnavailableError as exc:
+        raise rerun_is_safe("persona score", str(exc)) from None
 
 
 class _Collected:

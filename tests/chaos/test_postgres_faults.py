@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 from conftest import ROOT, VENVS, sessions_in_state, wait_until
+from load import Load
 from mlflow.tracking import MlflowClient
 
 from persona.adapters import database
@@ -475,52 +475,6 @@ def own_postgres() -> Iterator[OwnPostgres]:
     assert not cluster.folder.exists()
 
 
-class Load:
-    """Clients posting the same batch in a loop; answers and failures kept."""
-
-    def __init__(self, url: str, rows: list[dict], clients: int = 4) -> None:
-        self.url, self.rows = url, rows
-        self.answered: list[float] = []  # when each successful request was sent
-        self.failures: list[str] = []
-        self._lock, self._stop = threading.Lock(), threading.Event()
-        self._threads = [threading.Thread(target=self._post) for _ in range(clients)]
-
-    def _post(self) -> None:
-        session = requests.Session()
-        while not self._stop.is_set():
-            sent = time.monotonic()
-            try:
-                response = session.post(self.url, json=self.rows, headers=AUTH, timeout=30)
-            except requests.RequestException as exc:
-                with self._lock:
-                    self.failures.append(repr(exc))
-                continue
-            with self._lock:
-                if response.ok and response.json()["n_rows"] == len(self.rows):
-                    self.answered.append(sent)
-                else:
-                    self.failures.append(f"{response.status_code} {response.text[:200]}")
-
-    def answered_after(self, moment: float) -> int:
-        with self._lock:
-            return sum(1 for sent in self.answered if sent > moment)
-
-    @property
-    def answered_rows(self) -> int:
-        with self._lock:
-            return len(self.answered) * len(self.rows)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-
-
 def logged_rows(url: str, since: datetime | None = None) -> int:
     """Scored rows in the scoring log (those scored after ``since``); 0 before its table."""
     engine = sa.create_engine(url)
@@ -560,7 +514,7 @@ def test_the_scoring_log_database_restarted_under_load_fails_no_request_and_lose
     )
     restarts: dict[str, int] = {}
     try:
-        with Load(f"{api.url}/predict", batch(snapshot.head(50))) as load:
+        with Load(f"{api.url}/predict", batch(snapshot.head(50)), AUTH) as load:
             wait_until(lambda: logged_rows(url) > 0, 60, "the scoring log's first rows")
             for mode in ("fast", "immediate"):
                 own_postgres.restart(mode)
@@ -570,7 +524,7 @@ def test_the_scoring_log_database_restarted_under_load_fails_no_request_and_lose
                     60,
                     f"rows logged after the {mode} restart",
                 )
-                wait_until(lambda back=back: load.answered_after(back) >= 40, 60, "answers")
+                wait_until(lambda back=back: load.answers_after(back) >= 40, 60, "answers")
         answered = load.answered_rows
         assert load.failures == []
         assert metric(api, "persona_rows_scored") == answered

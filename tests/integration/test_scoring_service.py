@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import requests
 from conftest import ROOT, VENVS, start_mlflow_server
+from load import Load
 from marketing import SCHEMA_PATH, marketing_frame
 from mlflow.tracking import MlflowClient
 
@@ -582,65 +583,13 @@ def test_a_model_with_derived_features_serves_raw_columns_under_gunicorn(
     assert list(pyfunc.unwrap_python_model().persona_ids[labels]) == list(expected.persona_id)
 
 
-class Load:
-    """4 clients posting the same batch; every answer kept as (sent, received, version)."""
-
-    def __init__(self, url: str, rows: list[dict], clients: int = 4) -> None:
-        self.url, self.rows = url, rows
-        self.seen: list[tuple[float, float, str]] = []
-        self.failures: list[str] = []
-        self._lock, self._stop = threading.Lock(), threading.Event()
-        self._threads = [threading.Thread(target=self._hammer) for _ in range(clients)]
-
-    def _hammer(self) -> None:
-        session = requests.Session()
-        while not self._stop.is_set():
-            sent = time.monotonic()
-            try:
-                response = session.post(self.url, json=self.rows, headers=AUTH, timeout=30)
-            except requests.RequestException as exc:
-                with self._lock:
-                    self.failures.append(repr(exc))
-                continue
-            with self._lock:
-                if response.ok:
-                    self.seen.append((sent, time.monotonic(), response.json()["model"]["version"]))
-                else:
-                    self.failures.append(f"{response.status_code} {response.text[:200]}")
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-
-    def answers_after(self, moment: float) -> int:
-        with self._lock:
-            return sum(1 for sent, _, _ in self.seen if sent > moment)
-
-    def wait_for_answers_after(self, moment: float, count: int, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.answers_after(moment) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def mixed_window(self, since: float, old: str, new: str) -> float:
-        """Seconds between the first answer from ``new`` and the last from ``old`` (received)."""
-        first_new = min(r for s, r, v in self.seen if v == new and s > since)
-        last_old = max((r for s, r, v in self.seen if v == old and s > since), default=first_new)
-        return max(0.0, last_old - first_new)
-
-
 def test_admin_reload_switches_every_worker_before_it_answers(registry, customers, tmp_path):
     """With a poll too slow to help, /admin/reload alone moves both workers, under load."""
     client = MlflowClient(registry["server"].url)
     service = start_api(registry, tmp_path, PERSONA_MODEL_POLL_SECONDS="3600")
     try:
         wait_http(f"{service.url}/ready", 60, service.process, service.log)
-        with Load(f"{service.url}/predict", records(customers.head(50))) as load:
+        with Load(f"{service.url}/predict", records(customers.head(50)), AUTH) as load:
             load.wait_for_answers_after(time.monotonic(), 40)
             client.set_registered_model_alias(registry["name"], "production", "2")
             moved = time.monotonic()
@@ -672,7 +621,7 @@ def test_admin_reload_switches_every_worker_before_it_answers(registry, customer
 def test_a_promotion_outside_the_api_reaches_every_worker_within_the_poll(api, registry, customers):
     """A move in the MLflow UI (or make rollback, or the monitor): no reload call at all."""
     client = MlflowClient(registry["server"].url)
-    with Load(f"{api.url}/predict", records(customers.head(50))) as load:
+    with Load(f"{api.url}/predict", records(customers.head(50)), AUTH) as load:
         try:
             load.wait_for_answers_after(time.monotonic(), 40)
             client.set_registered_model_alias(registry["name"], "production", "2")

@@ -495,6 +495,48 @@ def test_json_in_arrow_out_with_flagged_rows(client):
     assert answer.column("age").to_pylist()[2] == -500
 
 
+def broken_rows():
+    """Rows that break the contract's text and id rules, and a missing level (imputed)."""
+    data = frame(8)
+    data["customer_id"] = data["customer_id"].astype(str)
+    data.loc[1, "channel"] = "fax"  # not a level
+    data.loc[2, "region"] = None  # missing: the model imputes it
+    data.loc[4, "customer_id"] = ""  # an empty id
+    data.loc[6, "customer_id"] = "x" * 300  # an id past the length limit
+    return data
+
+
+@pytest.mark.parametrize("content_type", [ARROW, PARQUET])
+def test_contract_rules_on_an_arrow_body_say_what_json_says(client, content_type):
+    """The rules run on each distinct level and on the ids measured in Arrow: the same 400,
+    and with on_invalid=flag the same answer, as for the JSON of the same rows."""
+    data = broken_rows()
+    rows = json.loads(data.to_json(orient="records"))
+    body = arrow_body(data) if content_type == ARROW else parquet_body(data)
+    as_json = refused(client, 400, "invalid_value", json=rows)
+    as_arrow = refused(
+        client, 400, "invalid_value", data=body, headers={"Content-Type": content_type}
+    )
+    assert as_arrow == as_json
+    assert {(d["field"], tuple(d["rows"])) for d in as_json["details"]} == {
+        ("channel", (1,)),
+        ("customer_id", (4,)),
+        ("customer_id", (6,)),
+    }
+    flagged = client.post("/predict?on_invalid=flag", json=rows, headers=AUTH).get_json()
+    headers = {**AUTH, "Content-Type": content_type, "Accept": content_type}
+    response = client.post("/predict?on_invalid=flag", data=body, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = read_answer(response).to_pylist()
+    expected = flagged["predictions"]
+    assert [a["customer_id"] for a in answer] == [p["customer_id"] for p in expected]
+    assert [a["persona_id"] for a in answer] == [p["persona_id"] for p in expected]
+    assert [a["persona_name"] for a in answer] == [p["persona_name"] for p in expected]
+    assert [a["confidence"] for a in answer] == pytest.approx([p["confidence"] for p in expected])
+    assert [a["problems"] for a in answer] == [p["problems"] for p in expected]
+    assert [a["persona_id"] is None for a in answer] == [i in (1, 4, 6) for i in range(8)]
+
+
 def test_bad_arrow_and_parquet_bodies_are_400s_naming_the_problem(client):
     data = frame(6)
     good = arrow_body(data)

@@ -333,3 +333,35 @@ def test_both_paths_agree_on_random_and_hostile_values(prep, family):
             FastScores(*(getattr(fast, f)[finite] for f in FastScores.__dataclass_fields__)),
             slow[finite],
         )
+
+
+@pytest.mark.parametrize(("prep", "family"), [("standard", "kmeans"), ("robust", "gmm_full")])
+def test_text_read_with_its_levels_scores_as_per_row_text(prep, family):
+    """A column given with its Levels (an Arrow body) is looked up once per distinct value:
+    the same scores as the per-row lookup of the same texts, None, unseen levels and a None
+    held in the levels themselves (an Arrow dictionary may hold one) included."""
+    import pyarrow as pa
+
+    from persona.serving.record_batches import _levels
+
+    model, _ = trained(prep, family)
+    compiled = CompiledModel.from_persona_model(model)
+    numeric, categorical = arrays(compiled, scoring_frame())
+    levels = [_levels(pa.array(values, pa.string(), from_pandas=True)) for values in categorical]
+    texts = [found.per_row(found.values, None) for found in levels]
+    assert any(None in t.tolist() for t in texts) and "teleport" in texts[0].tolist()
+    expected = compiled.score(numeric, texts)
+    for scores in (
+        compiled.score(numeric, texts, levels),
+        compiled.score(numeric, texts, [_with_a_null_level(found) for found in levels]),
+    ):
+        np.testing.assert_array_equal(scores.labels, expected.labels)
+        np.testing.assert_array_equal(scores.confidence, expected.confidence)
+
+
+def _with_a_null_level(levels):
+    """The same column with None among its values (its rows now point there)."""
+    from persona.serving.contract import Levels
+
+    values = np.append(levels.values, np.array([None], dtype=object))
+    return Levels(values, levels.codes)  # the missing rows' position now holds the None

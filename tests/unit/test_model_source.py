@@ -117,6 +117,14 @@ def test_registry_source_says_which_version_holds_the_alias():
     [
         (MlflowException("API request to /api/2.0 failed"), "MLflow at http://registry:5000: API"),
         (requests.ConnectionError("refused"), "did not answer (ConnectionError)"),
+        (  # the client giving up: one line, not MLflow's dump of urllib3's retries
+            MlflowException(
+                "API request to http://registry:5000/api/2.0/mlflow/registered-models/alias "
+                "failed with exception HTTPConnectionPool(host='registry', port=5000): Max "
+                "retries exceeded with url: /api (Caused by NewConnectionError('refused'))"
+            ),
+            "^MLflow at http://registry:5000 did not answer (NewConnectionError)$",
+        ),
     ],
 )
 def test_registry_source_failures_are_upstream_errors(failure, said):

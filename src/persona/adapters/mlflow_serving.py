@@ -22,6 +22,7 @@ from persona.adapters.mlflow_registry import (
     production_version,
     promotion_info,
 )
+from persona.adapters.upstream import mlflow_unanswered
 from persona.errors import ModelUnavailableError, PersonaError, UpstreamUnavailableError
 from persona.segmentation import DEFAULT, NAME_PATTERN, SEGMENTATION_TAG
 from persona.serving.model_source import LoadedVersion
@@ -47,7 +48,9 @@ def _answering(tracking_uri: str):
     except PersonaError:
         raise
     except MlflowException as exc:
-        raise UpstreamUnavailableError(f"MLflow at {tracking_uri}: {exc.message}") from None
+        # the client giving up on the server is said in one line, as the CLI's outages are
+        said = mlflow_unanswered(exc) or f"MLflow at {tracking_uri}: {exc.message}"
+        raise UpstreamUnavailableError(said) from None
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types
         raise UpstreamUnavailableError(
             f"MLflow at {tracking_uri} did not answer ({type(exc).__name__})"

@@ -197,6 +197,11 @@ def as_outage(exc: BaseException, step: str) -> UpstreamUnavailableError | None:
             )
         said = mlflow_unanswered(seen)
         if said is not None:
-            return UpstreamUnavailableError(f"{step}: {said}; {RERUN_IS_SAFE}")
+            return rerun_is_safe(step, said)
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def rerun_is_safe(step: str, said: str) -> UpstreamUnavailableError:
+    """The line of an outage that struck before ``step`` wrote anything: a rerun is safe."""
+    return UpstreamUnavailableError(f"{step}: {said}; {RERUN_IS_SAFE}")

@@ -32,7 +32,7 @@ from persona.adapters.scoring_log import LoggedBatch, ScoringLog
 from persona.data.schema import load_schema
 from persona.logging_setup import configure_logging
 from persona.segmentation import DEFAULT, suffixed
-from persona.serving.contract import InputSpec
+from persona.serving.contract import InputSpec, id_values
 from persona.serving.invocations import invocations, parse_echo, parse_on_invalid
 from persona.serving.model_source import ModelSource
 from persona.serving.model_store import ModelStore, ServedModel, follow_alias, spec_for_model
@@ -385,7 +385,7 @@ def create_app(
                 datetime.now(UTC),
                 served.name,
                 served.version,
-                batch.ids,
+                id_values(batch.ids),
                 served.spec.numeric,
                 batch.numeric,
                 served.spec.categorical,

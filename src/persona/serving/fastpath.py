@@ -131,6 +131,25 @@ def _apply(X: np.ndarray, ops: tuple[tuple[str, Any], ...]) -> np.ndarray:
     return X
 
 
+def _gathered(column: Any, coded: Any) -> np.ndarray:
+    """A column's feature-space codes from its ``Levels``: each distinct value looked up once.
+
+    The same codes as the per-row lookup: a missing value takes the code of a learned None
+    level, else the imputer's (``column.missing``), else none.
+    """
+    lookup = column.lookup
+    per_value = np.fromiter(
+        map(lookup.get, coded.values, repeat(UNKNOWN)), dtype=np.intp, count=len(coded.values)
+    )
+    if column.missing != UNKNOWN:  # a None among the values: as the per-row lookup does
+        absent = np.fromiter((v is None for v in coded.values), bool, len(coded.values))
+        per_value[absent & (per_value == UNKNOWN)] = column.missing
+    missing = lookup.get(None, UNKNOWN)
+    if missing == UNKNOWN:
+        missing = column.missing
+    return coded.per_row(per_value, missing)
+
+
 class CompiledModel:
     """A fitted persona pipeline reduced to numpy arrays; ``score`` matches the pyfunc."""
 
@@ -280,8 +299,14 @@ class CompiledModel:
         parts = [_apply(X[:, block.inputs], block.ops) for block in self._blocks]
         return np.concatenate(parts, axis=1) if parts else X
 
-    def _codes(self, categorical: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
-        """Feature-space column per row and categorical column (-1: contributes nothing)."""
+    def _codes(
+        self, categorical: Sequence[np.ndarray], n: int, levels: Sequence[Any] = ()
+    ) -> list[np.ndarray]:
+        """Feature-space column per row and categorical column (-1: contributes nothing).
+
+        A column given with its ``Levels`` (``persona.serving.contract``) is looked up once per
+        distinct value, then gathered per row.
+        """
         if len(categorical) != len(self._layout_categorical):
             raise InvalidInputError(
                 f"expected {len(self._layout_categorical)} categorical arrays "
@@ -295,6 +320,10 @@ class CompiledModel:
                     f"categorical {self._layout_categorical[column.position]!r} has {len(values)} "
                     f"values for {n} rows"
                 )
+            coded = levels[column.position] if levels else None
+            if coded is not None:
+                codes.append(_gathered(column, coded))
+                continue
             try:
                 code = np.fromiter(
                     map(column.lookup.get, values, repeat(UNKNOWN)), dtype=np.intp, count=n
@@ -312,7 +341,12 @@ class CompiledModel:
             codes.append(code)
         return codes
 
-    def score(self, numeric: np.ndarray, categorical: Sequence[np.ndarray]) -> FastScores:
+    def score(
+        self,
+        numeric: np.ndarray,
+        categorical: Sequence[np.ndarray],
+        levels: Sequence[Any] = (),
+    ) -> FastScores:
         """numeric: (n, len(self.numeric)) float64, NaN = missing. categorical: one array per
         categorical column (object dtype of str, None = missing).
 
@@ -321,12 +355,14 @@ class CompiledModel:
         level of its own, learned when the training data had None gaps, otherwise unknown (all
         zeros). Raises ``InvalidInputError`` on wrong shapes or infinite values, or on a date
         that cannot be read (the API's contract refuses such rows before they get here).
+        ``levels``: per categorical column, its ``Levels`` when the caller has them (or None).
         """
         if self._derived:
             numeric, categorical = self._compute_derived(numeric, categorical)
+            levels = levels[len(self._derived.date_columns) :] if levels else ()
         Z = self._preprocess_numeric(numeric)
         n = Z.shape[0]
-        codes = self._codes(categorical, n)
+        codes = self._codes(categorical, n, levels)
 
         dots = Z @ self._centers_num_t
         x_sq = np.einsum("ij,ij->i", Z, Z)

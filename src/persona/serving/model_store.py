@@ -144,10 +144,10 @@ class ServedModel:
             numeric = batch.numeric
             if compiled.numeric != spec.numeric:
                 numeric = numeric[:, [spec.numeric.index(name) for name in compiled.numeric]]
-            categorical = [
-                batch.categorical[spec.categorical.index(n)] for n in compiled.categorical
-            ]
-            scores = compiled.score(numeric, categorical)
+            positions = [spec.categorical.index(n) for n in compiled.categorical]
+            categorical = [batch.categorical[j] for j in positions]
+            levels = [batch.levels[j] for j in positions] if batch.levels else ()
+            scores = compiled.score(numeric, categorical, levels)
             return scores.persona_id, scores.persona_name, scores.confidence, scores.distance
         frame = pd.DataFrame(batch.numeric, columns=list(self.spec.numeric))
         for name, values in zip(self.spec.categorical, batch.categorical, strict=True):

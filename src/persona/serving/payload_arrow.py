@@ -8,8 +8,8 @@ a wrong JSON value), a null where the contract allows none likewise. A body pyar
 compressed body may inflate, are checked from what the body declares before anything is
 decoded (the Parquet footer; each IPC message's metadata).
 
-``batch_from_table`` is the one converter from an Arrow table to a contract-checked ``Batch``;
-``render_arrow`` / ``render_parquet`` write the answer as one record batch with the CSV answer's
+The table read becomes a contract-checked ``Batch`` through the one converter from Arrow
+(``record_batches.batch_from_arrow``, strict as for JSON); ``render_arrow`` / ``render_parquet`` write the answer as one record batch with the CSV answer's
 columns (the model's name and version on every row, dictionary-encoded), so a saved file stays
 traceable.
 """
@@ -25,24 +25,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from persona.serving.columns import (
-    check_columns,
-    check_numeric,
-    check_size,
-    check_unique,
-    ignored_columns,
-)
+from persona.serving.columns import check_size, check_unique
 from persona.serving.contract import Batch, InputSpec
 from persona.serving.payload import ARROW_STREAM, PARQUET, X_PARQUET
-from persona.serving.problems import PayloadError, RowProblem, detail, problem
+from persona.serving.problems import PayloadError, detail
+from persona.serving.record_batches import batch_from_arrow
 from persona.serving.render import CSV_MODEL_COLUMNS, Predictions
 
 # A compressed body may decode to at most this much (a "zip bomb" stops here, unread):
 # 16 times its size, and never less than 256 MiB.
 MAX_EXPANSION, MIN_DECODED_LIMIT = 16, 256 << 20
-_NUMBER_TYPES = "an integer or floating-point Arrow type"
-_TEXT_TYPES = "an Arrow string type (or dictionary of strings)"
-_ID_TYPES = "an Arrow string or integer type"
 
 
 def _malformed(kind: str, fmt: str, message: str) -> PayloadError:
@@ -67,7 +59,7 @@ def parse_arrow_stream(body: bytes, spec: InputSpec) -> Batch:
         table.validate(full=True)  # offsets, UTF-8: never hand a broken buffer to numpy
     except (pa.ArrowException, OSError, ValueError, struct.error, IndexError) as exc:
         raise _malformed("malformed_arrow", fmt, str(exc) or type(exc).__name__) from None
-    return batch_from_table(table, spec)
+    return batch_from_arrow(table, spec, strict=True)
 
 
 def _check_declared(body: bytes, spec: InputSpec) -> None:
@@ -159,9 +151,20 @@ def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
     try:
         # pre-buffering coalesces reads from remote storage; in memory it only costs (2.4 -> 1.5 ms
         # for 10k rows)
-        parquet = pq.ParquetFile(pa.BufferReader(body), pre_buffer=False)
-        names = parquet.schema_arrow.names
+        metadata = pq.read_metadata(pa.BufferReader(body))
+        schema = metadata.schema.to_arrow_schema()
+        names = schema.names
         check_unique(names)
+        # text features read as dictionaries (as written, by pandas and most writers): each
+        # level decoded once, and the levels the contract checks come with the column
+        levels = [
+            name
+            for name in spec.categorical
+            if name in names and pa.types.is_string(schema.field(name).type)
+        ]
+        parquet = pq.ParquetFile(
+            pa.BufferReader(body), pre_buffer=False, metadata=metadata, read_dictionary=levels
+        )
         check_size(parquet.metadata.num_rows, spec, "Parquet")
         groups = (parquet.metadata.row_group(i) for i in range(parquet.metadata.num_row_groups))
         decoded = sum(group.total_byte_size for group in groups)
@@ -176,155 +179,7 @@ def parse_parquet(body: bytes, spec: InputSpec) -> Batch:
         raise _malformed("malformed_parquet", fmt, str(exc) or type(exc).__name__) from None
     if table.num_rows != parquet.metadata.num_rows:  # a footer that lies about its rows
         check_size(table.num_rows, spec, "Parquet")
-    return batch_from_table(table, spec, names)
-
-
-def batch_from_table(table: pa.Table, spec: InputSpec, names: list[str] | None = None) -> Batch:
-    """The contract's arrays from an Arrow table (``names``: every column sent, if more)."""
-    names = table.column_names if names is None else names
-    check_unique(names)
-    n = table.num_rows
-    check_size(n, spec, "Arrow")
-    present = check_columns(names, n, spec)
-    found: list[RowProblem] = []
-    numeric = np.empty((n, len(spec.numeric)), dtype=np.float64)
-    for j, name in enumerate(spec.numeric):
-        numeric[:, j] = _numbers(name, table.column(name), spec.nullable, found)
-    check_numeric(numeric, spec, found)
-    categorical = [
-        _texts(name, table.column(name), spec.nullable, name in spec.dates, found)
-        for name in spec.categorical
-    ]
-    ids = None
-    if spec.id_column and spec.id_column in present:
-        ids = _ids(spec.id_column, table.column(spec.id_column), found)
-    ignored = ignored_columns(present, spec)
-
-    def read_ignored(name: str) -> list:
-        return table.column(name).to_pylist() if name in table.column_names else [None] * n
-
-    return Batch(
-        ids=ids,
-        numeric=numeric,
-        categorical=categorical,
-        n_rows=n,
-        problems=tuple(found),
-        ignored_columns=ignored,
-        read_ignored=read_ignored,
-    )
-
-
-def _type_name(column: pa.ChunkedArray) -> str:
-    return f"{column.type} column"
-
-
-def _wrong_type(name: str, column: pa.ChunkedArray, expected: str, found: list[RowProblem]) -> None:
-    """Every non-null value of a column of the wrong type is a problem of its row."""
-    rows = np.flatnonzero(~column.is_null().to_numpy(zero_copy_only=False))
-    if rows.size:
-        sample = column.slice(int(rows[0]), 1).to_pylist()
-        found.append(
-            problem(
-                "invalid_type",
-                name,
-                rows,
-                expected,
-                _type_name(column),
-                f"type: {expected}",
-                {int(rows[0]): sample[0]},
-            )
-        )
-
-
-def _nulls(name: str, column: pa.ChunkedArray, expected: str, found: list[RowProblem]) -> None:
-    if column.null_count:
-        rows = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
-        found.append(problem("null_not_allowed", name, rows, expected, "null", "not null"))
-
-
-def _numbers(
-    name: str, column: pa.ChunkedArray, nullable: bool, found: list[RowProblem]
-) -> np.ndarray:
-    """float64 with NaN for null (and for a value of the wrong type, reported)."""
-    kind = column.type
-    if pa.types.is_dictionary(kind):
-        column, kind = column.cast(kind.value_type), kind.value_type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        if not nullable:
-            _nulls(name, column, "number", found)
-        # safe=False: an integer beyond 2**53 is its nearest float, as JSON's 12345678901234567
-        values = pc.cast(column, pa.float64(), safe=False)
-        return values.to_numpy(zero_copy_only=False)  # null -> NaN
-    if not pa.types.is_null(kind):
-        _wrong_type(name, column, _NUMBER_TYPES, found)
-    elif not nullable:
-        _nulls(name, column, "number", found)
-    return np.full(len(column), np.nan)
-
-
-def _texts(
-    name: str, column: pa.ChunkedArray, nullable: bool, date: bool, found: list[RowProblem]
-) -> np.ndarray:
-    """An object array of str / None. A date column may also be an Arrow date (sent as ISO)."""
-    kind = column.type
-    if date and (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
-        column = pc.strftime(column, "%Y-%m-%d")
-        kind = column.type
-    if not (_is_text(kind) or pa.types.is_null(kind)):
-        _wrong_type(name, column, _TEXT_TYPES, found)
-        return np.full(len(column), None, dtype=object)
-    if not nullable:
-        _nulls(name, column, "string", found)
-    return _objects(column)
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or _is_view(kind)
-
-
-def _is_view(kind: pa.DataType) -> bool:
-    check = getattr(pa.types, "is_string_view", None)
-    return bool(check and check(kind))
-
-
-def _objects(column: pa.ChunkedArray) -> np.ndarray:
-    """Text as Python strings, one object per distinct level rather than one per row.
-
-    A categorical column holds few levels: dictionary-encoding it (in C) and gathering the
-    levels by code builds a handful of str objects instead of one per row.
-    """
-    if pa.types.is_null(column.type):
-        return np.full(len(column), None, dtype=object)
-    if pa.types.is_dictionary(column.type):  # chunks may each have their own dictionary
-        column = column.cast(column.type.value_type)
-    encoded = pc.dictionary_encode(column.combine_chunks())
-    levels = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
-    codes = encoded.indices.fill_null(len(levels) - 1).to_numpy(zero_copy_only=False)
-    return levels[codes]
-
-
-def _ids(name: str, column: pa.ChunkedArray, found: list[RowProblem]) -> list:
-    """Ids as sent (text or integers); a null id is a problem of its row, as in JSON and CSV."""
-    kind = column.type
-    if pa.types.is_dictionary(kind):
-        column, kind = column.cast(kind.value_type), kind.value_type
-    if not (_is_text(kind) or pa.types.is_integer(kind)):
-        _wrong_type(name, column, _ID_TYPES, found)
-        return [None] * len(column)
-    _nulls(name, column, _ID_TYPES, found)
-    return ArrowIds(column)
-
-
-class ArrowIds(list):
-    """The ids as a list (what the contract's rules, the scoring log and JSON take), keeping
-    the Arrow column they came from, so an Arrow or Parquet answer sends it back as it came
-    instead of converting the values again."""
-
-    def __init__(self, column: pa.ChunkedArray) -> None:
-        super().__init__(column.to_pylist())
-        self.arrow = column
+    return batch_from_arrow(table, spec, strict=True, names=names)
 
 
 # ----------------------------------------------------------------------------------- answers
@@ -386,9 +241,10 @@ _PROBLEMS = pa.list_(
 
 
 def _array(values: Any) -> pa.Array | pa.ChunkedArray:
-    """A column as sent; mixed types (possible in JSON input) travel as text."""
-    if isinstance(values, ArrowIds) and len(values.arrow) == len(values):
-        return values.arrow
+    """A column as sent (ids read from Arrow: as they came); mixed types (possible in JSON
+    input) travel as text."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values
     try:
         return pa.array(values.tolist() if isinstance(values, np.ndarray) else values)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):

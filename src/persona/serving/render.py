@@ -28,6 +28,9 @@ CSV_MODEL_COLUMNS = ("model_name", "model_version")
 
 
 def _list(values: Any) -> list:
+    """A column as a list: a numpy array, an Arrow array (ids read from Arrow) or a list."""
+    if hasattr(values, "to_pylist"):
+        return values.to_pylist()
     return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
