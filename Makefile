@@ -300,11 +300,11 @@ persona-rename: $(VENV)/dev/.installed stack-db ## Call persona ID of SEGMENTATI
 score: $(VENV)/dev/.installed stack-db $(if $(filter spark,$(ENGINE)),$(VENV)/spark/.installed) ## Score MONTH's customers through the API (ENGINE=local: in process; ENGINE=spark: on SPARK_MASTER or MASTER=) into PERSONA_SCORES_TABLE
 	$(if $(filter spark,$(ENGINE)),$(VENV)/spark/bin/persona,$(DEV)/persona) score $(call _MONTH_OPTION,--month ) $(if $(ENGINE),--engine $(ENGINE)) $(if $(MASTER),--master $(MASTER))
 
-monitor: $(VENV)/dev/.installed stack-db ## Run the Mage `monitor` pipeline headless on MONTH (drift -> retrain -> alert)
-	$(DEV)/persona pipeline run monitor --var month=$(MONTH)
+monitor: $(VENV)/dev/.installed stack-db $(if $(filter spark,$(ENGINE)),$(VENV)/spark/.installed) ## Run the Mage `monitor` pipeline headless on MONTH (drift -> retrain -> alert; ENGINE=spark: the month sketched on SPARK_MASTER)
+	$(DEV)/persona pipeline run monitor --var month=$(MONTH) $(if $(ENGINE),--var engine=$(ENGINE))
 
-monitor-local: $(VENV)/dev/.installed stack-db ## Run the same monitoring steps without Mage
-	$(DEV)/persona monitor --month $(MONTH)
+monitor-local: $(VENV)/dev/.installed stack-db $(if $(filter spark,$(ENGINE)),$(VENV)/spark/.installed) ## Run the same monitoring steps without Mage (ENGINE=spark as for monitor)
+	$(DEV)/persona monitor --month $(MONTH) $(if $(ENGINE),--engine $(ENGINE))
 
 report: $(VENV)/dev/.installed stack-db ## Write the trend chart of persona shares and fit per month (OUT=FILE; prints its path)
 	$(DEV)/persona monitor report $(if $(OUT),--out "$(OUT)")
