@@ -44,6 +44,8 @@ DEFAULT_CONF: Mapping[str, str] = {
     "spark.executorEnv.MLFLOW_DISABLE_TELEMETRY": "true",
     "spark.python.worker.reuse": "true",
     "spark.sql.files.maxPartitionBytes": "32m",
+    # MLflow's pydantic models warn on import in every Python worker, on the user's console
+    "spark.executorEnv.PYTHONWARNINGS": "ignore::UserWarning:pydantic._internal._fields",
 }
 
 
@@ -110,6 +112,9 @@ def spark_session(
     check_master(master)
     # pyspark's context reads the executors' Python from the environment, not from the conf
     python = os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if _driver_address(master):  # the JVM then neither looks for nor warns about another address
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per closed connection
     builder = session_class.builder.master(master).appName(app_name)
     settings = {
         **DEFAULT_CONF,
