@@ -325,3 +325,29 @@ def sessions_in_state(url: str, state: str = "idle in transaction") -> int:
             ).scalar_one()
     finally:
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory) -> Iterator[Any]:
+    """A real standalone Spark cluster for the whole session: a master and one worker (1 core,
+    2 GiB) started with the commands ``make spark-up`` runs (``persona.services.spark_cluster``)
+    on free ports, from the running Python's environment (the Spark tests run in .venv/spark);
+    yields its ``ClusterLayout`` and stops both at the end."""
+    from persona.services.local_stack import start
+    from persona.services.spark_cluster import ClusterLayout, cluster_services, wait_for_workers
+    from persona.settings import load_settings
+
+    home = tmp_path_factory.mktemp("spark-cluster")
+    layout = ClusterLayout(
+        master_port=free_port(), master_ui_port=free_port(), worker_ui_ports=(free_port(),)
+    )
+    settings = load_settings(environ={"PERSONA_HOME": str(home)})
+    started = []
+    try:
+        for service in cluster_services(layout, Path(sys.executable).parent, home / "work"):
+            started.append(start(settings, service))
+        wait_for_workers(layout.master_ui, len(layout.worker_ui_ports))
+        yield layout
+    finally:
+        for service in reversed(started):
+            stop_process(service.process)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from shared_conftest import ROOT, VENVS
+from conftest import ROOT, VENVS
 
 from persona.adapters import drift_store
 from persona.data.catalogue import load_catalogue

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from shared_conftest import ROOT, processes_gone, wait_until
+from conftest import ROOT, processes_gone, wait_until
 
 from persona.adapters.spark_session import spark_session
 from persona.services.processes import free_port
@@ -100,9 +100,18 @@ def test_spark_up_runs_jobs_on_every_worker_reports_a_killed_one_and_down_leaves
             60,
             "the master to list one worker alive",
         )
-        status = _stack("status", env)
+        # its supervisor notices and exits a moment later: until then the worker is "alive but
+        # not answering"
+        statuses = []
+
+        def reported_stopped() -> bool:
+            statuses.append(_stack("status", env))
+            return "stopped (pid" in statuses[-1].stderr
+
+        wait_until(reported_stopped, 60, "spark-status to report the killed worker stopped", 0.5)
+        status = statuses[-1]
         assert status.returncode == 1
-        assert "spark-worker-2" in status.stderr and "stopped (pid" in status.stderr
+        assert "spark-worker-2" in status.stderr
         assert "master lists 1 of 2 workers alive" in status.stderr
         assert _jvms_under(tmp_path)  # the master and worker 1 still run
     finally:

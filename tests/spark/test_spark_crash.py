@@ -18,7 +18,7 @@ import uuid
 
 import psutil
 import pytest
-from shared_conftest import ROOT, processes_gone, wait_until
+from conftest import ROOT, processes_gone, wait_until
 
 from persona.services.spark_cluster import WORKER_CLASS
 

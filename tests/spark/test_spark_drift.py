@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shared_conftest import ROOT, VENVS
+from conftest import ROOT, VENVS
 
 from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot

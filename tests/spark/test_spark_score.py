@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import ROOT, VENVS
 from marketing import SCHEMA_PATH, marketing_frame
-from shared_conftest import ROOT, VENVS
 
 from persona.adapters.spark_session import spark_session
 

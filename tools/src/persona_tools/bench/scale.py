@@ -180,7 +180,9 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
             "ingest", "--rows", str(size), "--baseline-rows", str(min(size, args.baseline_rows))
         )
         rows += ingest_rows(ingest, baseline.get(size))
-    drift = _run_bench("monitor", "--engines", "--sizes", listed)
+    drift = _run_bench(
+        "monitor", "--engines", "--sizes", listed, "--pandas-max-rows", str(sizes[-1])
+    )
     rows += drift_rows(drift)
     table = render(rows)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
