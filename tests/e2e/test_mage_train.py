@@ -140,7 +140,7 @@ def test_unknown_pipeline_is_named(mage_env):
     result = run_cli(mage_env, "pipeline", "run", "trian")
     assert result.returncode == 2
     assert "no Mage pipeline 'trian'" in result.stderr
-    assert "known: monitor, train" in result.stderr
+    assert "known: monitor, score_batch, train" in result.stderr
 
 
 def test_api_trigger_with_token_from_environment_runs_the_pipeline(mage_env):
