@@ -284,6 +284,15 @@ class _PipeWriter(io.RawIOBase):
         super().close()
 
 
+def hash_bucket(column: sa.ColumnElement, buckets: int) -> sa.ColumnElement:
+    """The bucket (0 .. ``buckets`` - 1) of each row by a hash of ``column``: how a table's rows
+    are cut into slices that parallel readers (Spark's executors) each stream with ``COPY``.
+    The column is hashed as text (ids may be integers); the int4 hash is taken as a bigint, as
+    ``abs()`` of int4's minimum overflows."""
+    hashed = sa.func.hashtext(sa.cast(column, sa.Text))
+    return sa.func.abs(sa.cast(hashed, sa.BigInteger)) % buckets
+
+
 def copy_read(connection: sa.Connection, query: sa.Select) -> pd.DataFrame | None:
     """The rows of ``query`` through ``COPY … TO STDOUT``, parsed by Arrow as they stream in,
     equal to ``pd.read_sql(query)``; None when a column has a type not mapped here."""

@@ -184,7 +184,7 @@ def _score_slices(
     def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import sqlalchemy as sa
 
-        from persona.adapters.pg_bulk import copy_read_arrow
+        from persona.adapters.pg_bulk import copy_read_arrow, hash_bucket
 
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         table = sa.Table(table_name, sa.MetaData(), autoload_with=engine)
@@ -195,10 +195,7 @@ def _score_slices(
                     query = (
                         sa.select(*[table.c[c] for c in columns])
                         .where(month == item["month"])
-                        .where(
-                            sa.func.abs(sa.func.mod(sa.func.hashtext(key), item["buckets"]))
-                            == item["bucket"]
-                        )
+                        .where(hash_bucket(key, item["buckets"]) == item["bucket"])
                         .order_by(key)
                     )
                     with engine.connect() as connection:

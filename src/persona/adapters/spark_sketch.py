@@ -293,7 +293,7 @@ def read_table(
     partitions: int | None = None,
 ) -> Any:
     """The rows of ``months`` of the customers table, read by the executors: each task streams
-    its share (``hashtext(id) mod partitions``) with ``COPY ... TO STDOUT`` (``pg_bulk``),
+    its share (``pg_bulk.hash_bucket`` of the id) with ``COPY ... TO STDOUT`` (``pg_bulk``),
     so no row passes through the driver and no JDBC jar is needed."""
     import sqlalchemy as sa
     from pyspark.sql import types as T
@@ -325,17 +325,15 @@ def read_table(
     def read(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
 
-        from persona.adapters.pg_bulk import copy_read
+        from persona.adapters.pg_bulk import copy_read, hash_bucket
 
         worker = sa.create_engine(url, poolclass=sa.pool.NullPool)
         mirror = sa.Table(table_name, sa.MetaData(), autoload_with=worker)
         arrow_schema = pa.schema([(n, t) for n, t in types.items()])
-        # int4 hash as bigint: abs() of int4's minimum would overflow
-        hashed = sa.func.hashtext(sa.cast(mirror.c[id_column], sa.Text))
-        key = sa.func.abs(sa.cast(hashed, sa.BigInteger))
+        bucket = hash_bucket(mirror.c[id_column], parts)
         for batch in batches:
             for part in batch.column("id").to_pylist():
-                query = months_query(mirror, schema, months or None).where(key % parts == part)
+                query = months_query(mirror, schema, months or None).where(bucket == part)
                 with worker.connect() as connection:
                     frame = copy_read(connection, query)
                 if len(frame):
