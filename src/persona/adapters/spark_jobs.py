@@ -32,6 +32,23 @@ logger = logging.getLogger(__name__)
 EXIT_ERRORS = {2: ConfigurationError, 3: InvalidInputError, 5: UpstreamUnavailableError}
 
 
+def spark_program(command: str) -> str:
+    """PERSONA_SPARK_COMMAND as a program that exists: a path as given, a name on PATH, or a
+    path relative to the project (Mage's blocks may run from another folder)."""
+    project = Path(__file__).resolve().parents[3]
+    for candidate in (Path(command), project / command):
+        if candidate.is_file():
+            return str(candidate.absolute())
+    found = shutil.which(command)
+    if found is None:
+        raise ConfigurationError(
+            f"PERSONA_SPARK_COMMAND {command!r} not found: make install-spark creates "
+            ".venv/spark/bin/persona (or point it at the persona command of an environment "
+            "with pyspark)"
+        )
+    return found
+
+
 def drift_sketch_command(
     spark_command: str,
     data: DataRequest,
@@ -72,17 +89,6 @@ class SparkSketcher:
         self.spark_command, self.master = spark_command, master
         self.schema_path, self.records = Path(schema_path), Path(records)
 
-    def _program(self) -> str:
-        found = shutil.which(self.spark_command) or (
-            self.spark_command if Path(self.spark_command).exists() else None
-        )
-        if found is None:
-            raise ConfigurationError(
-                f"PERSONA_SPARK_COMMAND {self.spark_command!r} not found: make install-spark "
-                "creates .venv/spark/bin/persona"
-            )
-        return found
-
     def sketch(
         self, data: DataRequest, reference_date: str | None, folder: Path, sample_rows: int
     ) -> SketchedMonth:
@@ -91,7 +97,7 @@ class SparkSketcher:
         for name in (SKETCH_NAME, SAMPLE_NAME, ANSWER_NAME):
             (folder / name).unlink(missing_ok=True)
         command = drift_sketch_command(
-            self._program(),
+            spark_program(self.spark_command),
             data,
             reference_date,
             folder,

@@ -41,21 +41,6 @@ def score_arguments(variables: Mapping[str, Any]) -> list[str]:
     return argv
 
 
-def spark_command(settings: Settings) -> Path:
-    """PERSONA_SPARK_COMMAND as a path that exists: as given, or relative to the project."""
-    command = Path(settings.spark_command)
-    candidates = [command]
-    if not command.is_absolute():
-        candidates.append(Path(__file__).resolve().parents[3] / command)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.absolute()
-    raise ConfigurationError(
-        f"PERSONA_SPARK_COMMAND {settings.spark_command} does not exist: make install-spark "
-        "(or point it at the persona command of an environment with pyspark)"
-    )
-
-
 def run_score(settings: Settings, variables: Mapping[str, Any]) -> dict[str, Any]:
     """Score as the run's variables say; the summary, or a PersonaError naming what failed
     (a row that could not be scored fails the block, as it makes ``persona score`` exit 1)."""
@@ -74,9 +59,10 @@ def run_score(settings: Settings, variables: Mapping[str, Any]) -> dict[str, Any
 
 
 def _run_spark(settings: Settings, argv: list[str]) -> dict[str, Any]:
+    from persona.adapters.spark_jobs import spark_program
     from persona.services import process_tree
 
-    command = [str(spark_command(settings)), "score", *argv]
+    command = [spark_program(settings.spark_command), "score", *argv]
     logger.info("running %s", " ".join(command))
     with tempfile.TemporaryDirectory(prefix="persona-spark-") as folder:
         out_path, err_path = Path(folder) / "summary.json", Path(folder) / "stderr.log"
