@@ -261,7 +261,7 @@ mlflow: $(VENV)/mlflow/.installed stack-db ## Run the MLflow server in the foreg
 	$(MLFLOW_ENV)/python -m persona.services.mlflow_server
 
 serve: $(VENV)/scoring/.installed ## Run the scoring API (Gunicorn) in the foreground (same command as its image)
-	MALLOC_ARENA_MAX=2 $(SCORING_ENV)/gunicorn -c 03_deployment/gunicorn.conf.py
+	$(SCORING_ENV)/gunicorn -c 03_deployment/gunicorn.conf.py
 
 mage: $(VENV)/dev/.installed stack-db ## Run Mage (UI, API triggers, scheduler) in the foreground
 	$(DEV)/python -m persona.services.mage

@@ -345,7 +345,6 @@ def start_api(registry: dict, home: Path, **env: str) -> ServiceProcess:
         "PERSONA_API_TOKEN": API_TOKEN,
         "PERSONA_SCHEMA": str(ROOT / "00_create_data/schema.yaml"),
         "PERSONA_HOME": str(home),
-        "MALLOC_ARENA_MAX": "2",
         **env,
     }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -103,7 +103,6 @@ def start_api(registry, tmp_path: Path, **env) -> ServiceProcess:
         "PERSONA_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "PERSONA_SCHEMA": str(ROOT / "00_create_data/schema.yaml"),
         "PERSONA_HOME": str(tmp_path),
-        "MALLOC_ARENA_MAX": "2",
         **env,
     }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)

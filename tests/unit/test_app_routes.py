@@ -168,6 +168,19 @@ def test_too_large_is_413_by_body_and_by_rows(client):
     assert str(MAX_ROWS) in error["message"]
 
 
+def test_a_body_shorter_than_its_declared_length_is_a_400(client):
+    body = json.dumps(records()).encode()
+    error = refused(
+        client,
+        400,
+        "incomplete_body",
+        data=body,
+        content_type="application/json",
+        environ_overrides={"CONTENT_LENGTH": str(len(body) + 10)},
+    )
+    assert f"{len(body)} of {len(body) + 10} bytes" in error["message"]
+
+
 def test_media_types_406_and_415(client):
     xml = {"Accept": "application/xml"}
     error = refused(client, 406, "not_acceptable", headers=xml, json=records())

@@ -40,8 +40,6 @@ from persona.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Set at launch, as in the scoring image: glibc reads it before Python starts.
-SCORING_ENV = (("MALLOC_ARENA_MAX", "2"),)
 GUNICORN_CONF = Path(__file__).resolve().parents[3] / "03_deployment/gunicorn.conf.py"
 
 
@@ -77,7 +75,6 @@ def services(settings: Settings, venvs: Path) -> list[LocalService]:
             scoring,
             f"{scoring}/health",
             180,  # 60 s was not always enough on 2 busy cores
-            SCORING_ENV,
         ),
         LocalService(
             "evidently-ui",

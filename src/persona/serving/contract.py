@@ -225,11 +225,18 @@ class InputSpec:
         if not self.numeric_rules:
             return np.empty(0, dtype=np.intp)
         low, high, whole = self._numeric_limits
+        suspicious = np.isnan(low)
+        # any() over the whole matrix first: per column (axis 0) is 2x slower, and only needed
+        # when some value is off
         with np.errstate(invalid="ignore"):
-            suspicious = ((numeric < low) | (numeric > high)).any(axis=0) | np.isnan(low)
+            outside = (numeric < low) | (numeric > high)
+            if outside.any():
+                suspicious |= outside.any(axis=0)
             if whole.size:
                 part = numeric[:, whole]
-                suspicious[whole] |= (np.isfinite(part) & (part != np.trunc(part))).any(axis=0)
+                fractional = np.isfinite(part) & (part != np.trunc(part))
+                if fractional.any():
+                    suspicious[whole] |= fractional.any(axis=0)
         return np.flatnonzero(suspicious)
 
     def _null(self) -> dict[str, Any]:
