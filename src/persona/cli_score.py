@@ -13,7 +13,10 @@ parallel and writing Parquet partitioned by month or, month by month, the scores
 from __future__ import annotations
 
 import argparse
-from contextlib import nullcontext
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +136,18 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
     A file is opened and its columns checked before MLflow is asked for the model, so a wrong
     file is said at once, whether MLflow answers or not.
     """
+    with ExitStack() as stack:  # a stop (reject, an error) ends the table's read at once
+        return _score_local_in(args, settings, stack)
+
+
+def _score_local_in(args: argparse.Namespace, settings: Settings, stack: ExitStack) -> Any:
     import pyarrow as pa
 
     from persona.adapters import database
     from persona.data.file_batches import BatchWriter
     from persona.data.schema import load_schema
     from persona.errors import ConfigurationError
+    from persona.flows.score_months import MonthSpool
     from persona.flows.score_stream import DEFAULT_BATCH_ROWS, StreamRequest, score_stream
     from persona.job_records import tracked_job
     from persona.serving.contract import InputSpec
@@ -166,38 +175,58 @@ def _score_local(args: argparse.Namespace, settings: Settings) -> Any:
         served = production_model(settings, schema, rows)
         spec = served.spec
         engine = database.make_engine(settings.project_database_url)
+        table_name = settings.customers_table
         months = [args.month] if args.month else None
-        frame = database.read_months(engine, settings.customers_table, schema, months)
+        counts, available = database.month_counts(engine, table_name, schema, months)
         request = StreamRequest(spec.id_column, schema.month_column, True, None, on_invalid, rows)
-        columns = request.columns_to_read(spec, list(frame.columns))
-        batches = pa.Table.from_pandas(frame[columns], preserve_index=False).to_batches(rows)
-        total = len(frame)
-        del frame
+        columns = request.columns_to_read(spec, available)
+
+        def month_batches() -> Iterator[pa.RecordBatch]:
+            """The table a month at a time, oldest first, each streamed in record batches."""
+            for month in sorted(counts):
+                yield from database.read_month_batches(
+                    engine, table_name, schema, month, rows, columns
+                )
+
+        batches = stack.enter_context(closing(month_batches()))
+        total = sum(counts.values())
     if args.out:
         with BatchWriter(Path(args.out), request.result_schema()) as writer:
             outcome = score_stream(served, batches, writer, request, total)
         return {**summary, **outcome.summary(), "file": args.out}
     label = f"{settings.customers_table} -> {settings.scores_table} (local)"
+    scratch = settings.home / "scratch" / f"score-{uuid.uuid4().hex[:12]}"
     with tracked_job(settings, "score", label) as job:
-        collected = _Collected()
-        outcome = score_stream(served, batches, collected, request, total)
-        scored = collected.frame()
-        if len(scored):
-            database.upsert_frame(
-                engine,
-                settings.scores_table,
-                scored,
-                schema,
-                step="persona score",
-                on_committed=job.progress,
-            )
-        table_rows = database.count_rows(engine, settings.scores_table) if len(scored) else 0
+        try:
+            with MonthSpool(scratch, schema.month_column, request.result_schema()) as spool:
+                outcome = score_stream(served, batches, spool, request, total)
+            merged = merge_scored_months(settings, engine, schema, scratch, job.progress)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        table_rows = database.count_rows(engine, settings.scores_table) if merged else 0
     return {
         **summary,
         **outcome.summary(),
+        "months": merged,
         "table": settings.scores_table,
         "table_rows": table_rows,
     }
+
+
+def merge_scored_months(
+    settings: Settings, engine: Any, schema: Any, folder: Path, progress: Callable[[str], None]
+) -> list[str]:
+    """Scored rows spooled by month (``score_months``) into the scores table, each month one
+    transaction, oldest first; the months committed. Both table-bound batch engines end here."""
+    from persona.adapters import database
+    from persona.flows.score_months import merge_months
+
+    def upsert(month: str, chunks: Iterator[Any]) -> int:
+        frames = (chunk.to_pandas() for chunk in chunks)
+        table = settings.scores_table
+        return database.upsert_month_chunks(engine, table, month, frames, schema, "persona score")
+
+    return merge_months(folder, schema.month_column, upsert, progress)
 
 
 def _open_checked(args: argparse.Namespace, spec: Any, month_column: str | None) -> Any:
@@ -232,28 +261,3 @@ def production_model(settings: Settings, schema: Any, rows: int) -> Any:
         return served_now(source, settings.model_alias, spec_for_model(schema, rows, "ignore"))
     except UpstreamUnavailableError as exc:
         raise rerun_is_safe("persona score", str(exc)) from None
-
-
-class _Collected:
-    """The scores table's rows: the scored ones (a flagged row has no persona to store)."""
-
-    def __init__(self) -> None:
-        self.tables: list[Any] = []
-
-    def write(self, table: Any) -> None:
-        import pyarrow.compute as pc
-
-        from persona.data.file_batches import plain
-
-        scored = plain(table.filter(pc.is_valid(table["persona_id"])))
-        if "problems" in scored.column_names:
-            scored = scored.drop_columns(["problems"])
-        self.tables.append(scored)
-
-    def frame(self) -> Any:
-        import pandas as pd
-        import pyarrow as pa
-
-        if not self.tables:
-            return pd.DataFrame()
-        return pa.concat_tables(self.tables).to_pandas()

@@ -18,7 +18,6 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -182,7 +181,7 @@ class _Job:
             arrow = pa.Table.from_pandas(rows[columns], preserve_index=False)
             frame = scored_frame(self.session, self.served, request, self.scored_at, rows=arrow)
             return frame, request
-        counts, available = _month_counts(engine, table_name, self.schema, months)
+        counts, available = database.month_counts(engine, table_name, self.schema, months)
         columns = request.columns_to_read(self.served.spec, available)
         slices = table_slices(counts, self.session.sparkContext.defaultParallelism)
         summary["table_slices"] = len(slices)
@@ -216,6 +215,7 @@ class _Job:
     def into_table(self, frame: Any, request: Any) -> dict[str, Any]:
         """Each month of the scored rows merged into the scores table in its own transaction."""
         from persona.adapters import database
+        from persona.cli_score import merge_scored_months
         from persona.job_records import tracked_job
 
         settings = self.settings
@@ -225,12 +225,7 @@ class _Job:
         with tracked_job(settings, "score", label) as job:
             try:
                 tallied = self.write(frame, request, scratch)
-                merged = _merge_months(
-                    scratch,
-                    self.schema,
-                    lambda part: _upsert(engine, settings, self.schema, part),
-                    job.progress,
-                )
+                merged = merge_scored_months(settings, engine, self.schema, scratch, job.progress)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             table_rows = database.count_rows(engine, settings.scores_table) if merged else 0
@@ -253,73 +248,3 @@ class _Job:
             "model": {"name": self.served.name, "version": self.served.version},
             "fast_path": self.served.compiled is not None,
         }
-
-
-def _month_counts(
-    engine: Any, table_name: str, schema: Any, months: list[str] | None
-) -> tuple[dict[str, int], list[str]]:
-    """Rows per month of the table (only ``months`` when given), and its columns."""
-    import sqlalchemy as sa
-
-    from persona.adapters.upstream import short_reason
-    from persona.errors import InvalidInputError, UpstreamUnavailableError
-
-    try:
-        table = sa.Table(table_name, sa.MetaData(), autoload_with=engine)
-    except sa.exc.NoSuchTableError:
-        raise InvalidInputError(f"table {table_name!r} does not exist; ingest data first") from None
-    except sa.exc.SQLAlchemyError as exc:
-        raise UpstreamUnavailableError(f"database unreachable: {short_reason(exc)}") from None
-    if schema.month_column not in table.c:
-        raise InvalidInputError(
-            f"table {table_name!r} has no month column {schema.month_column!r}: the Spark "
-            "engine reads a table by month"
-        )
-    month = table.c[schema.month_column]
-    query = sa.select(month, sa.func.count()).group_by(month)
-    if months:
-        query = query.where(month.in_(months))
-    with engine.connect() as connection:
-        counts = {str(m): int(n) for m, n in connection.execute(query) if m is not None}
-    if not counts:
-        raise InvalidInputError(
-            f"no rows in {table_name!r} for month(s) {months if months else 'any'}"
-        )
-    return counts, [c.name for c in table.columns]
-
-
-def _upsert(engine: Any, settings: Settings, schema: Any, part: Any) -> None:
-    from persona.adapters import database
-
-    database.upsert_frame(
-        engine, settings.scores_table, part.to_pandas(), schema, step="persona score"
-    )
-
-
-def _merge_months(
-    folder: Path, schema: Any, upsert: Callable[[Any], None], progress: Callable[[str], None]
-) -> list[str]:
-    """Each month folder's scored rows into the table, oldest first; the months committed."""
-    from persona.adapters.spark_scoring import month_parts
-    from persona.errors import PartialWriteError
-
-    committed: list[str] = []
-    total = len([p for p in folder.iterdir() if p.name.startswith(f"{schema.month_column}=")])
-    rows = 0
-    for month, part in month_parts(folder, schema.month_column):
-        try:
-            if part.num_rows:
-                upsert(part)
-        except PartialWriteError as exc:  # it knows its one month; the earlier ones stay too
-            earlier = f"{', '.join(committed)} committed before it" if committed else "no month"
-            raise PartialWriteError(
-                f"{exc} ({earlier})",
-                committed=tuple(committed),
-                committed_rows=rows,
-                rolled_back=month,
-            ) from None
-        rows += part.num_rows
-        committed.append(month)
-        progress(f"committed {len(committed)} of {total} months (latest {month})")
-        logger.info("month %s merged (%d rows)", month, part.num_rows)
-    return committed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from conftest import sessions_in_state
@@ -117,6 +118,31 @@ def test_streamed_reads_equal_read_sql_in_columns_values_and_dtypes(engine):
     assert work_mem(engine) == default_work_mem != pg_bulk.READ_WORK_MEM  # the read's own
     with pytest.raises(database.InvalidInputError, match=r"no rows in 'customers'"):
         database.read_months(engine, "customers", SCHEMA, ["2031-01"], copy=True)
+
+
+def test_a_month_streams_in_batches_equal_to_the_whole_read_and_a_stop_ends_the_copy(
+    engine, pg_url
+):
+    big = pd.concat([messy(40_000, seed) for seed in (1, 2)], ignore_index=True)
+    big["cust no"] = [f"{i:07d}" for i in range(len(big))]
+    database.upsert_frame(engine, "customers", big, SCHEMA)
+    wanted = ["cust no", "period", "income", "Channel"]
+    batches = list(database.read_month_batches(engine, "customers", SCHEMA, "2026-02", 50, wanted))
+    assert len(batches) > 1  # parsed as it streams in, not as one table
+    streamed = pa.Table.from_batches(batches).to_pandas()
+    whole = database.read_months(engine, "customers", SCHEMA, ["2026-02"], copy=False)
+    assert streamed.columns.tolist() == wanted
+    pd.testing.assert_frame_equal(streamed, whole[wanted].reset_index(drop=True))
+
+    reader = database.read_month_batches(engine, "customers", SCHEMA, "2026-01", 50)
+    next(reader)
+    reader.close()  # a consumer that stops: the COPY ends, its session is not left open
+    assert sessions_in_state(pg_url, "active") == 0
+    assert sessions_in_state(pg_url) == 0
+    on_sqlite = database.make_engine("sqlite://")
+    database.upsert_frame(on_sqlite, "customers", big.head(130), SCHEMA)
+    chunks = database.read_month_batches(on_sqlite, "customers", SCHEMA, "2026-01", 50)
+    assert [batch.num_rows for batch in chunks] == [50, 50, 30]
 
 
 def test_a_table_made_elsewhere_without_a_month_column_reads_the_same_both_ways(engine):

@@ -13,8 +13,7 @@ from persona.serving.memory import tune_allocator
 
 # A request thread (gthread: not the main arena) allocating what a 10k-row Arrow request does:
 # the body, the numeric matrix, the distances, the answer; page faults of the repeated requests.
-REQUESTS = textwrap.dedent(
-    """
+REQUESTS = textwrap.dedent("""
     import resource, sys, threading
     import numpy as np
     from persona.serving.memory import tune_allocator
@@ -34,8 +33,7 @@ REQUESTS = textwrap.dedent(
     thread.start()
     thread.join()
     print(sum(faults[5:]))
-    """
-)
+    """)
 
 
 def faults_per_request(mode: str) -> float:

@@ -6,10 +6,12 @@ keeps row-by-row upserts and ``pd.read_sql``.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import sqlalchemy as sa
@@ -21,6 +23,9 @@ from persona.adapters.postgres_admin import ensure_database
 from persona.adapters.upstream import RERUN_IS_SAFE, database_disconnect, short_reason
 from persona.data.schema import DatasetSchema
 from persona.errors import InvalidInputError, PartialWriteError, UpstreamUnavailableError
+
+if TYPE_CHECKING:  # pyarrow is imported on use
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +125,47 @@ def upsert_frame(
     On PostgreSQL a month is ``COPY``-ed into a staging table and merged in one statement
     (``pg_bulk``); ``copy=False`` forces the row-by-row path (the benchmark's baseline).
     """
+    parts = _months(frame, schema) if per_month else [(None, frame)]
+    months = [(month, [part], len(part)) for month, part in parts]
     step = step or f"writing {table_name!r}"
+    return _upsert(
+        engine, table_name, frame.head(0), months, schema, step, progress, copy, on_committed
+    )
+
+
+def upsert_month_chunks(
+    engine: sa.Engine,
+    table_name: str,
+    month: str,
+    chunks: Iterable[pd.DataFrame],
+    schema: DatasetSchema,
+    step: str,
+) -> int:
+    """One month's rows arriving in chunks, upserted as ``upsert_frame`` upserts a month (one
+    transaction, never a partial month) without the month ever whole in memory."""
+    chunks = iter(chunks)
+    first = next(chunks, None)
+    if first is None:
+        return 0
+    months = [(month, itertools.chain([first], chunks), None)]
+    return _upsert(engine, table_name, first.head(0), months, schema, step, False, None, None)
+
+
+def _upsert(
+    engine: sa.Engine,
+    table_name: str,
+    columns: pd.DataFrame,
+    months: list[tuple[str | None, Iterable[pd.DataFrame], int | None]],
+    schema: DatasetSchema,
+    step: str,
+    progress: bool | None,
+    copy: bool | None,
+    on_committed: Callable[[str], None] | None,
+) -> int:
+    """Each (month, chunks, rows) in its own transaction into ``table_name``, created from
+    ``columns`` (the frames' columns and types) when missing."""
     metadata = sa.MetaData()
-    table = _table(metadata, table_name, frame, schema)
+    table = _table(metadata, table_name, columns, schema)
     try:
         metadata.create_all(engine, checkfirst=True)
         existing = {c["name"] for c in sa.inspect(engine).get_columns(table_name)}
@@ -130,12 +173,12 @@ def upsert_frame(
         raise UpstreamUnavailableError(
             f"{step}: database unreachable ({short_reason(exc)}); nothing was written"
         ) from None
-    missing = [c for c in frame.columns if c not in existing]
+    missing = [c for c in columns.columns if c not in existing]
     if missing:
         raise InvalidInputError(
             f"table {table_name!r} exists without column(s) {missing}; use another table name"
         )
-    key = [c for c in schema.key if c in frame.columns]
+    key = [c for c in schema.key if c in columns.columns]
     if _use_copy(engine, copy):
         write = _copy_writer(table, key)
     else:
@@ -145,13 +188,17 @@ def upsert_frame(
         updates = {c.name: insert.excluded[c.name] for c in table.columns if c.name not in key}
         write = _row_writer(insert.on_conflict_do_update(index_elements=key, set_=updates))
     disable = None if progress is None else not progress
-    parts = _months(frame, schema) if per_month else [(None, frame)]
+    known = [rows for _, _, rows in months]
+    total = None if None in known else sum(known)  # type: ignore[arg-type]
     committed: list[tuple[str | None, int]] = []
-    with tqdm(total=len(frame), desc=f"upsert {table_name}", unit="rows", disable=disable) as bar:
-        for month, part in parts:
+    with tqdm(total=total, desc=f"upsert {table_name}", unit="rows", disable=disable) as bar:
+        for month, chunks, _ in months:
+            written = 0
             try:
                 with engine.begin() as connection:
-                    write(connection, part, bar)
+                    for part in chunks:
+                        write(connection, part, bar)
+                        written += len(part)
             except Exception as exc:  # SQLAlchemy's errors, and psycopg2's from COPY
                 reason = database_disconnect(exc)
                 if reason is None:
@@ -160,25 +207,26 @@ def upsert_frame(
                 raise PartialWriteError(
                     f"{step}: lost the database connection while writing {where} of "
                     f"{table_name!r} ({reason}); {where} was rolled back, "
-                    f"{_written(committed, len(parts))}; {RERUN_IS_SAFE}",
+                    f"{_written(committed, len(months))}; {RERUN_IS_SAFE}",
                     committed=tuple(m for m, _ in committed if m is not None),
                     committed_rows=sum(n for _, n in committed),
                     rolled_back=month,
                 ) from None
-            committed.append((month, len(part)))
+            committed.append((month, written))
             if on_committed is not None:
-                on_committed(_written(committed, len(parts)))
-            if month is not None and len(parts) > 1:
+                on_committed(_written(committed, len(months)))
+            if month is not None and len(months) > 1:
                 logger.info(
                     "%s: month %s committed (%d rows; %d of %d months)",
                     table_name,
                     month,
-                    len(part),
+                    written,
                     len(committed),
-                    len(parts),
+                    len(months),
                 )
-    logger.info("upserted %d rows into %s", len(frame), table_name)
-    return len(frame)
+    rows = sum(n for _, n in committed)
+    logger.info("upserted %d rows into %s", rows, table_name)
+    return rows
 
 
 def months_query(table: sa.Table, schema: DatasetSchema, months: Sequence[str] | None) -> sa.Select:
@@ -210,6 +258,48 @@ def read_months(
     On PostgreSQL they stream out through ``COPY`` (``pg_bulk``), equal to what ``pd.read_sql``
     gives; ``copy=False`` reads them with ``pd.read_sql`` (SQLite, the benchmark's baseline).
     """
+    table = _reflected(engine, table_name, schema)
+    frame = _read(engine, months_query(table, schema, months), copy)
+    if frame.empty:
+        raise InvalidInputError(
+            f"no rows in {table_name!r} for month(s) {list(months) if months else 'any'}"
+        )
+    return frame
+
+
+def read_month_batches(
+    engine: sa.Engine,
+    table_name: str,
+    schema: DatasetSchema,
+    month: str,
+    rows: int,
+    columns: Sequence[str] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """One month's rows (only ``columns`` when given) as Arrow record batches, in bounded
+    memory whatever the month's size: on PostgreSQL one ``COPY`` parsed as it streams in
+    (``pg_bulk``), elsewhere ``pd.read_sql`` in chunks of ``rows``. Close the iterator when
+    stopping early: that ends the read."""
+    import pyarrow as pa
+
+    table = _reflected(engine, table_name, schema)
+    query = months_query(table, schema, [month])
+    if columns:
+        query = query.with_only_columns(*(table.c[name] for name in columns))
+    with engine.connect() as connection:
+        if _use_copy(engine, None):
+            from persona.adapters.pg_bulk import copy_read_batches
+
+            batches = copy_read_batches(connection, query)
+            if batches is not None:
+                yield from batches
+                return
+        for frame in pd.read_sql(query, connection, chunksize=rows):
+            frame.columns = [str(name) for name in frame.columns]
+            yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches()
+
+
+def _reflected(engine: sa.Engine, table_name: str, schema: DatasetSchema) -> sa.Table:
+    """The table as the database has it, with the schema's id column, or a one-line error."""
     try:
         table = sa.Table(table_name, sa.MetaData(), autoload_with=engine)
     except sa.exc.NoSuchTableError:
@@ -221,7 +311,10 @@ def read_months(
             f"table {table_name!r} has no id column {schema.id_column!r} (the schema's); "
             f"its columns: {[c.name for c in table.columns][:20]}"
         )
-    query = months_query(table, schema, months)
+    return table
+
+
+def _read(engine: sa.Engine, query: sa.Select, copy: bool | None) -> pd.DataFrame:
     frame = None
     with engine.connect() as connection:
         if _use_copy(engine, copy):
@@ -233,11 +326,34 @@ def read_months(
     # Reflected names are SQLAlchemy quoted_name objects; scikit-learn only records
     # feature names that are exactly str, so a model fitted on them could not be refitted.
     frame.columns = [str(name) for name in frame.columns]
-    if frame.empty:
+    return frame
+
+
+def month_counts(
+    engine: sa.Engine, table_name: str, schema: DatasetSchema, months: Sequence[str] | None = None
+) -> tuple[dict[str, int], list[str]]:
+    """Rows per month of the table (only ``months`` when given), and its columns: what the
+    batch engines read a table by, one month (or slice of one) at a time."""
+    table = _reflected(engine, table_name, schema)
+    if schema.month_column not in table.c:
+        raise InvalidInputError(
+            f"table {table_name!r} has no month column {schema.month_column!r}: batch scoring "
+            "reads a table month by month"
+        )
+    month = table.c[schema.month_column]
+    query = sa.select(month, sa.func.count()).group_by(month)
+    if months:
+        query = query.where(month.in_(list(months)))
+    try:
+        with engine.connect() as connection:
+            counts = {str(m): int(n) for m, n in connection.execute(query) if m is not None}
+    except SQLAlchemyError as exc:
+        raise UpstreamUnavailableError(f"database unreachable: {short_reason(exc)}") from None
+    if not counts:
         raise InvalidInputError(
             f"no rows in {table_name!r} for month(s) {list(months) if months else 'any'}"
         )
-    return frame
+    return counts, [c.name for c in table.columns]
 
 
 def count_rows(engine: sa.Engine, table_name: str) -> int:

@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -140,22 +140,35 @@ def frame_like_read_sql(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def parse_csv(source, types: dict[str, pa.DataType]) -> pa.Table:
-    """``COPY … (FORMAT csv)`` output (no header, columns as ``types``) as an Arrow table: an
-    unquoted empty field is NULL, a quoted one an empty text; values may hold newlines."""
+def _csv_options(types: dict[str, pa.DataType]) -> dict[str, Any]:
+    """How ``COPY … (FORMAT csv)`` output reads (no header, columns as ``types``): an unquoted
+    empty field is NULL, a quoted one an empty text; values may hold newlines."""
     import pyarrow.csv as pacsv
 
-    return pacsv.read_csv(
-        source,
-        read_options=pacsv.ReadOptions(column_names=list(types), block_size=4 << 20),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
+    return {
+        "read_options": pacsv.ReadOptions(column_names=list(types), block_size=4 << 20),
+        "parse_options": pacsv.ParseOptions(newlines_in_values=True),
+        "convert_options": pacsv.ConvertOptions(
             column_types=types,
             null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),
-    )
+    }
+
+
+def parse_csv(source, types: dict[str, pa.DataType]) -> pa.Table:
+    """``COPY … (FORMAT csv)`` output as an Arrow table."""
+    import pyarrow.csv as pacsv
+
+    return pacsv.read_csv(source, **_csv_options(types))
+
+
+def csv_reader(source, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
+    """``COPY … (FORMAT csv)`` output as record batches, one per block read."""
+    import pyarrow.csv as pacsv
+
+    return pacsv.open_csv(source, **_csv_options(types))
 
 
 def merge_sql(
@@ -300,48 +313,110 @@ def copy_read(connection: sa.Connection, query: sa.Select) -> pd.DataFrame | Non
     return None if table is None else frame_like_read_sql(table)
 
 
+class _CopyOut:
+    """``COPY (query) TO STDOUT`` as CSV in a pipe (``source``), written by a thread as the
+    server sends it. Leaving the ``with`` closes the read end first (a reader that stopped
+    breaks the pipe, which ends the COPY), then joins the thread; ``failure`` is what the
+    COPY raised, ``written`` how many bytes it sent."""
+
+    def __init__(self, connection: sa.Connection, query: sa.Select) -> None:
+        self._copy = f"COPY ({_sql_text(query, connection.dialect)}) TO STDOUT WITH (FORMAT csv)"
+        connection.exec_driver_sql(
+            f"SET LOCAL work_mem = '{READ_WORK_MEM}'", execution_options=_NO_PARAMETERS
+        )
+        self._cursor = connection.connection.cursor()
+        self.failure: list[BaseException] = []
+
+    def __enter__(self) -> _CopyOut:
+        read_end, write_end = os.pipe()
+        self._writer = _PipeWriter(write_end)
+        self.source = os.fdopen(read_end, "rb", buffering=0)
+        self._producer = threading.Thread(target=self._produce, name="copy-out", daemon=True)
+        self._producer.start()
+        return self
+
+    def _produce(self) -> None:
+        try:
+            with io.BufferedWriter(self._writer, buffer_size=1 << 20) as out:
+                self._cursor.copy_expert(self._copy, out)
+        except BaseException as exc:  # raised in the caller's thread
+            self.failure.append(exc)
+
+    @property
+    def written(self) -> int:
+        return self._writer.written
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.source.close()
+        finally:
+            self._producer.join()
+            self._cursor.close()
+
+
+def _column_types(query: sa.Select) -> dict[str, pa.DataType] | None:
+    types = {str(c.name): arrow_type(c.type) for c in query.selected_columns}
+    if any(t is None for t in types.values()):
+        logger.debug("a column type COPY does not map here; reading with pd.read_sql")
+        return None
+    return types  # type: ignore[return-value]
+
+
+def _raise_failed(connection: sa.Connection, out: _CopyOut, unparsed: BaseException | None) -> None:
+    """What a COPY read ended with: the COPY's error, or a CSV Arrow could not parse (an
+    empty one is no rows); the session may be mid-COPY, so it never goes back to the pool."""
+    if out.failure or (unparsed is not None and out.written):
+        connection.invalidate()
+        raise unparsed if unparsed is not None and out.written else out.failure[0]
+
+
 def copy_read_arrow(connection: sa.Connection, query: sa.Select) -> pa.Table | None:
     """The rows of ``query`` through ``COPY … TO STDOUT`` as an Arrow table (what Spark's
     executors score, with no pandas step); None when a column has a type not mapped here."""
     import pyarrow as pa
 
-    types = {str(c.name): arrow_type(c.type) for c in query.selected_columns}
-    if any(t is None for t in types.values()):
-        logger.debug("a column type COPY does not map here; reading with pd.read_sql")
+    types = _column_types(query)
+    if types is None:
         return None
-    copy = f"COPY ({_sql_text(query, connection.dialect)}) TO STDOUT WITH (FORMAT csv)"
-    connection.exec_driver_sql(
-        f"SET LOCAL work_mem = '{READ_WORK_MEM}'", execution_options=_NO_PARAMETERS
-    )
-    read_end, write_end = os.pipe()
-    failure: list[BaseException] = []
-    writer = _PipeWriter(write_end)
-    cursor = connection.connection.cursor()
-
-    def produce() -> None:
-        try:
-            with io.BufferedWriter(writer, buffer_size=1 << 20) as out:
-                cursor.copy_expert(copy, out)
-        except BaseException as exc:  # raised in the caller's thread below
-            failure.append(exc)
-
-    producer = threading.Thread(target=produce, name="copy-out", daemon=True)
-    producer.start()
     table: pa.Table | None = None
     unparsed: pa.ArrowInvalid | None = None
-    try:
-        # closed before the join: a reader that stopped breaks the pipe, which ends the COPY
-        with os.fdopen(read_end, "rb", buffering=0) as source:
-            try:
-                table = parse_csv(source, types)
-            except pa.ArrowInvalid as exc:  # also what Arrow says of an empty CSV: no rows
-                unparsed = exc
-    finally:
-        producer.join()
-        cursor.close()
-    if failure or (unparsed is not None and writer.written):
-        connection.invalidate()  # the session may be mid-COPY: never hand it back to the pool
-        raise unparsed if unparsed is not None and writer.written else failure[0]
+    with _CopyOut(connection, query) as out:
+        try:
+            table = parse_csv(out.source, types)
+        except pa.ArrowInvalid as exc:  # also what Arrow says of an empty CSV: no rows
+            unparsed = exc
+    _raise_failed(connection, out, unparsed)
     if table is None:
         table = pa.table({name: pa.array([], type=kind) for name, kind in types.items()})
     return table
+
+
+def copy_read_batches(
+    connection: sa.Connection, query: sa.Select
+) -> Iterator[pa.RecordBatch] | None:
+    """The rows of ``query`` through one ``COPY … TO STDOUT``, as Arrow record batches parsed
+    while the rows stream in (a few MB each): any number of rows in bounded memory. None when
+    a column has a type not mapped here. A consumer that stops early ends the COPY, and the
+    session is dropped rather than pooled."""
+    types = _column_types(query)
+    return None if types is None else _streamed(connection, query, types)
+
+
+def _streamed(
+    connection: sa.Connection, query: sa.Select, types: dict[str, pa.DataType]
+) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+
+    unparsed: pa.ArrowInvalid | None = None
+    finished = False
+    try:
+        with _CopyOut(connection, query) as out:
+            try:
+                yield from csv_reader(out.source, types)
+            except pa.ArrowInvalid as exc:  # also what Arrow says of an empty CSV: no rows
+                unparsed = exc
+        finished = True
+    finally:
+        if not finished:  # stopped early or failed: the session may be mid-COPY
+            connection.invalidate()
+    _raise_failed(connection, out, unparsed)

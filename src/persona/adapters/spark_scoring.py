@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pyarrow as pa
 
@@ -323,26 +322,6 @@ def tally(session: Any, folder: Path, id_column: str) -> Tally:
             }
         )
     return Tally(int(counts["n"]), int(counts["scored"]), ids, tuple(problems))
-
-
-def month_parts(folder: Path, month_column: str) -> Iterator[tuple[str, pa.Table]]:
-    """Each month's scored rows (oldest first) from a folder ``write_parquet`` wrote, with the
-    month column back (Spark keeps it in the folder name) and no unscored row."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    prefix = f"{month_column}="
-    for part in sorted(p for p in Path(folder).iterdir() if p.name.startswith(prefix)):
-        month = unquote(part.name.removeprefix(prefix))
-        files = sorted(str(f) for f in part.glob("*.parquet"))
-        if not files:
-            continue
-        table = pa.concat_tables([pq.read_table(f) for f in files])
-        table = table.filter(pc.is_valid(table["persona_id"]))
-        if "problems" in table.column_names:
-            table = table.drop_columns(["problems"])
-        month_values = pa.array([month] * table.num_rows, pa.string())
-        yield month, table.add_column(1, month_column, month_values)
 
 
 def replace_folder(partial: Path, target: Path) -> None:
