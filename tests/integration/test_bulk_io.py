@@ -121,14 +121,17 @@ def test_streamed_reads_equal_read_sql_in_columns_values_and_dtypes(engine):
 
 
 def test_a_month_streams_in_batches_equal_to_the_whole_read_and_a_stop_ends_the_copy(
-    engine, pg_url
+    engine, pg_url, monkeypatch
 ):
+    monkeypatch.setattr(pg_bulk, "CSV_BLOCK_BYTES", 256 << 10)
     big = pd.concat([messy(40_000, seed) for seed in (1, 2)], ignore_index=True)
     big["cust no"] = [f"{i:07d}" for i in range(len(big))]
     database.upsert_frame(engine, "customers", big, SCHEMA)
     wanted = ["cust no", "period", "income", "Channel"]
     batches = list(database.read_month_batches(engine, "customers", SCHEMA, "2026-02", 50, wanted))
     assert len(batches) > 1  # parsed as it streams in, not as one table
+    # in blocks, not in the pipe's 64 KiB reads (~1,000 rows each)
+    assert min(batch.num_rows for batch in batches[:-1]) > 3_000
     streamed = pa.Table.from_batches(batches).to_pandas()
     whole = database.read_months(engine, "customers", SCHEMA, ["2026-02"], copy=False)
     assert streamed.columns.tolist() == wanted

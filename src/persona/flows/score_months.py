@@ -25,7 +25,7 @@ from persona.errors import PartialWriteError
 
 logger = logging.getLogger(__name__)
 
-MERGE_CHUNK_ROWS = 200_000  # scored rows per COPY into the staging table (a few MB each)
+MERGE_CHUNK_ROWS = 100_000  # scored rows per COPY into the staging table (~100 MiB in flight)
 
 
 def month_folder(folder: Path, month_column: str, month: str) -> Path:
@@ -90,7 +90,8 @@ def _scored_chunks(
     files: list[Path], month_column: str, month: str, rows: int
 ) -> Iterator[pa.Table]:
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+        # no pre-buffering: it would read every row group of the month up front
+        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows):
             table = pa.Table.from_batches([batch])
             table = table.filter(pc.is_valid(table["persona_id"]))
             if "problems" in table.column_names:

@@ -9,7 +9,9 @@ size (c) the same from a CSV file; with ``--spark MASTERS`` (d) ``persona score 
 path on each master (``local[2]``, or ``cluster``: a standalone master + one 1-core worker this
 benchmark starts), Parquet in, Parquet by month out, run in the Spark environment: the session's
 start-up is timed apart, then the job twice in it, cold (the executors' Python workers start:
-imports, the broadcast model) and warm. Reported: rows/s, the ratio to the baseline of the same run,
+imports, the broadcast model) and warm; with ``--table`` (e) the command from a PostgreSQL table
+(each size one month of a throw-away database) into the scores table: COPY stream, spool by
+month, merge. Reported: rows/s, the ratio to the baseline of the same run,
 peak RSS and its growth over the process after start-up (imports, model; for Spark the driver's). The input is one
 million synthetic customers, repeated with other ids for larger sizes; the model a fast search
 fitted in memory, like the served one.
@@ -28,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +40,7 @@ from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.entry import exit_entry
 from persona.settings import Settings
-from persona_tools.bench.common import fast_model
+from persona_tools.bench.common import fast_model, throwaway_database
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,50 @@ def stream_child(model_path: str, source: str, out: str, batch_rows: int) -> dic
         "start_rss": start_rss,
         "peak_rss": _rss_mib(),
     }
+
+
+def table_child(model_path: str, url: str, home: str, month: str, batch_rows: int) -> dict:
+    """``persona score --engine local --month MONTH`` from the customers table of ``url`` into
+    its scores table: the command's own path (COPY stream, spool, merge), the benchmark's model
+    standing in for the registry's."""
+    import argparse as arguments
+
+    from persona import cli_score
+    from persona.settings import load_settings
+
+    served = _served(model_path, batch_rows)
+    cli_score.production_model = lambda *_: served  # no MLflow in this child
+    settings = load_settings(environ={}, overrides={"home": Path(home), "database_url": url})
+    args = arguments.Namespace(
+        file=None, out=None, chunk_rows=batch_rows, on_invalid="reject", month=month
+    )
+    start_rss = _rss_mib()
+    started = time.perf_counter()
+    summary = cli_score._score_local(args, settings)
+    seconds = time.perf_counter() - started
+    if summary["scored_rows"] != summary["rows_read"]:
+        raise RuntimeError(f"only {summary['scored_rows']} of {summary['rows_read']} rows scored")
+    return {
+        "seconds": seconds,
+        "rows": summary["rows_read"],
+        "start_rss": start_rss,
+        "peak_rss": _rss_mib(),
+    }
+
+
+def fill_table(url: str, schema, path: Path, month: str) -> None:
+    """The customers table of ``url`` given a month holding the rows of ``path``."""
+    import pyarrow.parquet as pq
+
+    from persona.adapters import database
+
+    engine = database.make_engine(url)
+    chunks = (
+        batch.to_pandas().assign(snapshot_month=month)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=BLOCK_ROWS)
+    )
+    database.upsert_month_chunks(engine, "customers", month, chunks, schema, "bench ingest")
+    engine.dispose()
 
 
 def spark_child(model_path: str, source: str, out: str, batch_rows: int, master: str) -> dict:
@@ -298,6 +344,17 @@ def main(argv: list[str] | None = None) -> NoReturn:
         "spark://HOST:PORT, or cluster (a master + one 1-core worker started here); needs "
         "make install-spark",
     )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="also time the command from a PostgreSQL table (one month per size, a throw-away "
+        "database on --postgres) into the scores table",
+    )
+    parser.add_argument(
+        "--postgres",
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432",
+        help="PostgreSQL server for --table",
+    )
     parser.add_argument("--spark-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.spark_child:  # in the Spark environment, for _in_spark_env
@@ -317,6 +374,11 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="persona-bench-stream-") as folder,
         _masters(masters, Path(folder)) as urls,
+        (
+            throwaway_database(args.postgres, "persona_bench_table")
+            if args.table
+            else nullcontext(None)
+        ) as database_url,
     ):
         scratch = Path(folder)
         model_path = scratch / "model.pkl"
@@ -346,6 +408,18 @@ def _bench(args: argparse.Namespace, settings: Settings) -> None:
                     args.batch_rows,
                 )
                 runs.append(_run("stream csv->parquet", measured, baseline))
+            if database_url:
+                month = f"2026-{sizes.index(rows) + 1:02d}"
+                fill_table(database_url, catalogue.schema, paths[f"parquet-{rows}"], month)
+                measured = _in_child(
+                    table_child,
+                    str(model_path),
+                    database_url,
+                    str(scratch),
+                    month,
+                    args.batch_rows,
+                )
+                runs.append(_run("stream table->table", measured, baseline))
             for name, url in urls.items():
                 measured = _in_spark_env(
                     str(model_path),
