@@ -3,7 +3,7 @@ fast path measured in that same run (these machines are noisy: only ratios of on
 
 It runs the repo's own benchmarks one after the other and reads the JSON each saves:
 ``bench.stream`` (the fast path on arrays — the baseline —, ``score --engine local`` Parquet to
-Parquet, and ``score --engine spark`` on local[2] and on a 1-worker standalone cluster, cold and
+Parquet and from a PostgreSQL table into the scores table, and ``score --engine spark`` on local[2] and on a 1-worker standalone cluster, cold and
 warm), ``bench.serve`` (Arrow, Parquet and JSON bodies over HTTP under Gunicorn, 4 clients),
 ``bench.ingest`` (PostgreSQL COPY ingest and streamed reads) and ``bench.monitor --engines``
 (the drift verdict's seconds, pandas/Evidently vs Spark sketches). Spark figures are also given
@@ -170,7 +170,7 @@ def render(rows: list[Row]) -> str:
 def _bench(args: argparse.Namespace, settings: Settings) -> None:
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
     listed = ",".join(map(str, sizes))
-    stream = _run_bench("stream", "--sizes", listed, "--no-csv", "--spark", args.spark)
+    stream = _run_bench("stream", "--sizes", listed, "--no-csv", "--table", "--spark", args.spark)
     rows, baseline = stream_rows(stream)
     if not args.no_serve:
         serve = _run_bench("serve", "--sizes", str(SERVE_ROWS), "--rounds", "1")
