@@ -409,7 +409,6 @@ def _streamed(
     import pyarrow as pa
 
     unparsed: pa.ArrowInvalid | None = None
-    finished = False
     try:
         with _CopyOut(connection, query) as out:
             # whole blocks: a pipe gives at most 64 KiB a read, and the streaming reader makes
@@ -419,8 +418,7 @@ def _streamed(
                 yield from csv_reader(blocks, types)
             except pa.ArrowInvalid as exc:  # also what Arrow says of an empty CSV: no rows
                 unparsed = exc
-        finished = True
-    finally:
-        if not finished:  # stopped early or failed: the session may be mid-COPY
-            connection.invalidate()
+    except BaseException:  # stopped early (GeneratorExit) or failed: the session may be mid-COPY
+        connection.invalidate()
+        raise
     _raise_failed(connection, out, unparsed)

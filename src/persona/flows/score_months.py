@@ -108,10 +108,10 @@ def merge_months(
 ) -> list[str]:
     """Each month folder's scored rows into the table, oldest first, one ``upsert`` (one
     transaction) per month fed in chunks; the months committed."""
+    months = list(month_parts(folder, month_column))  # the chunks are read as merged
     committed: list[str] = []
-    total = len([p for p in Path(folder).iterdir() if p.name.startswith(f"{month_column}=")])
     rows = 0
-    for month, chunks in month_parts(folder, month_column):
+    for month, chunks in months:
         try:
             written = upsert(month, chunks)
         except PartialWriteError as exc:  # it knows its one month; the earlier ones stay too
@@ -124,6 +124,6 @@ def merge_months(
             ) from None
         rows += written
         committed.append(month)
-        progress(f"committed {len(committed)} of {total} months (latest {month})")
+        progress(f"committed {len(committed)} of {len(months)} months (latest {month})")
         logger.info("month %s merged (%d rows)", month, written)
     return committed

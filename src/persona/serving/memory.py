@@ -40,4 +40,5 @@ def tune_allocator() -> bool:
         (M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
         (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
     )
-    return all(mallopt(parameter, value) == 1 for parameter, value in settings)
+    applied = [mallopt(parameter, value) == 1 for parameter, value in settings]  # each one
+    return all(applied)

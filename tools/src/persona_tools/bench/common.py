@@ -44,13 +44,18 @@ def fast_model(
     return built.model, train, winner
 
 
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tracking-uri", help="use this MLflow server instead of a throw-away one")
+def add_postgres_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--postgres``: the PostgreSQL server holding a benchmark's throw-away ``what``."""
     parser.add_argument(
         "--postgres",
         default="postgresql+psycopg2://postgres@127.0.0.1:5432",
-        help="PostgreSQL server for the throw-away registry database",
+        help=f"PostgreSQL server for the throw-away {what}",
     )
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", help="use this MLflow server instead of a throw-away one")
+    add_postgres_argument(parser, "registry database")
     parser.add_argument(
         "--mlflow-python",
         default=str(VENVS / "mlflow/bin/python"),

@@ -39,7 +39,7 @@ from persona.data.generator import generate_snapshot
 from persona.data.schema import load_schema
 from persona.entry import exit_entry
 from persona.settings import Settings
-from persona_tools.bench.common import throwaway_database
+from persona_tools.bench.common import add_postgres_argument, throwaway_database
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +90,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         type=int,
         help="rows the row-by-row baseline writes (default: all; its rate is flat in the rows)",
     )
-    parser.add_argument(
-        "--postgres",
-        default="postgresql+psycopg2://postgres@127.0.0.1:5432",
-        help="PostgreSQL server for the throw-away customers database",
-    )
+    add_postgres_argument(parser, "customers database")
     args = parser.parse_args(argv)
     exit_entry(lambda settings: _bench(args, settings), logger)
 

@@ -52,7 +52,7 @@ from persona.monitoring.personas import compare_personas
 from persona.monitoring.quality import check_quality
 from persona.monitoring.slow_drift import MonthShifts, cusum, mean_shifts
 from persona.settings import Settings
-from persona_tools.bench.common import fast_model, throwaway_database
+from persona_tools.bench.common import add_postgres_argument, fast_model, throwaway_database
 
 logger = logging.getLogger(__name__)
 
@@ -325,11 +325,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         "--pandas-max-rows", type=int, default=1_000_000, help="--engines: skip pandas above"
     )
     parser.add_argument("--no-cluster", action="store_true", help="--engines: local[2] only")
-    parser.add_argument(
-        "--postgres",
-        default="postgresql+psycopg2://postgres@127.0.0.1:5432",
-        help="PostgreSQL server for the throw-away customers database",
-    )
+    add_postgres_argument(parser, "customers database")
     parser.add_argument("--scenario", default="none", help="drift scenario of the current month")
     parser.add_argument(
         "--model-rows", type=int, default=10_000, help="synthetic customers the model is fit on"

@@ -3,8 +3,8 @@ fast path measured in that same run (these machines are noisy: only ratios of on
 
 It runs the repo's own benchmarks one after the other and reads the JSON each saves:
 ``bench.stream`` (the fast path on arrays — the baseline —, ``score --engine local`` Parquet to
-Parquet and from a PostgreSQL table into the scores table, and ``score --engine spark`` on local[2] and on a 1-worker standalone cluster, cold and
-warm), ``bench.serve`` (Arrow, Parquet and JSON bodies over HTTP under Gunicorn, 4 clients),
+Parquet and from a PostgreSQL table into the scores table, and ``score --engine spark`` on
+local[2] and on a 1-worker standalone cluster, cold and warm), ``bench.serve`` (Arrow, Parquet and JSON bodies over HTTP under Gunicorn, 4 clients),
 ``bench.ingest`` (PostgreSQL COPY ingest and streamed reads) and ``bench.monitor --engines``
 (the drift verdict's seconds, pandas/Evidently vs Spark sketches). Spark figures are also given
 per executor core, the unit ``docs/SCALING.md`` projects from. The table is printed and saved

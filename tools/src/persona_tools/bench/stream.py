@@ -40,7 +40,7 @@ from persona.data.catalogue import load_catalogue
 from persona.data.generator import generate_snapshot
 from persona.entry import exit_entry
 from persona.settings import Settings
-from persona_tools.bench.common import fast_model, throwaway_database
+from persona_tools.bench.common import add_postgres_argument, fast_model, throwaway_database
 
 logger = logging.getLogger(__name__)
 
@@ -142,15 +142,13 @@ def table_child(model_path: str, url: str, home: str, month: str, batch_rows: in
     """``persona score --engine local --month MONTH`` from the customers table of ``url`` into
     its scores table: the command's own path (COPY stream, spool, merge), the benchmark's model
     standing in for the registry's."""
-    import argparse as arguments
-
     from persona import cli_score
     from persona.settings import load_settings
 
     served = _served(model_path, batch_rows)
     cli_score.production_model = lambda *_: served  # no MLflow in this child
     settings = load_settings(environ={}, overrides={"home": Path(home), "database_url": url})
-    args = arguments.Namespace(
+    args = argparse.Namespace(
         file=None, out=None, chunk_rows=batch_rows, on_invalid="reject", month=month
     )
     start_rss = _rss_mib()
@@ -175,7 +173,7 @@ def fill_table(url: str, schema, path: Path, month: str) -> None:
 
     engine = database.make_engine(url)
     chunks = (
-        batch.to_pandas().assign(snapshot_month=month)
+        batch.to_pandas().assign(**{schema.month_column: month})
         for batch in pq.ParquetFile(path).iter_batches(batch_size=BLOCK_ROWS)
     )
     database.upsert_month_chunks(engine, "customers", month, chunks, schema, "bench ingest")
@@ -350,11 +348,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         help="also time the command from a PostgreSQL table (one month per size, a throw-away "
         "database on --postgres) into the scores table",
     )
-    parser.add_argument(
-        "--postgres",
-        default="postgresql+psycopg2://postgres@127.0.0.1:5432",
-        help="PostgreSQL server for --table",
-    )
+    add_postgres_argument(parser, "customers database of --table")
     parser.add_argument("--spark-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.spark_child:  # in the Spark environment, for _in_spark_env
